@@ -1,0 +1,71 @@
+# Shared by scripts/dev-up, scripts/test and .ci/run: install what a fresh
+# Debian + Rust machine lacks, and manage the local tansu broker.
+# shellcheck shell=bash
+
+TANSU_VERSION=0.6.0
+RUN_DIR=${ACCRUE_RUN_DIR:-/tmp/run}
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Debian packages needed to build RocksDB, librdkafka and tansu.
+ensure_system_packages() {
+  local needed=(libclang-dev clang cmake pkg-config build-essential perl protobuf-compiler curl)
+  local missing=()
+  for pkg in "${needed[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "need root (or sudo) to apt-get install ${missing[*]}" >&2; return 1; }
+    sudo="sudo"
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+tansu_bin() {
+  if command -v tansu >/dev/null 2>&1; then command -v tansu
+  elif [ -x "$HOME/.cargo/bin/tansu" ]; then echo "$HOME/.cargo/bin/tansu"
+  else return 1
+  fi
+}
+
+# tansu 0.6.0 from crates.io (10 to 15 minutes, once per machine).
+ensure_tansu() {
+  local bin
+  if bin=$(tansu_bin) && "$bin" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    return 0
+  fi
+  log "installing tansu $TANSU_VERSION (once per machine, 10-15 minutes)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 tries=${2:-150}
+  for _ in $(seq "$tries"); do
+    port_open "$port" && return 0
+    sleep 0.2
+  done
+  echo "nothing listens on 127.0.0.1:$port" >&2
+  return 1
+}
+
+# Starts tansu on PORT with sqlite storage under $RUN_DIR unless already up.
+start_broker() {
+  local port=$1
+  mkdir -p "$RUN_DIR"
+  if port_open "$port"; then
+    log "broker already listening on 127.0.0.1:$port"
+    return 0
+  fi
+  local url="tcp://127.0.0.1:$port"
+  log "starting tansu on $url (sqlite storage: $RUN_DIR/tansu.db)"
+  nohup "$(tansu_bin)" broker --listener-url "$url" --advertised-listener-url "$url" \
+    --storage-engine "sqlite:///$RUN_DIR/tansu.db" >"$RUN_DIR/tansu.log" 2>&1 &
+  echo $! >"$RUN_DIR/tansu.pid"
+  wait_port "$port" || { tail -20 "$RUN_DIR/tansu.log" >&2; return 1; }
+}

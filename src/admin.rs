@@ -1,0 +1,227 @@
+//! Operator tools around the topics: create them, check their partition
+//! counts at start-up, produce sample events, and print a topic's records.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::{ClientRole, Config};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An admin operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The Kafka client failed.
+    #[error("Kafka error: {0}; is the broker at [kafka] brokers running?")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A topic is missing.
+    #[error("topic {0:?} does not exist; create it with `accrue topics create`")]
+    MissingTopic(String),
+    /// Topics are not co-partitioned.
+    #[error("topics must all have the same partition count (state and output are keyed by input partition), but {0}")]
+    PartitionMismatch(String),
+    /// A topic could not be created.
+    #[error("cannot create topic {0:?}: {1}")]
+    Create(String, String),
+    /// An input file could not be read.
+    #[error("cannot read {0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// Every topic accrue uses, inputs first.
+fn all_topics(config: &Config) -> Vec<String> {
+    let mut topics = config.topics.input.clone();
+    topics.push(config.topics.accruals.clone());
+    topics.push(config.topics.dead_letter.clone());
+    topics.push(config.topics.internal.clone());
+    topics
+}
+
+/// Creates every configured topic with `partitions` partitions; existing
+/// topics are left as they are.
+///
+/// # Errors
+/// [`AdminError`] if the broker refuses.
+pub async fn create_topics(config: &Config, partitions: i32, replication: i32) -> Result<(), AdminError> {
+    let admin: AdminClient<DefaultClientContext> = config.kafka.client_config(ClientRole::Admin).create()?;
+    let names = all_topics(config);
+    let new: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let results = admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT))).await?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(topic = %topic, partitions, "created topic"),
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => tracing::info!(topic = %topic, "topic exists"),
+            Err((topic, code)) => return Err(AdminError::Create(topic, code.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every topic exists and that all have one partition count;
+/// returns it.
+///
+/// # Errors
+/// [`AdminError::MissingTopic`] or [`AdminError::PartitionMismatch`], which
+/// `accrue run` reports before it consumes anything.
+pub fn check_topics(config: &Config) -> Result<i32, AdminError> {
+    let consumer: BaseConsumer = config.kafka.client_config(ClientRole::TailReader).create()?;
+    let mut counts: BTreeMap<String, i32> = BTreeMap::new();
+    for topic in all_topics(config) {
+        let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+        let found = metadata.topics().iter().find(|t| t.name() == topic);
+        match found {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                counts.insert(topic, t.partitions().len() as i32);
+            }
+            _ => return Err(AdminError::MissingTopic(topic)),
+        }
+    }
+    let first = counts.values().next().copied().unwrap_or(0);
+    if counts.values().any(|n| *n != first) {
+        let listing: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
+        return Err(AdminError::PartitionMismatch(listing.join(", ")));
+    }
+    Ok(first)
+}
+
+/// Produces the events in `files` (JSON documents or NDJSON) to `topic`,
+/// keyed `tenant:customer` from each event. Returns how many were sent.
+///
+/// # Errors
+/// [`AdminError`] if a file cannot be read or delivery fails.
+pub fn produce_files(config: &Config, topic: &str, files: &[impl AsRef<Path>]) -> Result<usize, AdminError> {
+    let producer: BaseProducer = config.kafka.client_config(ClientRole::Producer).create()?;
+    let mut sent = 0;
+    for file in files {
+        let path = file.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| AdminError::Io(path.display().to_string(), e))?;
+        for doc in split_documents(&text) {
+            let key = serde_json::from_str::<serde_json::Value>(doc).ok().and_then(|v| {
+                let tenant = v.get("tenant")?.as_str()?.to_owned();
+                let customer = v.get("customer")?.as_str()?.to_owned();
+                Some(format!("{tenant}:{customer}"))
+            });
+            loop {
+                let mut record = BaseRecord::to(topic).payload(doc);
+                if let Some(k) = &key {
+                    record = record.key(k.as_str());
+                }
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        producer.poll(Duration::from_millis(50));
+                    }
+                    Err((err, _)) => return Err(err.into()),
+                }
+            }
+            sent += 1;
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok(sent)
+}
+
+/// A file holds either one pretty-printed JSON document or NDJSON.
+fn split_documents(text: &str) -> Vec<&str> {
+    let trimmed = text.trim();
+    if serde_json::from_str::<serde::de::IgnoredAny>(trimmed).is_ok() {
+        return vec![trimmed];
+    }
+    trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+}
+
+/// One human-readable line for an accrual or a dead letter.
+fn summarize(headers: &BTreeMap<String, String>, value: &serde_json::Value) -> String {
+    let id = headers.get(crate::contract::HEADER_ID).map_or("-", String::as_str);
+    if let Some(kind) = headers.get(crate::contract::HEADER_ERROR_KIND) {
+        let reason = headers.get(crate::contract::HEADER_ERROR_REASON).map_or("", String::as_str);
+        return format!("[{id}] dead letter: {kind}: {reason}");
+    }
+    let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str).unwrap_or("?").to_owned();
+    format!(
+        "[{id}] {}/{}: {} +{} {} -> balance {} {} (event {})",
+        field("tenant"),
+        field("customer"),
+        field("account"),
+        field("amount"),
+        field("currency"),
+        field("balance"),
+        field("currency"),
+        field("source_event_id"),
+    )
+}
+
+/// Prints records of `topic` from the beginning as JSON lines (key, headers,
+/// value) until `max` were printed or nothing arrives for `idle`.
+///
+/// # Errors
+/// [`AdminError`] if the topic cannot be read.
+pub fn print_topic(
+    config: &Config,
+    topic: &str,
+    max: usize,
+    idle: Duration,
+    pretty: bool,
+    out: &mut impl Write,
+) -> Result<usize, AdminError> {
+    let consumer: BaseConsumer = config.kafka.client_config(ClientRole::TailReader).create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic && !t.partitions().is_empty()) else {
+        return Err(AdminError::MissingTopic(topic.to_owned()));
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in t.partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut printed = 0;
+    let mut last = Instant::now();
+    while printed < max && last.elapsed() < idle {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(msg)) => {
+                last = Instant::now();
+                let headers: BTreeMap<String, String> = msg
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let value = msg.payload().map(String::from_utf8_lossy).unwrap_or_default();
+                let value_json: serde_json::Value =
+                    serde_json::from_str(&value).unwrap_or_else(|_| serde_json::Value::String(value.into_owned()));
+                if pretty {
+                    let _ = writeln!(out, "  {}", summarize(&headers, &value_json));
+                    printed += 1;
+                    continue;
+                }
+                let line = serde_json::json!({
+                    "partition": msg.partition(),
+                    "offset": msg.offset(),
+                    "key": msg.key().map(String::from_utf8_lossy),
+                    "headers": headers,
+                    "value": value_json,
+                });
+                let _ = writeln!(out, "{line}");
+                printed += 1;
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(err)) => return Err(err.into()),
+        }
+    }
+    Ok(printed)
+}

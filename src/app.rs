@@ -1,0 +1,74 @@
+//! `accrue run`: wires the state store, the consume loop and the publisher,
+//! and shuts them down in order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use crate::admin;
+use crate::config::Config;
+use crate::outbox::Publisher;
+use crate::pipeline::{self, Progress};
+use crate::state::{RocksStore, Store};
+
+/// Why `run` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Topics are missing or not co-partitioned.
+    #[error(transparent)]
+    Topics(#[from] admin::AdminError),
+    /// The state directory could not be opened.
+    #[error("cannot open the state directory {dir}: {source}")]
+    State {
+        /// The directory.
+        dir: String,
+        /// The cause.
+        source: crate::state::StateError,
+    },
+    /// The consume loop failed.
+    #[error("processor failed: {0}")]
+    Pipeline(#[from] pipeline::PipelineError),
+    /// The publisher failed.
+    #[error("publisher failed: {0}")]
+    Outbox(#[from] crate::outbox::OutboxError),
+    /// A worker thread panicked (a bug).
+    #[error("a worker thread panicked: {0}")]
+    Panicked(&'static str),
+}
+
+/// Runs the processor until `stop` is set, then stops intake, commits the
+/// last batch, drains the outbox and returns.
+///
+/// # Errors
+/// [`RunError`] if start-up checks fail or a worker stops with an error.
+pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
+    let partitions = admin::check_topics(config)?;
+    tracing::info!(partitions, "topics are co-partitioned");
+    std::fs::create_dir_all(&config.state.dir).map_err(|e| RunError::State {
+        dir: config.state.dir.display().to_string(),
+        source: crate::state::StateError::Corrupt {
+            family: "-",
+            detail: e.to_string(),
+        },
+    })?;
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&config.state.dir).map_err(|source| RunError::State {
+        dir: config.state.dir.display().to_string(),
+        source,
+    })?);
+    let progress = Arc::new(Progress::default());
+    let publisher = Publisher::new(config, store.clone(), progress.clone())?;
+
+    let publisher_thread = thread::Builder::new()
+        .name("publisher".into())
+        .spawn(move || publisher.run())
+        .map_err(|_| RunError::Panicked("publisher could not start"))?;
+
+    let result = pipeline::consumer::run(config, store, progress.clone(), &stop);
+    // Whatever happened, let the publisher drain what is durable.
+    progress.finish_intake();
+    stop.store(true, Ordering::SeqCst);
+    let published = publisher_thread.join().map_err(|_| RunError::Panicked("publisher"))?;
+    result?;
+    published?;
+    Ok(())
+}

@@ -1,0 +1,449 @@
+//! Typed configuration: the processor file and one file per tenant, loaded
+//! from TOML, validated at start-up, and turned into librdkafka settings in
+//! exactly one place ([`KafkaConfig::client_config`]).
+//!
+//! Every error names the file and the field, so `accrue check-config` can
+//! point an operator straight at the line to fix.
+
+mod tenant;
+
+pub use tenant::{BranchConfig, CashbackConfig, ProgramStatus, TenantConfig};
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+/// One configuration problem, located by file and field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// The dotted field path, empty when the whole file is at fault.
+    pub field: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.field, self.message)
+        }
+    }
+}
+
+/// Configuration could not be loaded; holds every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// All problems, in file order.
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        writeln!(f, "{n} configuration error{}:", if n == 1 { "" } else { "s" })?;
+        for issue in &self.issues {
+            writeln!(f, "  {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects issues for one file while validating it.
+pub(crate) struct Issues<'a> {
+    file: &'a Path,
+    found: Vec<ConfigIssue>,
+}
+
+impl<'a> Issues<'a> {
+    pub(crate) fn new(file: &'a Path) -> Self {
+        Issues { file, found: Vec::new() }
+    }
+
+    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.found.push(ConfigIssue {
+            file: self.file.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn into_vec(self) -> Vec<ConfigIssue> {
+        self.found
+    }
+}
+
+/// The whole configuration: processor settings and every tenant.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The processor file this was loaded from.
+    pub path: PathBuf,
+    /// Kafka connection and librdkafka overrides.
+    pub kafka: KafkaConfig,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Where state lives.
+    pub state: StateConfig,
+    /// Batching of commits.
+    pub batch: BatchConfig,
+    /// The HTTP port.
+    pub http: HttpConfig,
+    /// Tenants by id.
+    pub tenants: HashMap<String, TenantConfig>,
+}
+
+/// `[kafka]`: how to reach the cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Consumer group id of the processors.
+    pub group_id: String,
+    /// Passed to librdkafka as they are, for every client, after accrue's own
+    /// settings, so an operator can override anything (security, timeouts).
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+/// `[topics]`: every topic accrue reads or writes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// Input topics (orders, visits, bookings, commands), co-partitioned and
+    /// keyed by `tenant:customer`.
+    pub input: Vec<String>,
+    /// Output topic of accrual events.
+    pub accruals: String,
+    /// Dead-letter topic for refused input.
+    pub dead_letter: String,
+    /// Internal topic for cross-customer commands.
+    pub internal: String,
+}
+
+impl TopicsConfig {
+    /// Output topics, which must have as many partitions as the input.
+    pub fn outputs(&self) -> [&str; 2] {
+        [&self.accruals, &self.dead_letter]
+    }
+}
+
+/// `[state]`: the RocksDB state directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Directory of the RocksDB database; created if missing. Relative paths
+    /// are resolved against the processor config file's directory.
+    pub dir: PathBuf,
+}
+
+/// `[batch]`: how many events one durable commit holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most events in one RocksDB WriteBatch.
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// Longest wait, in milliseconds, for a batch to fill before it is
+    /// committed anyway.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+}
+
+impl BatchConfig {
+    /// The linger as a duration.
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: default_max_events(),
+            linger_ms: default_linger_ms(),
+        }
+    }
+}
+
+fn default_max_events() -> usize {
+    5_000
+}
+
+fn default_linger_ms() -> u64 {
+    20
+}
+
+/// `[http]`: metrics and health.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address of `/metrics`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: default_listen() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+/// `[tenants]`: where the tenant files are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantsSection {
+    /// Directory of `*.toml` tenant files, relative to the processor file.
+    dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessorFile {
+    kafka: KafkaConfig,
+    topics: TopicsConfig,
+    state: StateConfig,
+    #[serde(default)]
+    batch: BatchConfig,
+    #[serde(default)]
+    http: HttpConfig,
+    tenants: TenantsSection,
+}
+
+/// Which client a librdkafka configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRole {
+    /// The processor's group consumer.
+    Consumer,
+    /// The outbox publisher (idempotent).
+    Producer,
+    /// A reader of output tails, with no group membership.
+    TailReader,
+    /// Admin and ad-hoc tools.
+    Admin,
+}
+
+impl KafkaConfig {
+    /// The single translation of accrue's settings into librdkafka's.
+    ///
+    /// accrue's own choices come first; the `[kafka.librdkafka]` table is
+    /// applied last and wins.
+    pub fn client_config(&self, role: ClientRole) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers);
+        match role {
+            ClientRole::Consumer => {
+                cfg.set("group.id", &self.group_id)
+                    // RocksDB holds the real offsets; Kafka's are advisory.
+                    .set("enable.auto.commit", "true")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.offset.reset", "earliest")
+                    .set("enable.partition.eof", "false");
+            }
+            ClientRole::Producer => {
+                cfg.set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    .set("linger.ms", "5")
+                    .set("compression.type", "lz4");
+            }
+            ClientRole::TailReader => {
+                cfg.set("group.id", format!("{}.tail-reader", self.group_id))
+                    .set("enable.auto.commit", "false")
+                    .set("enable.partition.eof", "true");
+            }
+            ClientRole::Admin => {}
+        }
+        for (key, value) in &self.librdkafka {
+            // The few keys exactly-once depends on are refused in `load`
+            // (RESERVED_LIBRDKAFKA_KEYS); everything else is the operator's.
+            cfg.set(key, value);
+        }
+        cfg
+    }
+}
+
+/// librdkafka settings an operator may not override.
+const RESERVED_LIBRDKAFKA_KEYS: [&str; 5] = [
+    "group.id",
+    "bootstrap.servers",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "partitioner",
+];
+
+impl Config {
+    /// Loads and validates the processor file at `path` and the tenant files
+    /// it points to.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] listing every problem found, each with file and field.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            issues: vec![ConfigIssue {
+                file: path.to_path_buf(),
+                field: String::new(),
+                message: format!("cannot read the file: {err}"),
+            }],
+        })?;
+        let file: ProcessorFile = parse_toml(path, &text).map_err(|issue| ConfigError { issues: vec![issue] })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut issues = Issues::new(path);
+        validate_processor(&file, &mut issues);
+        let mut all = issues.into_vec();
+
+        let tenants_dir = base.join(&file.tenants.dir);
+        let mut tenants = HashMap::new();
+        match tenant_files(&tenants_dir) {
+            Ok(files) if files.is_empty() => all.push(ConfigIssue {
+                file: path.to_path_buf(),
+                field: "tenants.dir".into(),
+                message: format!("no *.toml tenant files in {}", tenants_dir.display()),
+            }),
+            Ok(files) => {
+                let mut seen: HashMap<String, PathBuf> = HashMap::new();
+                for tenant_path in files {
+                    match tenant::load(&tenant_path) {
+                        Ok(tenant) => {
+                            if let Some(other) = seen.get(&tenant.id) {
+                                all.push(ConfigIssue {
+                                    file: tenant_path.clone(),
+                                    field: "id".into(),
+                                    message: format!("tenant {:?} is also defined in {}", tenant.id, other.display()),
+                                });
+                            } else {
+                                seen.insert(tenant.id.clone(), tenant_path.clone());
+                                tenants.insert(tenant.id.clone(), tenant);
+                            }
+                        }
+                        Err(mut found) => all.append(&mut found),
+                    }
+                }
+            }
+            Err(err) => all.push(ConfigIssue {
+                file: path.to_path_buf(),
+                field: "tenants.dir".into(),
+                message: format!("cannot list {}: {err}", tenants_dir.display()),
+            }),
+        }
+        if !all.is_empty() {
+            return Err(ConfigError { issues: all });
+        }
+        let state_dir = if file.state.dir.is_absolute() {
+            file.state.dir.clone()
+        } else {
+            base.join(&file.state.dir)
+        };
+        Ok(Config {
+            path: path.to_path_buf(),
+            kafka: file.kafka,
+            topics: file.topics,
+            state: StateConfig { dir: state_dir },
+            batch: file.batch,
+            http: file.http,
+            tenants,
+        })
+    }
+}
+
+fn tenant_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Parses TOML into `T`, reporting the failing field's dotted path.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigIssue> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let field = err.path().to_string();
+        let inner = err.into_inner();
+        let message = inner.message().to_owned();
+        let location = inner
+            .span()
+            .map(|span| {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        ConfigIssue {
+            file: path.to_path_buf(),
+            field: if field == "." { String::new() } else { field },
+            message: format!("{message}{location}"),
+        }
+    })
+}
+
+fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
+    if file.kafka.brokers.trim().is_empty() {
+        issues.push("kafka.brokers", "must name at least one host:port");
+    }
+    if file.kafka.group_id.trim().is_empty() {
+        issues.push("kafka.group_id", "must not be empty");
+    }
+    for key in file.kafka.librdkafka.keys() {
+        if RESERVED_LIBRDKAFKA_KEYS.contains(&key.as_str()) {
+            issues.push(
+                format!("kafka.librdkafka.{key}"),
+                "is managed by accrue (exactly-once or co-partitioning depends on it); remove it \
+                 (brokers and group id are [kafka] brokers and group_id)",
+            );
+        }
+    }
+    if file.topics.input.is_empty() {
+        issues.push("topics.input", "must list at least one input topic");
+    }
+    let mut names: Vec<(&str, String)> = file
+        .topics
+        .input
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), format!("topics.input[{i}]")))
+        .collect();
+    names.push((&file.topics.accruals, "topics.accruals".into()));
+    names.push((&file.topics.dead_letter, "topics.dead_letter".into()));
+    names.push((&file.topics.internal, "topics.internal".into()));
+    for (i, (name, field)) in names.iter().enumerate() {
+        if !valid_topic_name(name) {
+            issues.push(field.clone(), format!("{name:?} is not a valid Kafka topic name ([a-zA-Z0-9._-], 1 to 249 chars)"));
+        }
+        if names[..i].iter().any(|(other, _)| other == name) {
+            issues.push(field.clone(), format!("topic {name:?} is used twice; every role needs its own topic"));
+        }
+    }
+    if file.batch.max_events == 0 || file.batch.max_events > 1_000_000 {
+        issues.push("batch.max_events", "must be between 1 and 1000000");
+    }
+    if file.batch.linger_ms > 60_000 {
+        issues.push("batch.linger_ms", "must be at most 60000 (one minute)");
+    }
+    if file.state.dir.as_os_str().is_empty() {
+        issues.push("state.dir", "must not be empty");
+    }
+}
+
+fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+use super::*;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(processor: &str, tenants: &[(&str, &str)]) -> Option<Fixture> {
+        let dir = tempfile::tempdir().ok()?;
+        std::fs::write(dir.path().join("accrue.toml"), processor).ok()?;
+        std::fs::create_dir(dir.path().join("tenants")).ok()?;
+        for (name, text) in tenants {
+            std::fs::write(dir.path().join("tenants").join(name), text).ok()?;
+        }
+        Some(Fixture { dir })
+    }
+
+    fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(&self.dir.path().join("accrue.toml"))
+    }
+}
+
+const PROCESSOR: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+group_id = "g"
+[topics]
+input = ["orders"]
+accruals = "accruals"
+dead_letter = "dlq"
+internal = "internal"
+[state]
+dir = "state"
+[tenants]
+dir = "tenants"
+"#;
+
+const TENANT: &str = r#"
+id = "cafe"
+currency = "AZN"
+[branches.downtown]
+[programs.cashback]
+percent = "5"
+branches = { downtown = "active" }
+"#;
+
+fn issues(result: Result<Config, ConfigError>) -> Vec<String> {
+    match result {
+        Ok(_) => Vec::new(),
+        Err(err) => err.issues.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn loads_a_valid_config_with_defaults() {
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", TENANT)]) else { panic!("fixture") };
+    let config = fx.load();
+    assert!(config.is_ok(), "{:?}", config.err());
+    let Ok(config) = config else { return };
+    assert_eq!(config.batch.max_events, 5_000);
+    assert_eq!(config.batch.linger_ms, 20);
+    assert!(config.state.dir.is_absolute() || config.state.dir.starts_with(fx.dir.path()));
+    let cafe = &config.tenants["cafe"];
+    assert_eq!(cafe.minor_units, 2);
+    assert!(cafe.programs.cashback.as_ref().is_some_and(|c| c.active_in("downtown")));
+}
+
+#[test]
+fn the_shipped_local_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/local/accrue.toml");
+    let config = Config::load(&path);
+    assert!(config.is_ok(), "{}", config.err().map(|e| e.to_string()).unwrap_or_default());
+}
+
+#[test]
+fn every_error_names_file_and_field() {
+    let bad_tenant = r#"
+id = "cafe"
+currency = "azn"
+minor_units = 9
+[branches.downtown]
+[programs.cashback]
+percent = "150"
+branches = { downtown = "active", moon = "active" }
+"#;
+    let bad_processor = PROCESSOR
+        .replace("input = [\"orders\"]", "input = [\"orders\", \"accruals\"]")
+        .replace("group_id = \"g\"", "group_id = \"g\"\n[kafka.librdkafka]\n\"enable.idempotence\" = \"false\"");
+    let Some(fx) = Fixture::new(&bad_processor, &[("cafe.toml", bad_tenant)]) else { panic!("fixture") };
+    let found = issues(fx.load());
+    let expect = [
+        ("accrue.toml", "kafka.librdkafka.enable.idempotence"),
+        ("accrue.toml", "topics.accruals"),
+        ("cafe.toml", "currency"),
+        ("cafe.toml", "minor_units"),
+        ("cafe.toml", "programs.cashback.percent"),
+        ("cafe.toml", "programs.cashback.branches.moon"),
+    ];
+    for (file, field) in expect {
+        assert!(
+            found.iter().any(|i| i.contains(file) && i.contains(&format!(": {field}: "))),
+            "no issue for {file} {field} in {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn type_errors_name_the_field_path_and_line() {
+    let tenant = TENANT.replace("percent = \"5\"", "percent = 5.5");
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", &tenant)]) else { panic!("fixture") };
+    let found = issues(fx.load());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("cafe.toml: programs.cashback.percent:"), "{found:?}");
+    assert!(found[0].contains("line"), "{found:?}");
+}
+
+#[test]
+fn unknown_fields_are_refused() {
+    let processor = PROCESSOR.replace("[state]", "[state]\ndirr = \"x\"");
+    let Some(fx) = Fixture::new(&processor, &[("cafe.toml", TENANT)]) else { panic!("fixture") };
+    let found = issues(fx.load());
+    assert!(found.iter().any(|i| i.contains("unknown field") && i.contains("accrue.toml")), "{found:?}");
+}
+
+#[test]
+fn duplicate_tenant_ids_are_refused() {
+    let Some(fx) = Fixture::new(PROCESSOR, &[("a.toml", TENANT), ("b.toml", TENANT)]) else { panic!("fixture") };
+    let found = issues(fx.load());
+    assert!(found.iter().any(|i| i.contains("b.toml: id:")), "{found:?}");
+}
+
+#[test]
+fn librdkafka_overrides_win_over_defaults() {
+    let processor = PROCESSOR.replace("group_id = \"g\"", "group_id = \"g\"\n[kafka.librdkafka]\n\"linger.ms\" = \"50\"");
+    let Some(fx) = Fixture::new(&processor, &[("cafe.toml", TENANT)]) else { panic!("fixture") };
+    let Ok(config) = fx.load() else { panic!("config must load") };
+    let producer = config.kafka.client_config(ClientRole::Producer);
+    assert_eq!(producer.get("linger.ms"), Some("50"));
+    assert_eq!(producer.get("enable.idempotence"), Some("true"));
+    let consumer = config.kafka.client_config(ClientRole::Consumer);
+    assert_eq!(consumer.get("enable.auto.offset.store"), Some("false"));
+    assert_eq!(consumer.get("group.id"), Some("g"));
+}

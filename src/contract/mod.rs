@@ -1,0 +1,439 @@
+//! The event contract, v1: the JSON envelope, the typed bodies, and decoding
+//! with a classified error for every way an input can be wrong.
+//!
+//! The contract imports nothing else of accrue. It is documented for POS
+//! developers in `docs/events.md`, with JSON Schema files in `docs/schemas/`.
+
+mod money;
+mod output;
+
+pub use money::Amount;
+pub use output::*;
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// The only envelope version this build understands.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Longest accepted identifier (tenant, branch, customer, product, ...).
+const MAX_ID_LEN: usize = 128;
+
+/// Why an input record was refused. Each kind is a stable, machine-readable
+/// string, carried on the dead-letter record and on the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The bytes are not JSON, or not a JSON object.
+    MalformedJson,
+    /// A required field is absent.
+    MissingField,
+    /// A field has the wrong type or an invalid value.
+    InvalidField,
+    /// An amount is not a decimal string.
+    InvalidAmount,
+    /// An amount, quantity or total is negative.
+    NegativeAmount,
+    /// `schema_version` is not one this build understands.
+    UnsupportedSchemaVersion,
+    /// `type` names no event type of this contract.
+    UnknownType,
+    /// `tenant` names no configured tenant.
+    UnknownTenant,
+    /// `branch` names no branch of the tenant.
+    UnknownBranch,
+    /// `currency` is not the tenant's currency, or has more decimals than it.
+    BadCurrency,
+    /// The Kafka key is not `tenant:customer` of the envelope.
+    KeyMismatch,
+    /// Totals do not add up (lines or payments against `total`).
+    Unbalanced,
+}
+
+impl ErrorKind {
+    /// The stable name used in headers, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::MalformedJson => "malformed_json",
+            ErrorKind::MissingField => "missing_field",
+            ErrorKind::InvalidField => "invalid_field",
+            ErrorKind::InvalidAmount => "invalid_amount",
+            ErrorKind::NegativeAmount => "negative_amount",
+            ErrorKind::UnsupportedSchemaVersion => "unsupported_schema_version",
+            ErrorKind::UnknownType => "unknown_type",
+            ErrorKind::UnknownTenant => "unknown_tenant",
+            ErrorKind::UnknownBranch => "unknown_branch",
+            ErrorKind::BadCurrency => "bad_currency",
+            ErrorKind::KeyMismatch => "key_mismatch",
+            ErrorKind::Unbalanced => "unbalanced",
+        }
+    }
+
+    /// Every kind, for documentation and for pre-registering metric labels.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::MalformedJson,
+        ErrorKind::MissingField,
+        ErrorKind::InvalidField,
+        ErrorKind::InvalidAmount,
+        ErrorKind::NegativeAmount,
+        ErrorKind::UnsupportedSchemaVersion,
+        ErrorKind::UnknownType,
+        ErrorKind::UnknownTenant,
+        ErrorKind::UnknownBranch,
+        ErrorKind::BadCurrency,
+        ErrorKind::KeyMismatch,
+        ErrorKind::Unbalanced,
+    ];
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused input: what kind of problem, and a sentence naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {reason}")]
+pub struct ContractError {
+    /// The machine-readable class of the problem.
+    pub kind: ErrorKind,
+    /// A human-readable reason that names the offending field.
+    pub reason: String,
+}
+
+impl ContractError {
+    /// Builds an error of `kind` with `reason`.
+    pub fn new(kind: ErrorKind, reason: impl Into<String>) -> Self {
+        ContractError {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The event types of contract v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// A paid order from a POS (`order.paid`).
+    OrderPaid,
+}
+
+impl EventType {
+    /// The wire name of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::OrderPaid => "order.paid",
+        }
+    }
+
+    /// Parses a wire name; `None` for a type this build does not know.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "order.paid" => Some(EventType::OrderPaid),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded, structurally valid input event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Producer-assigned unique id; a second event with the same id is a no-op.
+    pub event_id: String,
+    /// The tenant (business or network) the event belongs to.
+    pub tenant: String,
+    /// The branch (location) where it happened.
+    pub branch: String,
+    /// The customer, unique within the tenant.
+    pub customer: String,
+    /// When it happened, as reported by the source system.
+    pub occurred_at: OffsetDateTime,
+    /// The typed body.
+    pub body: Body,
+}
+
+impl Event {
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        match self.body {
+            Body::OrderPaid(_) => EventType::OrderPaid,
+        }
+    }
+}
+
+/// The body of an event, one variant per type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// `order.paid`.
+    OrderPaid(OrderPaid),
+}
+
+/// `order.paid`: a settled order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderPaid {
+    /// The POS's order id, for reference.
+    pub order_id: String,
+    /// How it was sold: `dine_in`, `takeaway`, `delivery`, or a POS-specific name.
+    pub sale_type: String,
+    /// The order lines; at least one.
+    pub lines: Vec<OrderLine>,
+    /// How it was paid; at least one payment.
+    pub payments: Vec<Payment>,
+    /// The order total; equals the sum of line amounts and of payment amounts.
+    pub total: Amount,
+    /// ISO 4217 code; must be the tenant's currency.
+    pub currency: String,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// Product id in the POS catalogue.
+    pub product: String,
+    /// Product category (product group).
+    pub category: String,
+    /// Quantity, a positive decimal string (weighted goods allowed).
+    pub quantity: Amount,
+    /// The line's amount after line discounts, in the order currency.
+    pub amount: Amount,
+}
+
+/// One payment of an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    /// Payment method: `cash`, `card`, `bonus`, `cashback`, `discount`, `deposit`, ...
+    pub method: String,
+    /// Amount paid with this method.
+    pub amount: Amount,
+}
+
+/// The wire envelope; the body is kept raw until the type is known.
+#[derive(Deserialize)]
+struct WireEnvelope<'a> {
+    schema_version: u32,
+    event_id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    tenant: String,
+    branch: String,
+    customer: String,
+    #[serde(with = "time::serde::rfc3339")]
+    occurred_at: OffsetDateTime,
+    #[serde(borrow)]
+    body: &'a serde_json::value::RawValue,
+}
+
+/// Decodes one input record's bytes into an [`Event`].
+///
+/// Checks the envelope, the body of its type, identifiers, amounts (decimal
+/// strings, not negative) and that totals add up. Tenant-specific checks
+/// (tenant, branch, currency) belong to the caller, which knows the config.
+///
+/// # Errors
+/// A [`ContractError`] whose kind says what is wrong and whose reason names
+/// the field.
+pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
+    let envelope: WireEnvelope<'_> = from_slice(bytes, "")?;
+    if envelope.schema_version != SCHEMA_VERSION {
+        return Err(ContractError::new(
+            ErrorKind::UnsupportedSchemaVersion,
+            format!(
+                "schema_version {} is not supported; this build reads version {SCHEMA_VERSION}",
+                envelope.schema_version
+            ),
+        ));
+    }
+    check_id("event_id", &envelope.event_id)?;
+    check_id("tenant", &envelope.tenant)?;
+    check_id("branch", &envelope.branch)?;
+    check_id("customer", &envelope.customer)?;
+    let Some(event_type) = EventType::parse(&envelope.event_type) else {
+        return Err(ContractError::new(
+            ErrorKind::UnknownType,
+            format!("type {:?} is not an event type of contract v1", envelope.event_type),
+        ));
+    };
+    let body = match event_type {
+        EventType::OrderPaid => {
+            let order: OrderPaid = from_slice(envelope.body.get().as_bytes(), "body.")?;
+            validate_order(&order)?;
+            Body::OrderPaid(order)
+        }
+    };
+    Ok(Event {
+        event_id: envelope.event_id,
+        tenant: envelope.tenant,
+        branch: envelope.branch,
+        customer: envelope.customer,
+        occurred_at: envelope.occurred_at,
+        body,
+    })
+}
+
+/// Checks that a Kafka key is `tenant:customer` of the event.
+///
+/// # Errors
+/// [`ErrorKind::KeyMismatch`] when the key is absent or names someone else.
+pub fn check_key(key: Option<&[u8]>, event: &Event) -> Result<(), ContractError> {
+    let expected_len = event.tenant.len() + 1 + event.customer.len();
+    let matches = key.is_some_and(|k| {
+        k.len() == expected_len
+            && k.starts_with(event.tenant.as_bytes())
+            && k[event.tenant.len()] == b':'
+            && k.ends_with(event.customer.as_bytes())
+    });
+    if matches {
+        Ok(())
+    } else {
+        let shown = key.map_or_else(|| "no key".to_owned(), |k| format!("{:?}", String::from_utf8_lossy(k)));
+        Err(ContractError::new(
+            ErrorKind::KeyMismatch,
+            format!(
+                "the Kafka key must be \"{}:{}\" (tenant:customer), got {shown}",
+                event.tenant, event.customer
+            ),
+        ))
+    }
+}
+
+/// The Kafka key of a customer's records: `tenant:customer`.
+pub fn customer_key(tenant: &str, customer: &str) -> String {
+    let mut key = String::with_capacity(tenant.len() + 1 + customer.len());
+    key.push_str(tenant);
+    key.push(':');
+    key.push_str(customer);
+    key
+}
+
+fn from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8], prefix: &str) -> Result<T, ContractError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = result.map_err(|err| classify(&err, prefix))?;
+    de.end().map_err(|err| {
+        ContractError::new(ErrorKind::MalformedJson, format!("trailing data after the event: {err}"))
+    })?;
+    Ok(value)
+}
+
+fn classify(err: &serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> ContractError {
+    let inner = err.inner();
+    let path = err.path().to_string();
+    let field = if path == "." {
+        prefix.trim_end_matches('.').to_owned()
+    } else {
+        format!("{prefix}{path}")
+    };
+    match inner.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+            ContractError::new(ErrorKind::MalformedJson, format!("not valid JSON: {inner}"))
+        }
+        serde_json::error::Category::Data => {
+            let message = inner.to_string();
+            // serde's derive reports an absent field as "missing field `name`".
+            if let Some(rest) = message.strip_prefix("missing field `") {
+                let name = rest.split('`').next().unwrap_or_default();
+                let at = if field.is_empty() { String::new() } else { format!("{field}.") };
+                ContractError::new(ErrorKind::MissingField, format!("missing field {at}{name}"))
+            } else if message.contains(money::NOT_A_DECIMAL) {
+                ContractError::new(ErrorKind::InvalidAmount, format!("{field}: {}", strip_position(&message)))
+            } else if field.is_empty() {
+                ContractError::new(ErrorKind::MalformedJson, format!("the event must be a JSON object: {message}"))
+            } else {
+                ContractError::new(ErrorKind::InvalidField, format!("{field}: {}", strip_position(&message)))
+            }
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; the field path says more.
+fn strip_position(message: &str) -> &str {
+    message.rsplit_once(" at line ").map_or(message, |(head, _)| head)
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), ContractError> {
+    if value.is_empty() || value.len() > MAX_ID_LEN {
+        return Err(ContractError::new(
+            ErrorKind::InvalidField,
+            format!("{field} must be 1 to {MAX_ID_LEN} bytes long"),
+        ));
+    }
+    if value.chars().any(|c| c.is_control() || c == ':') {
+        return Err(ContractError::new(
+            ErrorKind::InvalidField,
+            format!("{field} must not contain ':' or control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_order(order: &OrderPaid) -> Result<(), ContractError> {
+    check_id("body.order_id", &order.order_id)?;
+    check_id("body.sale_type", &order.sale_type)?;
+    if order.currency.len() != 3 || !order.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ContractError::new(
+            ErrorKind::BadCurrency,
+            format!("body.currency {:?} is not an ISO 4217 code (three capital letters)", order.currency),
+        ));
+    }
+    if order.lines.is_empty() {
+        return Err(ContractError::new(ErrorKind::InvalidField, "body.lines must hold at least one line"));
+    }
+    if order.payments.is_empty() {
+        return Err(ContractError::new(ErrorKind::InvalidField, "body.payments must hold at least one payment"));
+    }
+    non_negative("body.total", order.total.value())?;
+    let mut lines_sum = Decimal::ZERO;
+    for (i, line) in order.lines.iter().enumerate() {
+        check_id(&format!("body.lines[{i}].product"), &line.product)?;
+        check_id(&format!("body.lines[{i}].category"), &line.category)?;
+        non_negative(&format!("body.lines[{i}].amount"), line.amount.value())?;
+        if line.quantity.value() <= Decimal::ZERO {
+            return Err(ContractError::new(
+                ErrorKind::NegativeAmount,
+                format!("body.lines[{i}].quantity must be greater than zero"),
+            ));
+        }
+        lines_sum = checked_add(lines_sum, line.amount.value(), "body.lines")?;
+    }
+    let mut payments_sum = Decimal::ZERO;
+    for (i, payment) in order.payments.iter().enumerate() {
+        check_id(&format!("body.payments[{i}].method"), &payment.method)?;
+        non_negative(&format!("body.payments[{i}].amount"), payment.amount.value())?;
+        payments_sum = checked_add(payments_sum, payment.amount.value(), "body.payments")?;
+    }
+    let total = order.total.value();
+    if lines_sum != total {
+        return Err(ContractError::new(
+            ErrorKind::Unbalanced,
+            format!("the line amounts add up to {lines_sum}, but body.total is {total}"),
+        ));
+    }
+    if payments_sum != total {
+        return Err(ContractError::new(
+            ErrorKind::Unbalanced,
+            format!("the payments add up to {payments_sum}, but body.total is {total}"),
+        ));
+    }
+    Ok(())
+}
+
+fn non_negative(field: &str, value: Decimal) -> Result<(), ContractError> {
+    if value.is_sign_negative() && !value.is_zero() {
+        return Err(ContractError::new(
+            ErrorKind::NegativeAmount,
+            format!("{field} is {value}; amounts must not be negative"),
+        ));
+    }
+    Ok(())
+}
+
+fn checked_add(sum: Decimal, value: Decimal, field: &str) -> Result<Decimal, ContractError> {
+    sum.checked_add(value)
+        .ok_or_else(|| ContractError::new(ErrorKind::InvalidAmount, format!("{field}: the amounts overflow")))
+}
+
+#[cfg(test)]
+mod tests;

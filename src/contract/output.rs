@@ -1,0 +1,95 @@
+//! Outgoing events: what accrue publishes to the accruals topic, and the
+//! headers of dead-letter records.
+
+use serde::{Deserialize, Serialize};
+
+/// Header carrying the deterministic id `partition-sequence` of every
+/// published record; downstream consumers deduplicate by it.
+pub const HEADER_ID: &str = "accrue-id";
+/// Dead-letter header: the [`ErrorKind`](super::ErrorKind) name.
+pub const HEADER_ERROR_KIND: &str = "accrue-error-kind";
+/// Dead-letter header: the human-readable reason.
+pub const HEADER_ERROR_REASON: &str = "accrue-error-reason";
+/// Dead-letter header: the input topic.
+pub const HEADER_SOURCE_TOPIC: &str = "accrue-source-topic";
+/// Dead-letter header: the input partition.
+pub const HEADER_SOURCE_PARTITION: &str = "accrue-source-partition";
+/// Dead-letter header: the input offset.
+pub const HEADER_SOURCE_OFFSET: &str = "accrue-source-offset";
+
+/// The deterministic id of output record `seq` of input partition `p`.
+pub fn output_id(partition: u32, seq: u64) -> String {
+    format!("{partition}-{seq}")
+}
+
+/// Parses an id made by [`output_id`].
+pub fn parse_output_id(id: &str) -> Option<(u32, u64)> {
+    let (p, seq) = id.split_once('-')?;
+    Some((p.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Where in the input an output came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: u32,
+    /// Input offset.
+    pub offset: i64,
+}
+
+/// An accrual event: one ledger entry, as published on the accruals topic
+/// and stored in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccrualEvent {
+    /// Deterministic id, `partition-sequence`; unique per output record.
+    pub id: String,
+    /// Always `accrual.recorded` in v1.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Envelope version of this output.
+    pub schema_version: u32,
+    /// Tenant of the customer.
+    pub tenant: String,
+    /// The customer whose balance moved.
+    pub customer: String,
+    /// Branch where the source event happened.
+    pub branch: String,
+    /// The account that moved: `cashback`, `bonus`, ...
+    pub account: String,
+    /// Ledger entry type: `accrual`, `redemption`, `reversal`, ...
+    pub entry_type: String,
+    /// The program that decided the change.
+    pub program: String,
+    /// Signed amount, decimal string.
+    pub amount: String,
+    /// The account balance after this entry, decimal string.
+    pub balance: String,
+    /// The amount the program's percentage applied to, decimal string.
+    pub base_amount: String,
+    /// Currency of `amount` and `balance`.
+    pub currency: String,
+    /// `event_id` of the input event.
+    pub source_event_id: String,
+    /// Where the input event was read.
+    pub source: SourceRef,
+    /// `occurred_at` of the input event (RFC 3339).
+    pub occurred_at: String,
+}
+
+impl AccrualEvent {
+    /// The `type` of accrual events.
+    pub const TYPE: &'static str = "accrual.recorded";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip() {
+        assert_eq!(parse_output_id(&output_id(3, 1234)), Some((3, 1234)));
+        assert_eq!(parse_output_id("x-1"), None);
+    }
+}

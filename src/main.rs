@@ -1,0 +1,173 @@
+//! The `accrue` command line: parses arguments and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use accrue::config::Config;
+use accrue::{admin, app, telemetry};
+
+#[derive(Parser)]
+#[command(name = "accrue", version, about = "Exactly-once loyalty accruals: Kafka in, RocksDB state, accrual events out")]
+struct Cli {
+    /// The processor config file; tenant files are found from it.
+    #[arg(long, short, global = true, env = "ACCRUE_CONFIG", default_value = "config/local/accrue.toml")]
+    config: PathBuf,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "ACCRUE_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the processor until SIGTERM or Ctrl-C.
+    Run,
+    /// Validate the processor and tenant config; print every error with file and field.
+    CheckConfig,
+    /// Manage the configured topics.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Produce events from JSON or NDJSON files to an input topic, keyed tenant:customer.
+    Produce {
+        /// Topic to write to (default: the first input topic).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Files holding one JSON event or NDJSON.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print a topic's records from the beginning as JSON lines.
+    Tail {
+        /// `accruals`, `dead-letter`, or a topic name.
+        topic: String,
+        /// Stop after this many records.
+        #[arg(long, default_value_t = usize::MAX)]
+        max: usize,
+        /// Stop after this many seconds without a record.
+        #[arg(long, default_value_t = 5)]
+        idle_secs: u64,
+        /// One human-readable line per record instead of JSON.
+        #[arg(long)]
+        pretty: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Create every configured topic (existing ones are kept).
+    Create {
+        /// Partitions of every topic; all must match.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Replication factor.
+        #[arg(long, default_value_t = 1)]
+        replication: i32,
+    },
+    /// Check that every topic exists and all are co-partitioned.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging(cli.log_json);
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::CheckConfig => {
+            let config = load(&cli.config)?;
+            println!(
+                "{}: OK ({} tenant{}, input topics {:?})",
+                cli.config.display(),
+                config.tenants.len(),
+                if config.tenants.len() == 1 { "" } else { "s" },
+                config.topics.input
+            );
+            Ok(())
+        }
+        Command::Run => run(load(&cli.config)?),
+        Command::Topics { action } => {
+            let config = load(&cli.config)?;
+            match action {
+                TopicsAction::Create { partitions, replication } => {
+                    let rt = tokio::runtime::Runtime::new()?;
+                    rt.block_on(admin::create_topics(&config, partitions, replication))?;
+                    let n = admin::check_topics(&config)?;
+                    println!("topics ready, {n} partitions each");
+                }
+                TopicsAction::Check => {
+                    let n = admin::check_topics(&config)?;
+                    println!("topics ready, {n} partitions each");
+                }
+            }
+            Ok(())
+        }
+        Command::Produce { topic, files } => {
+            let config = load(&cli.config)?;
+            let topic = topic
+                .or_else(|| config.topics.input.first().cloned())
+                .context("no input topic configured")?;
+            let n = admin::produce_files(&config, &topic, &files)?;
+            println!("produced {n} event{} to {topic}", if n == 1 { "" } else { "s" });
+            Ok(())
+        }
+        Command::Tail {
+            topic,
+            max,
+            idle_secs,
+            pretty,
+        } => {
+            let config = load(&cli.config)?;
+            let topic = match topic.as_str() {
+                "accruals" => config.topics.accruals.clone(),
+                "dead-letter" => config.topics.dead_letter.clone(),
+                other => other.to_owned(),
+            };
+            admin::print_topic(&config, &topic, max, Duration::from_secs(idle_secs), pretty, &mut std::io::stdout())?;
+            Ok(())
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    rt.block_on(async {
+        telemetry::install_metrics(config.http.listen)
+            .with_context(|| format!("cannot serve metrics on {}", config.http.listen))?;
+        tracing::info!(listen = %config.http.listen, state = %config.state.dir.display(), "accrue starting");
+        let worker_stop = stop.clone();
+        let worker = tokio::task::spawn_blocking(move || app::run(&config, worker_stop));
+        tokio::pin!(worker);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = &mut worker => return result?.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        stop.store(true, Ordering::SeqCst);
+        worker.await?.map_err(anyhow::Error::from)?;
+        tracing::info!("accrue stopped cleanly");
+        Ok::<(), anyhow::Error>(())
+    })
+}

@@ -1,0 +1,349 @@
+//! The publisher: drains durable outbox records to their topics with an
+//! idempotent producer, into the partition equal to the source partition,
+//! and deletes each record only after the broker acknowledged it.
+//!
+//! Recovery: before publishing a partition it reads the tail of every
+//! destination partition, finds the highest sequence already there, and
+//! deletes (without re-sending) every outbox record at or below it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+use super::record::{Destination, OutboxRecord};
+use super::tail::TailReader;
+use super::OutboxError;
+use crate::config::{ClientRole, Config};
+use crate::contract;
+use crate::pipeline::Progress;
+use crate::state::{keys, Durability, Family, Store, WriteSet};
+use crate::telemetry;
+
+/// Records read from the outbox per scan.
+const SCAN_CHUNK: usize = 2_000;
+/// Longest the shutdown drain waits for acknowledgements.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Ack = (u32, u64, Destination, Result<(), String>);
+
+/// Collects delivery reports; served on the publisher thread by `poll`.
+struct DeliveryContext {
+    acks: Mutex<Vec<Ack>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<(u32, u64, Destination)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let (p, seq, dest) = *opaque;
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((err, _)) => Err(err.to_string()),
+        };
+        self.acks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((p, seq, dest, outcome));
+    }
+}
+
+/// Publishing progress of one owned partition.
+#[derive(Debug, Clone)]
+struct Lane {
+    /// Next sequence to look at.
+    next: u64,
+    /// Per destination, the highest sequence known to be on the broker.
+    published: HashMap<Destination, u64>,
+}
+
+/// The outbox publisher.
+pub struct Publisher {
+    store: Arc<dyn Store>,
+    progress: Arc<Progress>,
+    producer: BaseProducer<DeliveryContext>,
+    tail: TailReader,
+    topics: HashMap<Destination, String>,
+    lanes: HashMap<u32, Lane>,
+    in_flight: HashMap<u32, u64>,
+}
+
+impl Publisher {
+    /// Creates the producer and the tail reader.
+    ///
+    /// # Errors
+    /// [`OutboxError::Kafka`] if a client cannot be created.
+    pub fn new(config: &Config, store: Arc<dyn Store>, progress: Arc<Progress>) -> Result<Self, OutboxError> {
+        let producer = config
+            .kafka
+            .client_config(ClientRole::Producer)
+            .create_with_context(DeliveryContext {
+                acks: Mutex::new(Vec::new()),
+            })
+            .map_err(OutboxError::Kafka)?;
+        let tail = TailReader::new(config)?;
+        let topics = HashMap::from([
+            (Destination::Accruals, config.topics.accruals.clone()),
+            (Destination::DeadLetter, config.topics.dead_letter.clone()),
+        ]);
+        Ok(Publisher {
+            store,
+            progress,
+            producer,
+            tail,
+            topics,
+            lanes: HashMap::new(),
+            in_flight: HashMap::new(),
+        })
+    }
+
+    /// Publishes until intake has finished and every durable record is
+    /// acknowledged (or the drain times out).
+    ///
+    /// # Errors
+    /// [`OutboxError`] on a state failure; broker trouble is retried.
+    pub fn run(mut self) -> Result<(), OutboxError> {
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            self.sync_lanes()?;
+            let sent = self.send_ready()?;
+            self.producer.poll(Duration::ZERO);
+            let acked = self.handle_acks()?;
+            let pending = self.pending();
+            self.progress.set_pending(pending);
+            telemetry::outbox_depth(pending);
+
+            if self.progress.intake_done() {
+                let deadline = *drain_deadline.get_or_insert_with(|| Instant::now() + DRAIN_TIMEOUT);
+                if self.drained() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(pending = self.progress.pending(), "outbox drain timed out; the rest is published after restart");
+                    break;
+                }
+            }
+            if sent == 0 && acked == 0 {
+                if self.in_flight.values().any(|n| *n > 0) {
+                    self.producer.poll(Duration::from_millis(5));
+                } else {
+                    self.progress.wait(Duration::from_millis(50));
+                }
+            }
+        }
+        if let Err(err) = self.producer.flush(Duration::from_secs(10)) {
+            tracing::warn!(error = %err, "producer flush at shutdown failed");
+        }
+        self.handle_acks()?;
+        tracing::info!(pending = self.progress.pending(), "publisher stopped");
+        Ok(())
+    }
+
+    /// Records durable but not yet acknowledged: not yet sent, or in flight.
+    fn pending(&self) -> u64 {
+        let unsent: u64 = self
+            .lanes
+            .iter()
+            .map(|(p, lane)| self.progress.durable(*p).unwrap_or(0).saturating_sub(lane.next))
+            .sum();
+        unsent + self.in_flight.values().sum::<u64>()
+    }
+
+    fn drained(&self) -> bool {
+        self.in_flight.values().all(|n| *n == 0)
+            && self
+                .progress
+                .owned()
+                .iter()
+                .all(|p| self.lanes.get(p).is_some_and(|l| Some(l.next) >= self.progress.durable(*p)))
+    }
+
+    /// Starts lanes for newly owned partitions (after recovery) and drops
+    /// lanes of partitions no longer owned.
+    fn sync_lanes(&mut self) -> Result<(), OutboxError> {
+        let owned = self.progress.owned();
+        self.lanes.retain(|p, _| owned.contains(p));
+        for p in owned {
+            if self.lanes.contains_key(&p) || self.in_flight.get(&p).is_some_and(|n| *n > 0) {
+                continue;
+            }
+            match self.recover(p) {
+                Ok(lane) => {
+                    self.lanes.insert(p, lane);
+                }
+                Err(OutboxError::Tail(msg)) => {
+                    // Never publish blindly: retry recovery on the next turn.
+                    tracing::warn!(partition = p, "cannot read output tails yet: {msg}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds what the broker already holds for partition `p` and drops those
+    /// records from the outbox.
+    fn recover(&mut self, p: u32) -> Result<Lane, OutboxError> {
+        let mut published = HashMap::new();
+        for dest in Destination::ALL {
+            let topic = &self.topics[&dest];
+            if let Some(seq) = self.tail.last_seq(topic, p)? {
+                published.insert(dest, seq);
+            }
+        }
+        let prefix = keys::partition_prefix(p);
+        let mut from = keys::outbox(p, 0);
+        let mut first_unsent: Option<u64> = None;
+        let mut deletes = WriteSet::new();
+        let mut found = 0u64;
+        loop {
+            let chunk = self.store.scan(Family::Outbox, &prefix, &from, SCAN_CHUNK)?;
+            let Some((last_key, _)) = chunk.last() else { break };
+            from = last_key.clone();
+            from.push(0);
+            for (key, value) in &chunk {
+                let Some((_, seq)) = keys::parse_outbox(key) else { continue };
+                let record = decode(value, p, seq)?;
+                found += 1;
+                if published.get(&record.destination).is_some_and(|last| seq <= *last) {
+                    deletes.delete(Family::Outbox, key.clone());
+                } else if first_unsent.is_none() {
+                    first_unsent = Some(seq);
+                }
+            }
+        }
+        let already = deletes.len() as u64;
+        if !deletes.is_empty() {
+            self.store.write(&deletes, Durability::Buffered)?;
+        }
+        telemetry::recovered_published(already);
+        let next = first_unsent.unwrap_or_else(|| self.progress.durable(p).unwrap_or(0));
+        tracing::info!(partition = p, outbox = found, already_published = already, resume_at = next, "publisher recovered partition");
+        Ok(Lane { next, published })
+    }
+
+    /// Sends durable records of every lane; returns how many were sent.
+    fn send_ready(&mut self) -> Result<usize, OutboxError> {
+        let mut sent = 0;
+        let partitions: Vec<u32> = self.lanes.keys().copied().collect();
+        for p in partitions {
+            let (Some(durable), Some(lane)) = (self.progress.durable(p), self.lanes.get(&p)) else {
+                continue;
+            };
+            if lane.next >= durable {
+                continue;
+            }
+            let (mut next, published) = (lane.next, lane.published.clone());
+            let chunk = self
+                .store
+                .scan(Family::Outbox, &keys::partition_prefix(p), &keys::outbox(p, next), SCAN_CHUNK)?;
+            let mut already = WriteSet::new();
+            for (key, value) in chunk {
+                let Some((_, seq)) = keys::parse_outbox(&key) else { continue };
+                if seq >= durable {
+                    break;
+                }
+                let record = decode(&value, p, seq)?;
+                if published.get(&record.destination).is_some_and(|last| seq <= *last) {
+                    // Found on the broker at recovery: drop, do not resend.
+                    already.delete(Family::Outbox, key);
+                } else if self.produce(p, seq, &record) {
+                    *self.in_flight.entry(p).or_default() += 1;
+                    sent += 1;
+                } else {
+                    break; // queue full: poll and come back
+                }
+                next = seq + 1;
+            }
+            if let Some(lane) = self.lanes.get_mut(&p) {
+                lane.next = next;
+            }
+            if !already.is_empty() {
+                self.store.write(&already, Durability::Buffered)?;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Hands one record to librdkafka; false if its queue is full.
+    fn produce(&self, p: u32, seq: u64, record: &OutboxRecord) -> bool {
+        let id = contract::output_id(p, seq);
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1).insert(Header {
+            key: contract::HEADER_ID,
+            value: Some(id.as_bytes()),
+        });
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value.as_slice()),
+            });
+        }
+        let topic = &self.topics[&record.destination];
+        let mut base: BaseRecord<'_, [u8], [u8], _> = BaseRecord::with_opaque_to(topic, Box::new((p, seq, record.destination)))
+            .partition(p as i32)
+            .payload(record.payload.as_slice())
+            .headers(headers);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_slice());
+        }
+        match self.producer.send(base) {
+            Ok(()) => true,
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => false,
+            Err((err, _)) => {
+                telemetry::publish_error();
+                tracing::warn!(partition = p, seq, error = %err, "cannot enqueue outbox record; retrying");
+                false
+            }
+        }
+    }
+
+    /// Deletes acknowledged records; on a failure, restarts the lane through
+    /// recovery once its in-flight records are settled.
+    fn handle_acks(&mut self) -> Result<usize, OutboxError> {
+        let acks = std::mem::take(&mut *self.producer.context().acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if acks.is_empty() {
+            return Ok(0);
+        }
+        let mut deletes = WriteSet::new();
+        let mut per_topic: HashMap<Destination, u64> = HashMap::new();
+        for (p, seq, dest, outcome) in &acks {
+            if let Some(n) = self.in_flight.get_mut(p) {
+                *n = n.saturating_sub(1);
+            }
+            match outcome {
+                Ok(()) => {
+                    deletes.delete(Family::Outbox, keys::outbox(*p, *seq));
+                    *per_topic.entry(*dest).or_default() += 1;
+                }
+                Err(err) => {
+                    telemetry::publish_error();
+                    tracing::warn!(partition = p, seq, error = %err, "delivery failed; re-reading the output tail before retrying");
+                    self.lanes.remove(p);
+                }
+            }
+        }
+        let n = deletes.len();
+        if n > 0 {
+            self.store.write(&deletes, Durability::Buffered)?;
+        }
+        for (dest, count) in per_topic {
+            telemetry::published(&self.topics[&dest], count);
+        }
+        Ok(acks.len())
+    }
+}
+
+fn decode(value: &[u8], p: u32, seq: u64) -> Result<OutboxRecord, OutboxError> {
+    OutboxRecord::decode(value).ok_or_else(|| {
+        OutboxError::State(crate::state::StateError::Corrupt {
+            family: Family::Outbox.name(),
+            detail: format!("outbox record {p}-{seq} cannot be decoded"),
+        })
+    })
+}

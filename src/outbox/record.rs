@@ -1,0 +1,161 @@
+//! The outbox record and its compact binary encoding.
+
+/// Which output topic a record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Destination {
+    /// The accruals topic.
+    Accruals,
+    /// The dead-letter topic.
+    DeadLetter,
+}
+
+impl Destination {
+    /// Every destination.
+    pub const ALL: [Destination; 2] = [Destination::Accruals, Destination::DeadLetter];
+
+    fn tag(self) -> u8 {
+        match self {
+            Destination::Accruals => 0,
+            Destination::DeadLetter => 1,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<Self> {
+        match tag {
+            0 => Some(Destination::Accruals),
+            1 => Some(Destination::DeadLetter),
+            _ => None,
+        }
+    }
+}
+
+/// One record waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRecord {
+    /// The topic it goes to; the partition is always the source partition.
+    pub destination: Destination,
+    /// The Kafka key.
+    pub key: Option<Vec<u8>>,
+    /// Extra headers (the id header is added at publish time).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The value.
+    pub payload: Vec<u8>,
+}
+
+const VERSION: u8 = 1;
+
+impl OutboxRecord {
+    /// Encodes: version, destination, key, headers, then the payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let key_len = self.key.as_ref().map_or(0, Vec::len);
+        let headers_len: usize = self.headers.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+        let mut out = Vec::with_capacity(16 + key_len + headers_len + self.payload.len());
+        out.push(VERSION);
+        out.push(self.destination.tag());
+        match &self.key {
+            Some(key) => {
+                out.push(1);
+                put_bytes(&mut out, key);
+            }
+            None => out.push(0),
+        }
+        put_len(&mut out, self.headers.len());
+        for (name, value) in &self.headers {
+            put_bytes(&mut out, name.as_bytes());
+            put_bytes(&mut out, value);
+        }
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    /// Decodes what [`encode`](Self::encode) wrote; `None` if corrupt.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader { bytes, pos: 0 };
+        if r.byte()? != VERSION {
+            return None;
+        }
+        let destination = Destination::from_tag(r.byte()?)?;
+        let key = match r.byte()? {
+            0 => None,
+            1 => Some(r.bytes()?.to_vec()),
+            _ => return None,
+        };
+        let n = r.len()?;
+        let mut headers = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            let name = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+            headers.push((name, r.bytes()?.to_vec()));
+        }
+        let payload = bytes.get(r.pos..)?.to_vec();
+        Some(OutboxRecord {
+            destination,
+            key,
+            headers,
+            payload,
+        })
+    }
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn len(&mut self) -> Option<usize> {
+        let raw = self.bytes.get(self.pos..self.pos + 4)?;
+        self.pos += 4;
+        Some(u32::from_be_bytes(raw.try_into().ok()?) as usize)
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.len()?;
+        let out = self.bytes.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trips(
+            dlq in any::<bool>(),
+            key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+            headers in proptest::collection::vec(("[a-z-]{1,20}", proptest::collection::vec(any::<u8>(), 0..40)), 0..6),
+            payload in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let record = OutboxRecord {
+                destination: if dlq { Destination::DeadLetter } else { Destination::Accruals },
+                key,
+                headers,
+                payload,
+            };
+            prop_assert_eq!(OutboxRecord::decode(&record.encode()), Some(record));
+        }
+
+        #[test]
+        fn never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = OutboxRecord::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,209 @@
+use super::*;
+use crate::state::MemoryStore;
+
+const TENANT: &str = r#"
+id = "cafe"
+currency = "AZN"
+[branches.downtown]
+[branches.airport]
+[programs.cashback]
+percent = "5"
+branches = { downtown = "active" }
+"#;
+
+fn setup() -> (Arc<MemoryStore>, Processor) {
+    let tenant: TenantConfig = match toml::from_str(TENANT) {
+        Ok(t) => t,
+        Err(e) => panic!("fixture tenant: {e}"),
+    };
+    let store = Arc::new(MemoryStore::default());
+    let tenants = Arc::new(HashMap::from([("cafe".to_owned(), tenant)]));
+    let processor = Processor::new(store.clone(), tenants);
+    (store, processor)
+}
+
+fn order(event_id: &str, customer: &str, total: &str, branch: &str) -> String {
+    format!(
+        r#"{{"schema_version":1,"event_id":"{event_id}","type":"order.paid","tenant":"cafe","branch":"{branch}",
+        "customer":"{customer}","occurred_at":"2026-11-23T12:00:00Z","body":{{"order_id":"o","sale_type":"dine_in",
+        "lines":[{{"product":"p","category":"food","quantity":"1","amount":"{total}"}}],
+        "payments":[{{"method":"card","amount":"{total}"}}],"total":"{total}","currency":"AZN"}}}}"#
+    )
+}
+
+fn record<'a>(offset: i64, key: &'a str, payload: &'a str) -> InputRecord<'a> {
+    InputRecord {
+        topic: "orders",
+        partition: 3,
+        offset,
+        key: Some(key.as_bytes()),
+        payload: Some(payload.as_bytes()),
+    }
+}
+
+fn balance(store: &MemoryStore, customer: &str) -> Option<Decimal> {
+    store
+        .get(Family::Balances, &keys::balance(3, "cafe", customer, "cashback"))
+        .ok()
+        .flatten()
+        .and_then(|raw| keys::decode_decimal(&raw))
+}
+
+fn outbox(store: &MemoryStore) -> Vec<(u64, OutboxRecord)> {
+    store
+        .scan(Family::Outbox, &keys::partition_prefix(3), &keys::outbox(3, 0), 1000)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| Some((keys::parse_outbox(&k)?.1, OutboxRecord::decode(&v)?)))
+        .collect()
+}
+
+#[test]
+fn seed_example_credits_four_and_writes_everything_in_one_batch() {
+    let (store, mut processor) = setup();
+    let mut batch = Batch::default();
+    let payload = order("e1", "c1", "80.00", "downtown");
+    let applied = processor.apply(&mut batch, &record(10, "cafe:c1", &payload));
+    assert_eq!(applied.ok(), Some(Applied::Processed(1)));
+    // Nothing is visible before the commit.
+    assert_eq!(balance(&store, "c1"), None);
+    let committed = processor.commit(batch);
+    let Ok(committed) = committed else { panic!("commit failed") };
+    assert_eq!(committed.durable_seq, vec![(3, 1)]);
+    assert_eq!(balance(&store, "c1"), Some(Decimal::new(400, 2)));
+    assert_eq!(processor.stored_offset("orders", 3).ok().flatten(), Some(11));
+    assert!(store.get(Family::Dedupe, &keys::dedupe(3, "cafe", "e1")).ok().flatten().is_some());
+
+    let out = outbox(&store);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.destination, Destination::Accruals);
+    assert_eq!(out[0].1.key.as_deref(), Some(&b"cafe:c1"[..]));
+    let event: Option<AccrualEvent> = serde_json::from_slice(&out[0].1.payload).ok();
+    let Some(event) = event else { panic!("accrual payload must be an AccrualEvent") };
+    assert_eq!(event.id, "3-0");
+    assert_eq!(event.amount, "4.00");
+    assert_eq!(event.balance, "4.00");
+    assert_eq!(event.entry_type, "accrual");
+    assert_eq!(event.source.offset, 10);
+    let ledger = store
+        .scan(Family::Ledger, &keys::ledger_prefix(3, "cafe", "c1"), &keys::ledger_prefix(3, "cafe", "c1"), 10)
+        .unwrap_or_default();
+    assert_eq!(ledger.len(), 1);
+}
+
+#[test]
+fn duplicate_event_ids_change_nothing_within_and_across_batches() {
+    let (store, mut processor) = setup();
+    let payload = order("e1", "c1", "80.00", "downtown");
+    let mut batch = Batch::default();
+    assert_eq!(processor.apply(&mut batch, &record(0, "cafe:c1", &payload)).ok(), Some(Applied::Processed(1)));
+    assert_eq!(processor.apply(&mut batch, &record(1, "cafe:c1", &payload)).ok(), Some(Applied::Duplicate));
+    assert!(processor.commit(batch).is_ok());
+    let mut batch = Batch::default();
+    assert_eq!(processor.apply(&mut batch, &record(2, "cafe:c1", &payload)).ok(), Some(Applied::Duplicate));
+    assert!(processor.commit(batch).is_ok());
+    assert_eq!(balance(&store, "c1"), Some(Decimal::new(400, 2)));
+    assert_eq!(outbox(&store).len(), 1);
+    assert_eq!(processor.stored_offset("orders", 3).ok().flatten(), Some(3));
+}
+
+#[test]
+fn redelivered_offsets_are_skipped() {
+    let (store, mut processor) = setup();
+    let mut batch = Batch::default();
+    let a = order("e1", "c1", "10.00", "downtown");
+    let b = order("e2", "c1", "20.00", "downtown");
+    assert!(processor.apply(&mut batch, &record(0, "cafe:c1", &a)).is_ok());
+    assert!(processor.apply(&mut batch, &record(1, "cafe:c1", &b)).is_ok());
+    assert!(processor.commit(batch).is_ok());
+    // A restart replays from an older position (e.g. Kafka's advisory offset).
+    let tenants = processor.tenants.clone();
+    let mut restarted = Processor::new(store.clone(), tenants);
+    let mut batch = Batch::default();
+    assert_eq!(restarted.apply(&mut batch, &record(0, "cafe:c1", &a)).ok(), Some(Applied::AlreadyApplied));
+    assert_eq!(restarted.apply(&mut batch, &record(1, "cafe:c1", &b)).ok(), Some(Applied::AlreadyApplied));
+    assert!(restarted.commit(batch).is_ok());
+    assert_eq!(balance(&store, "c1"), Some(Decimal::new(150, 2)));
+}
+
+#[test]
+fn a_dropped_batch_leaves_no_trace() {
+    let (store, mut processor) = setup();
+    let mut batch = Batch::default();
+    let payload = order("e1", "c1", "80.00", "downtown");
+    assert!(processor.apply(&mut batch, &record(0, "cafe:c1", &payload)).is_ok());
+    drop(batch);
+    assert_eq!(balance(&store, "c1"), None);
+    assert!(outbox(&store).is_empty());
+    // Re-applying after the drop works as if it never happened.
+    let mut batch = Batch::default();
+    assert_eq!(processor.apply(&mut batch, &record(0, "cafe:c1", &payload)).ok(), Some(Applied::Processed(1)));
+}
+
+#[test]
+fn bad_input_is_dead_lettered_with_reason_and_source() {
+    let (store, mut processor) = setup();
+    let mut batch = Batch::default();
+    let good = order("e1", "c1", "80.00", "downtown");
+    let cases: Vec<(String, &str, ErrorKind)> = vec![
+        ("{oops".into(), "cafe:c1", ErrorKind::MalformedJson),
+        (good.replace("\"cafe\"", "\"nobody\""), "nobody:c1", ErrorKind::UnknownTenant),
+        (good.clone(), "cafe:c2", ErrorKind::KeyMismatch),
+        (good.replace("downtown", "moon"), "cafe:c1", ErrorKind::UnknownBranch),
+        (good.replace("AZN", "USD"), "cafe:c1", ErrorKind::BadCurrency),
+        (good.replace("80.00", "80.001"), "cafe:c1", ErrorKind::BadCurrency),
+        (good.replace("\"80.00\"", "\"-80.00\""), "cafe:c1", ErrorKind::NegativeAmount),
+        (good.replace("\"80.00\"", "\"8O.00\""), "cafe:c1", ErrorKind::InvalidAmount),
+    ];
+    for (i, (payload, key, kind)) in cases.iter().enumerate() {
+        let applied = processor.apply(&mut batch, &record(i as i64, key, payload));
+        assert_eq!(applied.ok(), Some(Applied::DeadLettered(*kind)), "case {i}: {payload}");
+    }
+    assert!(processor.commit(batch).is_ok());
+    assert_eq!(balance(&store, "c1"), None);
+    let out = outbox(&store);
+    assert_eq!(out.len(), cases.len());
+    for ((_, rec), (payload, key, kind)) in out.iter().zip(&cases) {
+        assert_eq!(rec.destination, Destination::DeadLetter);
+        assert_eq!(rec.payload, payload.as_bytes(), "original bytes are kept");
+        assert_eq!(rec.key.as_deref(), Some(key.as_bytes()));
+        let header = |name: &str| {
+            rec.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(header(contract::HEADER_ERROR_KIND).as_deref(), Some(kind.as_str()));
+        assert_eq!(header(contract::HEADER_SOURCE_TOPIC).as_deref(), Some("orders"));
+        assert_eq!(header(contract::HEADER_SOURCE_PARTITION).as_deref(), Some("3"));
+        assert!(header(contract::HEADER_ERROR_REASON).is_some_and(|r| !r.is_empty()));
+    }
+    // The partition moved on past every bad record.
+    assert_eq!(processor.stored_offset("orders", 3).ok().flatten(), Some(cases.len() as i64));
+}
+
+#[test]
+fn inactive_branch_consumes_the_event_without_a_ledger_entry() {
+    let (store, mut processor) = setup();
+    let mut batch = Batch::default();
+    let payload = order("e1", "c1", "80.00", "airport");
+    assert_eq!(processor.apply(&mut batch, &record(0, "cafe:c1", &payload)).ok(), Some(Applied::Processed(0)));
+    assert!(processor.commit(batch).is_ok());
+    assert_eq!(balance(&store, "c1"), None);
+    assert!(outbox(&store).is_empty());
+    assert!(store.get(Family::Dedupe, &keys::dedupe(3, "cafe", "e1")).ok().flatten().is_some());
+}
+
+#[test]
+fn sequences_continue_across_batches_and_balances_accumulate() {
+    let (store, mut processor) = setup();
+    for (i, total) in ["10.00", "20.00", "30.00"].iter().enumerate() {
+        let mut batch = Batch::default();
+        let payload = order(&format!("e{i}"), "c1", total, "downtown");
+        assert!(processor.apply(&mut batch, &record(i as i64, "cafe:c1", &payload)).is_ok());
+        assert!(processor.commit(batch).is_ok());
+    }
+    let seqs: Vec<u64> = outbox(&store).iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, vec![0, 1, 2]);
+    assert_eq!(balance(&store, "c1"), Some(Decimal::new(300, 2)));
+}

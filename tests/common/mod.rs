@@ -1,0 +1,416 @@
+//! Shared helpers for black-box tests: a real tansu broker on a free port,
+//! unique topics, a config per test, the `accrue` binary, and readers.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// The broker every test of this binary uses.
+pub struct Broker {
+    pub address: String,
+    _child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static BROKER: OnceLock<Broker> = OnceLock::new();
+
+/// The shared broker: `ACCRUE_TEST_BROKERS` if set, else a tansu started
+/// for this test binary on a free port, with sqlite storage in a temp dir.
+/// tansu is stopped when the test binary exits (its stdin closes).
+pub fn broker() -> &'static Broker {
+    BROKER.get_or_init(|| {
+        if let Ok(address) = std::env::var("ACCRUE_TEST_BROKERS") {
+            return Broker { address, _child: None, _dir: None };
+        }
+        let dir = tempfile::tempdir().expect("temp dir for tansu");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let db = format!("sqlite:///{}", dir.path().join("tansu.db").display());
+        let tansu = tansu_binary();
+        // `sh` holds tansu and kills it when our stdin pipe closes, which
+        // happens however this test process ends.
+        let script = format!(
+            "'{}' broker --listener-url {url} --advertised-listener-url {url} --storage-engine {db} >'{}' 2>&1 & pid=$!; cat >/dev/null; kill $pid; wait $pid",
+            tansu.display(),
+            dir.path().join("tansu.log").display()
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start tansu through sh");
+        let address = format!("127.0.0.1:{port}");
+        wait_for_port(&address, Duration::from_secs(30));
+        Broker { address, _child: Some(child), _dir: Some(dir) }
+    })
+}
+
+fn tansu_binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("TANSU_BIN") {
+        return PathBuf::from(bin);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let candidate = Path::new(&home).join(".cargo/bin/tansu");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    PathBuf::from("tansu")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn wait_for_port(address: &str, timeout: Duration) {
+    let addr: SocketAddr = address.parse().expect("socket address");
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("broker did not listen on {address} within {timeout:?}; is tansu 0.6.0 installed (scripts/test installs it)?");
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{}-{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Topics, config and state of one test.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub input: String,
+    pub accruals: String,
+    pub dead_letter: String,
+    pub internal: String,
+    pub partitions: i32,
+    pub state: PathBuf,
+    pub http_port: u16,
+}
+
+/// The tenants every test uses, as in `config/local`.
+pub const TENANTS: [(&str, &str); 2] = [
+    (
+        "cafe-central.toml",
+        r#"
+id = "cafe-central"
+currency = "AZN"
+[branches.downtown]
+[branches.airport]
+[programs.cashback]
+percent = "5"
+branches = { downtown = "active", airport = "inactive" }
+"#,
+    ),
+    (
+        "studio-flow.toml",
+        r#"
+id = "studio-flow"
+currency = "EUR"
+[branches.main]
+[programs.cashback]
+percent = "3"
+branches = { main = "active" }
+"#,
+    ),
+];
+
+impl Env {
+    /// Writes a config with fresh topics and creates them on the broker.
+    pub fn new(name: &str, partitions: i32) -> Env {
+        let broker = broker();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = unique(&format!("{name}.orders"));
+        let accruals = unique(&format!("{name}.accruals"));
+        let dead_letter = unique(&format!("{name}.dlq"));
+        let internal = unique(&format!("{name}.internal"));
+        let state = dir.path().join("state");
+        let http_port = free_port();
+        let config = dir.path().join("accrue.toml");
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+[kafka.librdkafka]
+"fetch.wait.max.ms" = "10"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+[topics]
+input = ["{input}"]
+accruals = "{accruals}"
+dead_letter = "{dead_letter}"
+internal = "{internal}"
+[state]
+dir = "{state}"
+[batch]
+max_events = 500
+linger_ms = 10
+[http]
+listen = "127.0.0.1:{http_port}"
+[tenants]
+dir = "tenants"
+"#,
+            brokers = broker.address,
+            group = unique(&format!("{name}.group")),
+            state = state.display(),
+        );
+        std::fs::write(&config, text).expect("write config");
+        std::fs::create_dir(dir.path().join("tenants")).expect("tenants dir");
+        for (file, body) in TENANTS {
+            std::fs::write(dir.path().join("tenants").join(file), body).expect("write tenant");
+        }
+        let env = Env {
+            dir,
+            config,
+            input,
+            accruals,
+            dead_letter,
+            internal,
+            partitions,
+            state,
+            http_port,
+        };
+        let status = env.accrue(&["topics", "create", "--partitions", &partitions.to_string()]);
+        assert!(status.success(), "accrue topics create failed");
+        env
+    }
+
+    /// Runs an `accrue` subcommand to completion.
+    pub fn accrue(&self, args: &[&str]) -> std::process::ExitStatus {
+        Command::new(env!("CARGO_BIN_EXE_accrue"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .status()
+            .expect("run accrue")
+    }
+
+    /// Starts `accrue run`, logging to `run-N.log` in the test dir.
+    pub fn spawn(&self) -> Child {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let log_path = self.dir.path().join(format!("run-{}.log", RUNS.fetch_add(1, Ordering::SeqCst)));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let err = log.try_clone().expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_accrue"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("spawn accrue run")
+    }
+
+    /// Every run log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut entries: Vec<_> = std::fs::read_dir(self.dir.path()).map(|d| d.filter_map(Result::ok).collect()).unwrap_or_default();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("run-") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out.push_str(&format!("--- {name} (last lines)\n"));
+                for line in tail.iter().rev() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A producer for test input (librdkafka's default partitioner, as accrue's
+/// users are told to use).
+pub fn producer() -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker().address)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Produces `(key, payload)` records to `topic` and waits for delivery.
+pub fn produce(producer: &BaseProducer, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
+    for (key, payload) in records {
+        loop {
+            let mut record = BaseRecord::to(topic).payload(payload.as_slice());
+            if let Some(k) = key {
+                record = record.key(k.as_str());
+            }
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, _)) => producer.poll(Duration::from_millis(20)),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush test input");
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+impl Record {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("JSON payload")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// Reads every record of `topic` from the beginning (all partitions) until
+/// the high watermarks.
+pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker().address)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("reader");
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        if high > low {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Offset(low)).expect("tpl");
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut done: BTreeMap<i32, bool> = ends.keys().map(|p| (*p, false)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done.values().any(|d| !d) {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if m.offset() + 1 >= ends[&m.partition()] {
+                    done.insert(m.partition(), true);
+                }
+                out.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    headers,
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                });
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check()
+}
+
+/// Sends SIGTERM and waits for the exit status.
+pub fn terminate(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+/// SIGKILL, as a crash.
+pub fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Writes the text of a config-less helper file.
+pub fn write(path: &Path, text: &str) {
+    let mut f = std::fs::File::create(path).expect("create");
+    f.write_all(text.as_bytes()).expect("write");
+}
+
+/// An `order.paid` event as JSON bytes.
+pub fn order(event_id: &str, tenant: &str, branch: &str, customer: &str, cents: i64, currency: &str) -> Vec<u8> {
+    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    serde_json::json!({
+        "schema_version": 1,
+        "event_id": event_id,
+        "type": "order.paid",
+        "tenant": tenant,
+        "branch": branch,
+        "customer": customer,
+        "occurred_at": "2026-11-23T12:00:00Z",
+        "body": {
+            "order_id": format!("o-{event_id}"),
+            "sale_type": "dine_in",
+            "lines": [{"product": "p-1", "category": "food", "quantity": "1", "amount": amount}],
+            "payments": [{"method": "card", "amount": amount}],
+            "total": amount,
+            "currency": currency
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
