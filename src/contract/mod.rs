@@ -236,6 +236,10 @@ struct WireEnvelope<'a> {
 /// A [`ContractError`] whose kind says what is wrong and whose reason names
 /// the field.
 pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
+    // serde would also read a struct from a JSON array; the contract says object.
+    if first_byte(bytes) != Some(b'{') {
+        return Err(ContractError::new(ErrorKind::MalformedJson, "the event must be a JSON object"));
+    }
     let envelope: WireEnvelope<'_> = from_slice(bytes, "")?;
     if envelope.schema_version != SCHEMA_VERSION {
         return Err(ContractError::new(
@@ -258,7 +262,11 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
     };
     let body = match event_type {
         EventType::OrderPaid => {
-            let order: OrderPaid = from_slice(envelope.body.get().as_bytes(), "body.")?;
+            let raw = envelope.body.get().as_bytes();
+            if first_byte(raw) != Some(b'{') {
+                return Err(ContractError::new(ErrorKind::InvalidField, "body must be a JSON object"));
+            }
+            let order: OrderPaid = from_slice(raw, "body.")?;
             validate_order(&order)?;
             Body::OrderPaid(order)
         }
@@ -346,6 +354,10 @@ fn classify(err: &serde_path_to_error::Error<serde_json::Error>, prefix: &str) -
             }
         }
     }
+}
+
+fn first_byte(bytes: &[u8]) -> Option<u8> {
+    bytes.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
 
 /// serde_json appends " at line L column C"; the field path says more.

@@ -43,7 +43,7 @@ impl ClientContext for PipelineContext {}
 
 impl ConsumerContext for PipelineContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = consumer.rebalance_protocol() == RebalanceProtocol::Cooperative;
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         let parts: Vec<(String, u32)> = tpl
             .elements()
             .iter()
