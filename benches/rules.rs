@@ -33,8 +33,12 @@ fn bench(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("order.paid");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("decode", |b| b.iter(|| contract::decode(std::hint::black_box(ORDER.as_bytes()))));
-    group.bench_function("evaluate_cashback", |b| b.iter(|| rules::evaluate(&tenant, std::hint::black_box(&event))));
+    group.bench_function("decode", |b| {
+        b.iter(|| contract::decode(std::hint::black_box(ORDER.as_bytes())))
+    });
+    group.bench_function("evaluate_cashback", |b| {
+        b.iter(|| rules::evaluate(&tenant, std::hint::black_box(&event)))
+    });
     group.finish();
 }
 

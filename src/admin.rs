@@ -59,7 +59,9 @@ pub async fn create_topics(config: &Config, partitions: i32, replication: i32) -
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
         .collect();
-    let results = admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT))).await?;
+    let results = admin
+        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)))
+        .await?;
     for result in results {
         match result {
             Ok(topic) => tracing::info!(topic = %topic, partitions, "created topic"),
@@ -147,10 +149,18 @@ fn split_documents(text: &str) -> Vec<&str> {
 fn summarize(headers: &BTreeMap<String, String>, value: &serde_json::Value) -> String {
     let id = headers.get(crate::contract::HEADER_ID).map_or("-", String::as_str);
     if let Some(kind) = headers.get(crate::contract::HEADER_ERROR_KIND) {
-        let reason = headers.get(crate::contract::HEADER_ERROR_REASON).map_or("", String::as_str);
+        let reason = headers
+            .get(crate::contract::HEADER_ERROR_REASON)
+            .map_or("", String::as_str);
         return format!("[{id}] dead letter: {kind}: {reason}");
     }
-    let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str).unwrap_or("?").to_owned();
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
     format!(
         "[{id}] {}/{}: {} +{} {} -> balance {} {} (event {})",
         field("tenant"),
@@ -179,7 +189,11 @@ pub fn print_topic(
 ) -> Result<usize, AdminError> {
     let consumer: BaseConsumer = config.kafka.client_config(ClientRole::TailReader).create()?;
     let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic && !t.partitions().is_empty()) else {
+    let Some(t) = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && !t.partitions().is_empty())
+    else {
         return Err(AdminError::MissingTopic(topic.to_owned()));
     };
     let mut tpl = TopicPartitionList::new();
@@ -197,7 +211,12 @@ pub fn print_topic(
                     .headers()
                     .map(|h| {
                         h.iter()
-                            .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();

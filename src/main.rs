@@ -13,10 +13,20 @@ use accrue::config::Config;
 use accrue::{admin, app, telemetry};
 
 #[derive(Parser)]
-#[command(name = "accrue", version, about = "Exactly-once loyalty accruals: Kafka in, RocksDB state, accrual events out")]
+#[command(
+    name = "accrue",
+    version,
+    about = "Exactly-once loyalty accruals: Kafka in, RocksDB state, accrual events out"
+)]
 struct Cli {
     /// The processor config file; tenant files are found from it.
-    #[arg(long, short, global = true, env = "ACCRUE_CONFIG", default_value = "config/local/accrue.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "ACCRUE_CONFIG",
+        default_value = "config/local/accrue.toml"
+    )]
     config: PathBuf,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true, env = "ACCRUE_LOG_JSON")]
@@ -109,7 +119,10 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Topics { action } => {
             let config = load(&cli.config)?;
             match action {
-                TopicsAction::Create { partitions, replication } => {
+                TopicsAction::Create {
+                    partitions,
+                    replication,
+                } => {
                     let rt = tokio::runtime::Runtime::new()?;
                     rt.block_on(admin::create_topics(&config, partitions, replication))?;
                     let n = admin::check_topics(&config)?;
@@ -143,7 +156,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 "dead-letter" => config.topics.dead_letter.clone(),
                 other => other.to_owned(),
             };
-            admin::print_topic(&config, &topic, max, Duration::from_secs(idle_secs), pretty, &mut std::io::stdout())?;
+            admin::print_topic(
+                &config,
+                &topic,
+                max,
+                Duration::from_secs(idle_secs),
+                pretty,
+                &mut std::io::stdout(),
+            )?;
             Ok(())
         }
     }

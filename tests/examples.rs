@@ -83,7 +83,8 @@ fn every_invalid_example_is_dead_lettered_with_its_kind() {
 fn schemas_are_valid_json() {
     for path in files(&root().join("docs/schemas")) {
         let text = std::fs::read_to_string(&path).unwrap();
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let value: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(value.get("$schema").is_some(), "{} has no $schema", path.display());
     }
 }

@@ -67,7 +67,8 @@ fn seed_example_dead_letters_duplicates_and_restart() {
 
     let mut child = env.spawn();
     let done = wait_until(Duration::from_secs(60), || {
-        read_all(&env.accruals, env.partitions).len() == 1 && read_all(&env.dead_letter, env.partitions).len() == invalid.len()
+        read_all(&env.accruals, env.partitions).len() == 1
+            && read_all(&env.dead_letter, env.partitions).len() == invalid.len()
     });
     assert!(done, "outputs incomplete\n{}", env.logs());
 
@@ -83,7 +84,9 @@ fn seed_example_dead_letters_duplicates_and_restart() {
     let dead = read_all(&env.dead_letter, env.partitions);
     for (kind, bytes) in &invalid {
         let found = dead.iter().find(|r| r.payload == *bytes);
-        let Some(found) = found else { panic!("no dead letter for {kind}") };
+        let Some(found) = found else {
+            panic!("no dead letter for {kind}")
+        };
         assert_eq!(found.header("accrue-error-kind"), Some(kind.as_str()), "kind of {kind}");
         assert!(found.header("accrue-error-reason").is_some_and(|r| !r.is_empty()));
         assert_eq!(found.header("accrue-source-topic"), Some(env.input.as_str()));
@@ -93,9 +96,16 @@ fn seed_example_dead_letters_duplicates_and_restart() {
 
     // Metrics counted what happened.
     let metrics = scrape(env.http_port);
-    assert_eq!(metric(&metrics, "accrue_events_processed_total", "order.paid"), 1.0, "{metrics}");
+    assert_eq!(
+        metric(&metrics, "accrue_events_processed_total", "order.paid"),
+        1.0,
+        "{metrics}"
+    );
     assert_eq!(metric(&metrics, "accrue_events_duplicate_total", "order.paid"), 1.0);
-    assert_eq!(metric(&metrics, "accrue_events_dead_lettered_total", "reason="), invalid.len() as f64);
+    assert_eq!(
+        metric(&metrics, "accrue_events_dead_lettered_total", "reason="),
+        invalid.len() as f64
+    );
 
     // Graceful stop: exit 0.
     let status = terminate(&mut child, Duration::from_secs(60));
@@ -105,12 +115,18 @@ fn seed_example_dead_letters_duplicates_and_restart() {
     let second = order("ord-second", "cafe-central", "downtown", "c-1001", 2000, "AZN");
     produce(&p, &env.input, &[(key_of(&second), second)]);
     let mut child = env.spawn();
-    let done = wait_until(Duration::from_secs(60), || read_all(&env.accruals, env.partitions).len() >= 2);
+    let done = wait_until(Duration::from_secs(60), || {
+        read_all(&env.accruals, env.partitions).len() >= 2
+    });
     assert!(done, "second accrual missing\n{}", env.logs());
     std::thread::sleep(Duration::from_secs(1));
     let accruals = read_all(&env.accruals, env.partitions);
     assert_eq!(accruals.len(), 2, "a restart must not re-publish");
-    let last = accruals.iter().map(common::Record::json).find(|e| e["source_event_id"] == "ord-second").unwrap();
+    let last = accruals
+        .iter()
+        .map(common::Record::json)
+        .find(|e| e["source_event_id"] == "ord-second")
+        .unwrap();
     assert_eq!(last["amount"], "1.00");
     assert_eq!(last["balance"], "5.00");
     assert_eq!(read_all(&env.dead_letter, env.partitions).len(), invalid.len());
@@ -123,7 +139,9 @@ fn refuses_to_start_when_topics_are_not_co_partitioned() {
     let env = Env::new("mismatch", 2);
     // A second environment's accruals topic has 3 partitions; point at it.
     let other = Env::new("mismatch3", 3);
-    let text = std::fs::read_to_string(&env.config).unwrap().replace(&env.accruals, &other.accruals);
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&env.accruals, &other.accruals);
     std::fs::write(&env.config, text).unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_accrue"))
         .arg("--config")
@@ -140,7 +158,9 @@ fn refuses_to_start_when_topics_are_not_co_partitioned() {
 fn check_config_reports_file_and_field() {
     let env = Env::new("checkcfg", 1);
     let tenant = env.dir.path().join("tenants/cafe-central.toml");
-    let text = std::fs::read_to_string(&tenant).unwrap().replace("percent = \"5\"", "percent = \"500\"");
+    let text = std::fs::read_to_string(&tenant)
+        .unwrap()
+        .replace("percent = \"5\"", "percent = \"500\"");
     std::fs::write(&tenant, text).unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_accrue"))
         .arg("--config")
@@ -150,5 +170,8 @@ fn check_config_reports_file_and_field() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cafe-central.toml: programs.cashback.percent: must be between 1 and 100"), "{stderr}");
+    assert!(
+        stderr.contains("cafe-central.toml: programs.cashback.percent: must be between 1 and 100"),
+        "{stderr}"
+    );
 }

@@ -65,7 +65,10 @@ pub(crate) struct Issues<'a> {
 
 impl<'a> Issues<'a> {
     pub(crate) fn new(file: &'a Path) -> Self {
-        Issues { file, found: Vec::new() }
+        Issues {
+            file,
+            found: Vec::new(),
+        }
     }
 
     pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
@@ -193,7 +196,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: default_listen() }
+        HttpConfig {
+            listen: default_listen(),
+        }
     }
 }
 
@@ -420,10 +425,16 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     names.push((&file.topics.internal, "topics.internal".into()));
     for (i, (name, field)) in names.iter().enumerate() {
         if !valid_topic_name(name) {
-            issues.push(field.clone(), format!("{name:?} is not a valid Kafka topic name ([a-zA-Z0-9._-], 1 to 249 chars)"));
+            issues.push(
+                field.clone(),
+                format!("{name:?} is not a valid Kafka topic name ([a-zA-Z0-9._-], 1 to 249 chars)"),
+            );
         }
         if names[..i].iter().any(|(other, _)| other == name) {
-            issues.push(field.clone(), format!("topic {name:?} is used twice; every role needs its own topic"));
+            issues.push(
+                field.clone(),
+                format!("topic {name:?} is used twice; every role needs its own topic"),
+            );
         }
     }
     if file.batch.max_events == 0 || file.batch.max_events > 1_000_000 {
@@ -442,7 +453,9 @@ fn valid_topic_name(name: &str) -> bool {
         && name.len() <= 249
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

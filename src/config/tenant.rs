@@ -108,7 +108,10 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
         issues.push("id", "must be 1 to 64 characters of [a-zA-Z0-9_.-]");
     }
     if tenant.currency.len() != 3 || !tenant.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        issues.push("currency", format!("{:?} is not an ISO 4217 code (three capital letters)", tenant.currency));
+        issues.push(
+            "currency",
+            format!("{:?} is not an ISO 4217 code (three capital letters)", tenant.currency),
+        );
     }
     if tenant.minor_units > 4 {
         issues.push("minor_units", "must be between 0 and 4");
@@ -118,13 +121,19 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
     }
     for id in tenant.branches.keys() {
         if !valid_id(id) {
-            issues.push(format!("branches.{id}"), "a branch id must be 1 to 64 characters of [a-zA-Z0-9_.-]");
+            issues.push(
+                format!("branches.{id}"),
+                "a branch id must be 1 to 64 characters of [a-zA-Z0-9_.-]",
+            );
         }
     }
     if let Some(cashback) = &tenant.programs.cashback {
         let pct = cashback.percent.value();
         if pct < Decimal::ONE || pct > Decimal::ONE_HUNDRED {
-            issues.push("programs.cashback.percent", format!("must be between 1 and 100, got {pct}"));
+            issues.push(
+                "programs.cashback.percent",
+                format!("must be between 1 and 100, got {pct}"),
+            );
         }
         for branch in cashback.branches.keys() {
             if !tenant.branches.contains_key(branch) {
@@ -138,5 +147,9 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }

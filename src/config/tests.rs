@@ -53,7 +53,9 @@ fn issues(result: Result<Config, ConfigError>) -> Vec<String> {
 
 #[test]
 fn loads_a_valid_config_with_defaults() {
-    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", TENANT)]) else { panic!("fixture") };
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
     let config = fx.load();
     assert!(config.is_ok(), "{:?}", config.err());
     let Ok(config) = config else { return };
@@ -69,7 +71,11 @@ fn loads_a_valid_config_with_defaults() {
 fn the_shipped_local_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/local/accrue.toml");
     let config = Config::load(&path);
-    assert!(config.is_ok(), "{}", config.err().map(|e| e.to_string()).unwrap_or_default());
+    assert!(
+        config.is_ok(),
+        "{}",
+        config.err().map(|e| e.to_string()).unwrap_or_default()
+    );
 }
 
 #[test]
@@ -85,8 +91,13 @@ branches = { downtown = "active", moon = "active" }
 "#;
     let bad_processor = PROCESSOR
         .replace("input = [\"orders\"]", "input = [\"orders\", \"accruals\"]")
-        .replace("group_id = \"g\"", "group_id = \"g\"\n[kafka.librdkafka]\n\"enable.idempotence\" = \"false\"");
-    let Some(fx) = Fixture::new(&bad_processor, &[("cafe.toml", bad_tenant)]) else { panic!("fixture") };
+        .replace(
+            "group_id = \"g\"",
+            "group_id = \"g\"\n[kafka.librdkafka]\n\"enable.idempotence\" = \"false\"",
+        );
+    let Some(fx) = Fixture::new(&bad_processor, &[("cafe.toml", bad_tenant)]) else {
+        panic!("fixture")
+    };
     let found = issues(fx.load());
     let expect = [
         ("accrue.toml", "kafka.librdkafka.enable.idempotence"),
@@ -98,7 +109,9 @@ branches = { downtown = "active", moon = "active" }
     ];
     for (file, field) in expect {
         assert!(
-            found.iter().any(|i| i.contains(file) && i.contains(&format!(": {field}: "))),
+            found
+                .iter()
+                .any(|i| i.contains(file) && i.contains(&format!(": {field}: "))),
             "no issue for {file} {field} in {found:#?}"
         );
     }
@@ -107,7 +120,9 @@ branches = { downtown = "active", moon = "active" }
 #[test]
 fn type_errors_name_the_field_path_and_line() {
     let tenant = TENANT.replace("percent = \"5\"", "percent = 5.5");
-    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", &tenant)]) else { panic!("fixture") };
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", &tenant)]) else {
+        panic!("fixture")
+    };
     let found = issues(fx.load());
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("cafe.toml: programs.cashback.percent:"), "{found:?}");
@@ -117,23 +132,39 @@ fn type_errors_name_the_field_path_and_line() {
 #[test]
 fn unknown_fields_are_refused() {
     let processor = PROCESSOR.replace("[state]", "[state]\ndirr = \"x\"");
-    let Some(fx) = Fixture::new(&processor, &[("cafe.toml", TENANT)]) else { panic!("fixture") };
+    let Some(fx) = Fixture::new(&processor, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
     let found = issues(fx.load());
-    assert!(found.iter().any(|i| i.contains("unknown field") && i.contains("accrue.toml")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|i| i.contains("unknown field") && i.contains("accrue.toml")),
+        "{found:?}"
+    );
 }
 
 #[test]
 fn duplicate_tenant_ids_are_refused() {
-    let Some(fx) = Fixture::new(PROCESSOR, &[("a.toml", TENANT), ("b.toml", TENANT)]) else { panic!("fixture") };
+    let Some(fx) = Fixture::new(PROCESSOR, &[("a.toml", TENANT), ("b.toml", TENANT)]) else {
+        panic!("fixture")
+    };
     let found = issues(fx.load());
     assert!(found.iter().any(|i| i.contains("b.toml: id:")), "{found:?}");
 }
 
 #[test]
 fn librdkafka_overrides_win_over_defaults() {
-    let processor = PROCESSOR.replace("group_id = \"g\"", "group_id = \"g\"\n[kafka.librdkafka]\n\"linger.ms\" = \"50\"");
-    let Some(fx) = Fixture::new(&processor, &[("cafe.toml", TENANT)]) else { panic!("fixture") };
-    let Ok(config) = fx.load() else { panic!("config must load") };
+    let processor = PROCESSOR.replace(
+        "group_id = \"g\"",
+        "group_id = \"g\"\n[kafka.librdkafka]\n\"linger.ms\" = \"50\"",
+    );
+    let Some(fx) = Fixture::new(&processor, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
+    let Ok(config) = fx.load() else {
+        panic!("config must load")
+    };
     let producer = config.kafka.client_config(ClientRole::Producer);
     assert_eq!(producer.get("linger.ms"), Some("50"));
     assert_eq!(producer.get("enable.idempotence"), Some("true"));

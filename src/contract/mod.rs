@@ -238,7 +238,10 @@ struct WireEnvelope<'a> {
 pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
     // serde would also read a struct from a JSON array; the contract says object.
     if first_byte(bytes) != Some(b'{') {
-        return Err(ContractError::new(ErrorKind::MalformedJson, "the event must be a JSON object"));
+        return Err(ContractError::new(
+            ErrorKind::MalformedJson,
+            "the event must be a JSON object",
+        ));
     }
     let envelope: WireEnvelope<'_> = from_slice(bytes, "")?;
     if envelope.schema_version != SCHEMA_VERSION {
@@ -264,7 +267,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
         EventType::OrderPaid => {
             let raw = envelope.body.get().as_bytes();
             if first_byte(raw) != Some(b'{') {
-                return Err(ContractError::new(ErrorKind::InvalidField, "body must be a JSON object"));
+                return Err(ContractError::new(
+                    ErrorKind::InvalidField,
+                    "body must be a JSON object",
+                ));
             }
             let order: OrderPaid = from_slice(raw, "body.")?;
             validate_order(&order)?;
@@ -321,7 +327,10 @@ fn from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8], prefix: &str) -> Result<T
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = result.map_err(|err| classify(&err, prefix))?;
     de.end().map_err(|err| {
-        ContractError::new(ErrorKind::MalformedJson, format!("trailing data after the event: {err}"))
+        ContractError::new(
+            ErrorKind::MalformedJson,
+            format!("trailing data after the event: {err}"),
+        )
     })?;
     Ok(value)
 }
@@ -343,14 +352,27 @@ fn classify(err: &serde_path_to_error::Error<serde_json::Error>, prefix: &str) -
             // serde's derive reports an absent field as "missing field `name`".
             if let Some(rest) = message.strip_prefix("missing field `") {
                 let name = rest.split('`').next().unwrap_or_default();
-                let at = if field.is_empty() { String::new() } else { format!("{field}.") };
+                let at = if field.is_empty() {
+                    String::new()
+                } else {
+                    format!("{field}.")
+                };
                 ContractError::new(ErrorKind::MissingField, format!("missing field {at}{name}"))
             } else if message.contains(money::NOT_A_DECIMAL) {
-                ContractError::new(ErrorKind::InvalidAmount, format!("{field}: {}", strip_position(&message)))
+                ContractError::new(
+                    ErrorKind::InvalidAmount,
+                    format!("{field}: {}", strip_position(&message)),
+                )
             } else if field.is_empty() {
-                ContractError::new(ErrorKind::MalformedJson, format!("the event must be a JSON object: {message}"))
+                ContractError::new(
+                    ErrorKind::MalformedJson,
+                    format!("the event must be a JSON object: {message}"),
+                )
             } else {
-                ContractError::new(ErrorKind::InvalidField, format!("{field}: {}", strip_position(&message)))
+                ContractError::new(
+                    ErrorKind::InvalidField,
+                    format!("{field}: {}", strip_position(&message)),
+                )
             }
         }
     }
@@ -387,14 +409,23 @@ fn validate_order(order: &OrderPaid) -> Result<(), ContractError> {
     if order.currency.len() != 3 || !order.currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(ContractError::new(
             ErrorKind::BadCurrency,
-            format!("body.currency {:?} is not an ISO 4217 code (three capital letters)", order.currency),
+            format!(
+                "body.currency {:?} is not an ISO 4217 code (three capital letters)",
+                order.currency
+            ),
         ));
     }
     if order.lines.is_empty() {
-        return Err(ContractError::new(ErrorKind::InvalidField, "body.lines must hold at least one line"));
+        return Err(ContractError::new(
+            ErrorKind::InvalidField,
+            "body.lines must hold at least one line",
+        ));
     }
     if order.payments.is_empty() {
-        return Err(ContractError::new(ErrorKind::InvalidField, "body.payments must hold at least one payment"));
+        return Err(ContractError::new(
+            ErrorKind::InvalidField,
+            "body.payments must hold at least one payment",
+        ));
     }
     non_negative("body.total", order.total.value())?;
     let mut lines_sum = Decimal::ZERO;

@@ -44,29 +44,79 @@ fn classifies_every_kind_of_bad_input() {
         ("{not json".into(), ErrorKind::MalformedJson),
         ("[1,2]".into(), ErrorKind::MalformedJson),
         ("".into(), ErrorKind::MalformedJson),
-        (order_json(GOOD_BODY).replace("\"customer\":\"c-1\",", ""), ErrorKind::MissingField),
-        (order_json(&GOOD_BODY.replace("\"total\":\"80.00\",", "")), ErrorKind::MissingField),
-        (order_json(GOOD_BODY).replace("2026-11-23T12:00:00+04:00", "yesterday"), ErrorKind::InvalidField),
-        (order_json(GOOD_BODY).replace("\"schema_version\":1", "\"schema_version\":2"), ErrorKind::UnsupportedSchemaVersion),
-        (order_json(GOOD_BODY).replace("order.paid", "order.teleported"), ErrorKind::UnknownType),
-        (order_json(&GOOD_BODY.replace("\"10.00\"", "\"10,00\"")), ErrorKind::InvalidAmount),
-        (order_json(&GOOD_BODY.replace("\"10.00\"", "10.00")), ErrorKind::InvalidAmount),
-        (order_json(&GOOD_BODY.replace("\"10.00\"", "\"ten\"")), ErrorKind::InvalidAmount),
         (
-            order_json(&GOOD_BODY.replace("\"10.00\"", "\"-10.00\"").replace("\"70.00\"", "\"90.00\"")),
+            order_json(GOOD_BODY).replace("\"customer\":\"c-1\",", ""),
+            ErrorKind::MissingField,
+        ),
+        (
+            order_json(&GOOD_BODY.replace("\"total\":\"80.00\",", "")),
+            ErrorKind::MissingField,
+        ),
+        (
+            order_json(GOOD_BODY).replace("2026-11-23T12:00:00+04:00", "yesterday"),
+            ErrorKind::InvalidField,
+        ),
+        (
+            order_json(GOOD_BODY).replace("\"schema_version\":1", "\"schema_version\":2"),
+            ErrorKind::UnsupportedSchemaVersion,
+        ),
+        (
+            order_json(GOOD_BODY).replace("order.paid", "order.teleported"),
+            ErrorKind::UnknownType,
+        ),
+        (
+            order_json(&GOOD_BODY.replace("\"10.00\"", "\"10,00\"")),
+            ErrorKind::InvalidAmount,
+        ),
+        (
+            order_json(&GOOD_BODY.replace("\"10.00\"", "10.00")),
+            ErrorKind::InvalidAmount,
+        ),
+        (
+            order_json(&GOOD_BODY.replace("\"10.00\"", "\"ten\"")),
+            ErrorKind::InvalidAmount,
+        ),
+        (
+            order_json(
+                &GOOD_BODY
+                    .replace("\"10.00\"", "\"-10.00\"")
+                    .replace("\"70.00\"", "\"90.00\""),
+            ),
             ErrorKind::NegativeAmount,
         ),
-        (order_json(&GOOD_BODY.replace("\"quantity\":\"2\"", "\"quantity\":\"0\"")), ErrorKind::NegativeAmount),
-        (order_json(&GOOD_BODY.replace("\"50.00\"", "\"55.00\"")), ErrorKind::Unbalanced),
-        (order_json(&GOOD_BODY.replace("\"70.00\"", "\"71.00\"")), ErrorKind::Unbalanced),
-        (order_json(&GOOD_BODY.replace("\"AZN\"", "\"azn\"")), ErrorKind::BadCurrency),
-        (order_json(GOOD_BODY).replace("\"c-1\"", "\"a:b\""), ErrorKind::InvalidField),
-        (order_json(GOOD_BODY).replace("\"c-1\"", "\"\""), ErrorKind::InvalidField),
+        (
+            order_json(&GOOD_BODY.replace("\"quantity\":\"2\"", "\"quantity\":\"0\"")),
+            ErrorKind::NegativeAmount,
+        ),
+        (
+            order_json(&GOOD_BODY.replace("\"50.00\"", "\"55.00\"")),
+            ErrorKind::Unbalanced,
+        ),
+        (
+            order_json(&GOOD_BODY.replace("\"70.00\"", "\"71.00\"")),
+            ErrorKind::Unbalanced,
+        ),
+        (
+            order_json(&GOOD_BODY.replace("\"AZN\"", "\"azn\"")),
+            ErrorKind::BadCurrency,
+        ),
+        (
+            order_json(GOOD_BODY).replace("\"c-1\"", "\"a:b\""),
+            ErrorKind::InvalidField,
+        ),
+        (
+            order_json(GOOD_BODY).replace("\"c-1\"", "\"\""),
+            ErrorKind::InvalidField,
+        ),
         (order_json(GOOD_BODY).replace("\"c-1\"", "42"), ErrorKind::InvalidField),
     ];
     for (json, expected) in cases {
         let got = decode(json.as_bytes());
-        assert_eq!(got.as_ref().err().map(|e| e.kind), Some(expected), "input: {json}\ngot: {got:?}");
+        assert_eq!(
+            got.as_ref().err().map(|e| e.kind),
+            Some(expected),
+            "input: {json}\ngot: {got:?}"
+        );
     }
 }
 
@@ -93,9 +143,15 @@ fn key_must_be_tenant_and_customer() {
     };
     assert!(check_key(Some(b"cafe:c-1"), &event).is_ok());
     for bad in [&b"cafe:c-2"[..], b"other:c-1", b"cafe", b"cafe:c-1:x", b"cafec-1!"] {
-        assert_eq!(check_key(Some(bad), &event).err().map(|e| e.kind), Some(ErrorKind::KeyMismatch));
+        assert_eq!(
+            check_key(Some(bad), &event).err().map(|e| e.kind),
+            Some(ErrorKind::KeyMismatch)
+        );
     }
-    assert_eq!(check_key(None, &event).err().map(|e| e.kind), Some(ErrorKind::KeyMismatch));
+    assert_eq!(
+        check_key(None, &event).err().map(|e| e.kind),
+        Some(ErrorKind::KeyMismatch)
+    );
 }
 
 #[test]

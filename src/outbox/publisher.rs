@@ -124,7 +124,10 @@ impl Publisher {
                     break;
                 }
                 if Instant::now() >= deadline {
-                    tracing::warn!(pending = self.progress.pending(), "outbox drain timed out; the rest is published after restart");
+                    tracing::warn!(
+                        pending = self.progress.pending(),
+                        "outbox drain timed out; the rest is published after restart"
+                    );
                     break;
                 }
             }
@@ -156,11 +159,11 @@ impl Publisher {
 
     fn drained(&self) -> bool {
         self.in_flight.values().all(|n| *n == 0)
-            && self
-                .progress
-                .owned()
-                .iter()
-                .all(|p| self.lanes.get(p).is_some_and(|l| Some(l.next) >= self.progress.durable(*p)))
+            && self.progress.owned().iter().all(|p| {
+                self.lanes
+                    .get(p)
+                    .is_some_and(|l| Some(l.next) >= self.progress.durable(*p))
+            })
     }
 
     /// Starts lanes for newly owned partitions (after recovery) and drops
@@ -208,7 +211,9 @@ impl Publisher {
             from = last_key.clone();
             from.push(0);
             for (key, value) in &chunk {
-                let Some((_, seq)) = keys::parse_outbox(key) else { continue };
+                let Some((_, seq)) = keys::parse_outbox(key) else {
+                    continue;
+                };
                 let record = decode(value, p, seq)?;
                 found += 1;
                 if published.get(&record.destination).is_some_and(|last| seq <= *last) {
@@ -224,7 +229,13 @@ impl Publisher {
         }
         telemetry::recovered_published(already);
         let next = first_unsent.unwrap_or_else(|| self.progress.durable(p).unwrap_or(0));
-        tracing::info!(partition = p, outbox = found, already_published = already, resume_at = next, "publisher recovered partition");
+        tracing::info!(
+            partition = p,
+            outbox = found,
+            already_published = already,
+            resume_at = next,
+            "publisher recovered partition"
+        );
         Ok(Lane { next, published })
     }
 
@@ -240,12 +251,17 @@ impl Publisher {
                 continue;
             }
             let (mut next, published) = (lane.next, lane.published.clone());
-            let chunk = self
-                .store
-                .scan(Family::Outbox, &keys::partition_prefix(p), &keys::outbox(p, next), SCAN_CHUNK)?;
+            let chunk = self.store.scan(
+                Family::Outbox,
+                &keys::partition_prefix(p),
+                &keys::outbox(p, next),
+                SCAN_CHUNK,
+            )?;
             let mut already = WriteSet::new();
             for (key, value) in chunk {
-                let Some((_, seq)) = keys::parse_outbox(&key) else { continue };
+                let Some((_, seq)) = keys::parse_outbox(&key) else {
+                    continue;
+                };
                 if seq >= durable {
                     break;
                 }
@@ -285,16 +301,19 @@ impl Publisher {
             });
         }
         let topic = &self.topics[&record.destination];
-        let mut base: BaseRecord<'_, [u8], [u8], _> = BaseRecord::with_opaque_to(topic, Box::new((p, seq, record.destination)))
-            .partition(p as i32)
-            .payload(record.payload.as_slice())
-            .headers(headers);
+        let mut base: BaseRecord<'_, [u8], [u8], _> =
+            BaseRecord::with_opaque_to(topic, Box::new((p, seq, record.destination)))
+                .partition(p as i32)
+                .payload(record.payload.as_slice())
+                .headers(headers);
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
         }
         match self.producer.send(base) {
             Ok(()) => true,
-            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => false,
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                false
+            }
             Err((err, _)) => {
                 telemetry::publish_error();
                 tracing::warn!(partition = p, seq, error = %err, "cannot enqueue outbox record; retrying");
@@ -306,7 +325,14 @@ impl Publisher {
     /// Deletes acknowledged records; on a failure, restarts the lane through
     /// recovery once its in-flight records are settled.
     fn handle_acks(&mut self) -> Result<usize, OutboxError> {
-        let acks = std::mem::take(&mut *self.producer.context().acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let acks = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .acks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         if acks.is_empty() {
             return Ok(0);
         }

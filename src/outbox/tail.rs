@@ -52,12 +52,16 @@ impl TailReader {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, p as i32, Offset::Offset(start))
             .map_err(|e| OutboxError::Tail(e.to_string()))?;
-        self.consumer.assign(&tpl).map_err(|e| OutboxError::Tail(e.to_string()))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| OutboxError::Tail(e.to_string()))?;
         let deadline = Instant::now() + TIMEOUT;
         let mut best: Option<u64> = None;
         let result = loop {
             if Instant::now() >= deadline {
-                break Err(OutboxError::Tail(format!("timed out reading {topic}/{p} from {start} to {high}")));
+                break Err(OutboxError::Tail(format!(
+                    "timed out reading {topic}/{p} from {start} to {high}"
+                )));
             }
             match self.consumer.poll(Duration::from_millis(200)) {
                 None => continue,

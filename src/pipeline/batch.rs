@@ -126,9 +126,8 @@ impl Processor {
     /// [`StateError`] if the store fails; the batch must then be dropped.
     pub fn apply(&mut self, batch: &mut Batch, record: &InputRecord<'_>) -> Result<Applied, StateError> {
         let p = record.partition;
-        if !batch.cursors.contains_key(&p) {
-            let cursor = self.load_cursor(p)?;
-            batch.cursors.insert(p, cursor);
+        if let std::collections::hash_map::Entry::Vacant(slot) = batch.cursors.entry(p) {
+            slot.insert(self.load_cursor(p)?);
         }
         let expected = match batch.cursors.get(&p).and_then(|c| c.offsets.get(record.topic)) {
             Some(off) => Some(*off),
@@ -175,9 +174,17 @@ impl Processor {
         }
         let mut committed = Committed::default();
         for (p, cursor) in &cursors {
-            set.put(Family::Meta, keys::next_seq(*p), keys::encode_u64(cursor.next_seq).to_vec());
+            set.put(
+                Family::Meta,
+                keys::next_seq(*p),
+                keys::encode_u64(cursor.next_seq).to_vec(),
+            );
             for (topic, off) in &cursor.offsets {
-                set.put(Family::Offsets, keys::offset(*p, topic), keys::encode_u64(*off as u64).to_vec());
+                set.put(
+                    Family::Offsets,
+                    keys::offset(*p, topic),
+                    keys::encode_u64(*off as u64).to_vec(),
+                );
                 committed.offsets.push((topic.clone(), *p, *off));
             }
             committed.durable_seq.push((*p, cursor.next_seq));
@@ -223,7 +230,12 @@ impl Processor {
         Ok(event)
     }
 
-    fn apply_event(&mut self, batch: &mut Batch, record: &InputRecord<'_>, event: &Event) -> Result<Applied, StateError> {
+    fn apply_event(
+        &mut self,
+        batch: &mut Batch,
+        record: &InputRecord<'_>,
+        event: &Event,
+    ) -> Result<Applied, StateError> {
         let p = record.partition;
         let event_type = event.event_type().as_str();
         let dedupe_key = keys::dedupe(p, &event.tenant, &event.event_id);
@@ -244,7 +256,8 @@ impl Processor {
             let balance = match batch.balances.get(&balance_key) {
                 Some(b) => *b,
                 None => match self.store.get(Family::Balances, &balance_key)? {
-                    Some(raw) => keys::decode_decimal(&raw).ok_or_else(|| corrupt(Family::Balances, "balance is not 16 bytes"))?,
+                    Some(raw) => keys::decode_decimal(&raw)
+                        .ok_or_else(|| corrupt(Family::Balances, "balance is not 16 bytes"))?,
                     None => Decimal::ZERO,
                 },
             };
@@ -274,7 +287,11 @@ impl Processor {
                 occurred_at: occurred_at.clone(),
             };
             let payload = serde_json::to_vec(&accrual).map_err(|e| corrupt(Family::Ledger, &e.to_string()))?;
-            batch.set.put(Family::Ledger, keys::ledger(p, &event.tenant, &event.customer, seq), payload.clone());
+            batch.set.put(
+                Family::Ledger,
+                keys::ledger(p, &event.tenant, &event.customer, seq),
+                payload.clone(),
+            );
             let out = OutboxRecord {
                 destination: Destination::Accruals,
                 key: Some(contract::customer_key(&event.tenant, &event.customer).into_bytes()),
@@ -285,7 +302,9 @@ impl Processor {
             batch.balances.insert(balance_key, new_balance);
             telemetry::ledger_entry(account);
         }
-        batch.set.put(Family::Dedupe, dedupe_key.clone(), keys::encode_u64(first_seq).to_vec());
+        batch
+            .set
+            .put(Family::Dedupe, dedupe_key.clone(), keys::encode_u64(first_seq).to_vec());
         batch.seen.insert(dedupe_key);
         telemetry::processed(event_type);
         Ok(Applied::Processed(outcome.credits.len()))
@@ -298,11 +317,17 @@ impl Processor {
             destination: Destination::DeadLetter,
             key: record.key.map(<[u8]>::to_vec),
             headers: vec![
-                (contract::HEADER_ERROR_KIND.into(), err.kind.as_str().as_bytes().to_vec()),
+                (
+                    contract::HEADER_ERROR_KIND.into(),
+                    err.kind.as_str().as_bytes().to_vec(),
+                ),
                 (contract::HEADER_ERROR_REASON.into(), err.reason.as_bytes().to_vec()),
                 (contract::HEADER_SOURCE_TOPIC.into(), record.topic.as_bytes().to_vec()),
                 (contract::HEADER_SOURCE_PARTITION.into(), p.to_string().into_bytes()),
-                (contract::HEADER_SOURCE_OFFSET.into(), record.offset.to_string().into_bytes()),
+                (
+                    contract::HEADER_SOURCE_OFFSET.into(),
+                    record.offset.to_string().into_bytes(),
+                ),
             ],
             payload: record.payload.map(<[u8]>::to_vec).unwrap_or_default(),
         };
@@ -323,7 +348,10 @@ fn check_currency(tenant: &TenantConfig, currency: &str, order: &contract::Order
     if currency != tenant.currency {
         return Err(ContractError::new(
             ErrorKind::BadCurrency,
-            format!("body.currency is {currency:?}, but tenant {:?} keeps its balances in {}", tenant.id, tenant.currency),
+            format!(
+                "body.currency is {currency:?}, but tenant {:?} keeps its balances in {}",
+                tenant.id, tenant.currency
+            ),
         ));
     }
     let amounts = order
@@ -336,7 +364,10 @@ fn check_currency(tenant: &TenantConfig, currency: &str, order: &contract::Order
         if amount.value().scale() > tenant.minor_units {
             return Err(ContractError::new(
                 ErrorKind::BadCurrency,
-                format!("amount {amount} has more decimals than {currency} has ({})", tenant.minor_units),
+                format!(
+                    "amount {amount} has more decimals than {currency} has ({})",
+                    tenant.minor_units
+                ),
             ));
         }
     }

@@ -100,7 +100,10 @@ impl ConsumerContext for PipelineContext {
 
 impl PipelineContext {
     fn push(&self, change: Change) {
-        self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(change);
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(change);
     }
 
     fn fail(&self, message: String) {
@@ -113,7 +116,10 @@ impl PipelineContext {
     }
 
     fn take_failure(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -121,7 +127,12 @@ impl PipelineContext {
 ///
 /// # Errors
 /// [`PipelineError`] on a state failure or a fatal Kafka error.
-pub fn run(config: &Config, store: Arc<dyn Store>, progress: Arc<Progress>, stop: &AtomicBool) -> Result<(), PipelineError> {
+pub fn run(
+    config: &Config,
+    store: Arc<dyn Store>,
+    progress: Arc<Progress>,
+    stop: &AtomicBool,
+) -> Result<(), PipelineError> {
     let context = PipelineContext {
         store: store.clone(),
         changes: Mutex::new(Vec::new()),
@@ -164,7 +175,11 @@ pub fn run(config: &Config, store: Arc<dyn Store>, progress: Arc<Progress>, stop
         let over = progress.pending() > MAX_PENDING_OUTBOX;
         if over != paused {
             if let Ok(assignment) = consumer.assignment() {
-                let result = if over { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+                let result = if over {
+                    consumer.pause(&assignment)
+                } else {
+                    consumer.resume(&assignment)
+                };
                 if let Err(err) = result {
                     tracing::warn!(error = %err, "pause/resume failed");
                 }
@@ -180,7 +195,16 @@ pub fn run(config: &Config, store: Arc<dyn Store>, progress: Arc<Progress>, stop
         let polled = consumer.poll(timeout);
         let changes = consumer.context().take_changes();
         if !changes.is_empty() {
-            apply_changes(changes, &mut owned, &mut processor, &mut batch, &mut batch_started, &consumer, &progress, store.as_ref())?;
+            apply_changes(
+                changes,
+                &mut owned,
+                &mut processor,
+                &mut batch,
+                &mut batch_started,
+                &consumer,
+                &progress,
+                store.as_ref(),
+            )?;
         }
         let Some(result) = polled else { continue };
         let message = match result {
@@ -213,7 +237,12 @@ pub fn run(config: &Config, store: Arc<dyn Store>, progress: Arc<Progress>, stop
     Ok(())
 }
 
-fn commit(processor: &mut Processor, batch: Batch, consumer: &BaseConsumer<PipelineContext>, progress: &Progress) -> Result<(), PipelineError> {
+fn commit(
+    processor: &mut Processor,
+    batch: Batch,
+    consumer: &BaseConsumer<PipelineContext>,
+    progress: &Progress,
+) -> Result<(), PipelineError> {
     let committed = processor.commit(batch)?;
     for (p, next_seq) in &committed.durable_seq {
         progress.advance(*p, *next_seq);
@@ -221,7 +250,10 @@ fn commit(processor: &mut Processor, batch: Batch, consumer: &BaseConsumer<Pipel
     // Advisory only: lets lag tools see progress. RocksDB is authoritative.
     let mut tpl = TopicPartitionList::new();
     for (topic, p, off) in &committed.offsets {
-        if tpl.add_partition_offset(topic, *p as i32, Offset::Offset(*off)).is_err() {
+        if tpl
+            .add_partition_offset(topic, *p as i32, Offset::Offset(*off))
+            .is_err()
+        {
             continue;
         }
     }

@@ -74,7 +74,9 @@ pub fn evaluate(tenant: &TenantConfig, event: &Event) -> Outcome {
 }
 
 fn cashback(tenant: &TenantConfig, branch: &str, order: &OrderPaid, outcome: &mut Outcome) {
-    let Some(program) = &tenant.programs.cashback else { return };
+    let Some(program) = &tenant.programs.cashback else {
+        return;
+    };
     if !program.active_in(branch) {
         return;
     }

@@ -5,14 +5,17 @@ use std::sync::Mutex;
 
 use super::{Durability, Entry, Family, Op, StateError, Store, WriteSet};
 
-/// A `BTreeMap` per family behind one mutex; writes are atomic.
+/// Every family's keys, ordered as RocksDB orders them.
+type Tree = BTreeMap<(Family, Vec<u8>), Vec<u8>>;
+
+/// One ordered map behind a mutex; writes are atomic.
 #[derive(Default)]
 pub struct MemoryStore {
-    data: Mutex<BTreeMap<(Family, Vec<u8>), Vec<u8>>>,
+    data: Mutex<Tree>,
 }
 
 impl MemoryStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Family, Vec<u8>), Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tree> {
         // A panic while holding the lock can only come from a test; keep going.
         self.data.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

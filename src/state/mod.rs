@@ -119,10 +119,12 @@ pub trait Store: Send + Sync + 'static {
 /// [`StateError`] if the store fails or the value is corrupt.
 pub fn read_offset(store: &dyn Store, topic: &str, partition: u32) -> Result<Option<i64>, StateError> {
     match store.get(Family::Offsets, &keys::offset(partition, topic))? {
-        Some(raw) => keys::decode_u64(&raw).map(|v| Some(v as i64)).ok_or_else(|| StateError::Corrupt {
-            family: Family::Offsets.name(),
-            detail: "offset is not 8 bytes".into(),
-        }),
+        Some(raw) => keys::decode_u64(&raw)
+            .map(|v| Some(v as i64))
+            .ok_or_else(|| StateError::Corrupt {
+                family: Family::Offsets.name(),
+                detail: "offset is not 8 bytes".into(),
+            }),
         None => Ok(None),
     }
 }
@@ -170,7 +172,10 @@ mod tests {
         del.delete(Family::Outbox, keys::outbox(1, 1));
         assert!(store.write(&del, Durability::Buffered).is_ok());
         assert_eq!(store.get(Family::Outbox, &keys::outbox(1, 1)).ok().flatten(), None);
-        assert_eq!(store.get(Family::Outbox, &keys::outbox(1, 2)).ok().flatten(), Some(b"b".to_vec()));
+        assert_eq!(
+            store.get(Family::Outbox, &keys::outbox(1, 2)).ok().flatten(),
+            Some(b"b".to_vec())
+        );
     }
 
     #[test]
@@ -192,7 +197,10 @@ mod tests {
         let reopened = RocksStore::open(dir.path());
         assert!(reopened.is_ok());
         if let Ok(store) = reopened {
-            assert_eq!(store.get(Family::Outbox, &keys::outbox(1, 2)).ok().flatten(), Some(b"b".to_vec()));
+            assert_eq!(
+                store.get(Family::Outbox, &keys::outbox(1, 2)).ok().flatten(),
+                Some(b"b".to_vec())
+            );
         }
     }
 }

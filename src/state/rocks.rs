@@ -60,7 +60,9 @@ impl Store for RocksStore {
 
     fn scan(&self, family: Family, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(self.cf(family)?, IteratorMode::From(from, Direction::Forward));
+        let iter = self
+            .db
+            .iterator_cf(self.cf(family)?, IteratorMode::From(from, Direction::Forward));
         for item in iter {
             let (key, value) = item?;
             if !key.starts_with(prefix) || out.len() >= limit {

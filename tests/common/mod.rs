@@ -72,7 +72,10 @@ fn tansu_binary() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn wait_for_port(address: &str, timeout: Duration) {
@@ -84,7 +87,9 @@ fn wait_for_port(address: &str, timeout: Duration) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("broker did not listen on {address} within {timeout:?}; is tansu 0.6.0 installed (scripts/test installs it)?");
+    panic!(
+        "broker did not listen on {address} within {timeout:?}; is tansu 0.6.0 installed (scripts/test installs it)?"
+    );
 }
 
 /// A name no other test (or earlier run) uses.
@@ -94,7 +99,12 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{prefix}-{}-{}-{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Topics, config and state of one test.
@@ -212,7 +222,10 @@ dir = "tenants"
     /// Starts `accrue run`, logging to `run-N.log` in the test dir.
     pub fn spawn(&self) -> Child {
         static RUNS: AtomicU32 = AtomicU32::new(0);
-        let log_path = self.dir.path().join(format!("run-{}.log", RUNS.fetch_add(1, Ordering::SeqCst)));
+        let log_path = self
+            .dir
+            .path()
+            .join(format!("run-{}.log", RUNS.fetch_add(1, Ordering::SeqCst)));
         let log = std::fs::File::create(&log_path).expect("log file");
         let err = log.try_clone().expect("log file");
         Command::new(env!("CARGO_BIN_EXE_accrue"))
@@ -230,7 +243,9 @@ dir = "tenants"
     /// Every run log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        let mut entries: Vec<_> = std::fs::read_dir(self.dir.path()).map(|d| d.filter_map(Result::ok).collect()).unwrap_or_default();
+        let mut entries: Vec<_> = std::fs::read_dir(self.dir.path())
+            .map(|d| d.filter_map(Result::ok).collect())
+            .unwrap_or_default();
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -310,7 +325,9 @@ pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
     let mut ends = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
         if high > low {
             ends.insert(p, high);
             tpl.add_partition_offset(topic, p, Offset::Offset(low)).expect("tpl");
@@ -331,7 +348,12 @@ pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
                     .headers()
                     .map(|h| {
                         h.iter()
-                            .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();

@@ -68,25 +68,38 @@ fn seed_example_credits_four_and_writes_everything_in_one_batch() {
     // Nothing is visible before the commit.
     assert_eq!(balance(&store, "c1"), None);
     let committed = processor.commit(batch);
-    let Ok(committed) = committed else { panic!("commit failed") };
+    let Ok(committed) = committed else {
+        panic!("commit failed")
+    };
     assert_eq!(committed.durable_seq, vec![(3, 1)]);
     assert_eq!(balance(&store, "c1"), Some(Decimal::new(400, 2)));
     assert_eq!(processor.stored_offset("orders", 3).ok().flatten(), Some(11));
-    assert!(store.get(Family::Dedupe, &keys::dedupe(3, "cafe", "e1")).ok().flatten().is_some());
+    assert!(store
+        .get(Family::Dedupe, &keys::dedupe(3, "cafe", "e1"))
+        .ok()
+        .flatten()
+        .is_some());
 
     let out = outbox(&store);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].1.destination, Destination::Accruals);
     assert_eq!(out[0].1.key.as_deref(), Some(&b"cafe:c1"[..]));
     let event: Option<AccrualEvent> = serde_json::from_slice(&out[0].1.payload).ok();
-    let Some(event) = event else { panic!("accrual payload must be an AccrualEvent") };
+    let Some(event) = event else {
+        panic!("accrual payload must be an AccrualEvent")
+    };
     assert_eq!(event.id, "3-0");
     assert_eq!(event.amount, "4.00");
     assert_eq!(event.balance, "4.00");
     assert_eq!(event.entry_type, "accrual");
     assert_eq!(event.source.offset, 10);
     let ledger = store
-        .scan(Family::Ledger, &keys::ledger_prefix(3, "cafe", "c1"), &keys::ledger_prefix(3, "cafe", "c1"), 10)
+        .scan(
+            Family::Ledger,
+            &keys::ledger_prefix(3, "cafe", "c1"),
+            &keys::ledger_prefix(3, "cafe", "c1"),
+            10,
+        )
         .unwrap_or_default();
     assert_eq!(ledger.len(), 1);
 }
@@ -96,11 +109,20 @@ fn duplicate_event_ids_change_nothing_within_and_across_batches() {
     let (store, mut processor) = setup();
     let payload = order("e1", "c1", "80.00", "downtown");
     let mut batch = Batch::default();
-    assert_eq!(processor.apply(&mut batch, &record(0, "cafe:c1", &payload)).ok(), Some(Applied::Processed(1)));
-    assert_eq!(processor.apply(&mut batch, &record(1, "cafe:c1", &payload)).ok(), Some(Applied::Duplicate));
+    assert_eq!(
+        processor.apply(&mut batch, &record(0, "cafe:c1", &payload)).ok(),
+        Some(Applied::Processed(1))
+    );
+    assert_eq!(
+        processor.apply(&mut batch, &record(1, "cafe:c1", &payload)).ok(),
+        Some(Applied::Duplicate)
+    );
     assert!(processor.commit(batch).is_ok());
     let mut batch = Batch::default();
-    assert_eq!(processor.apply(&mut batch, &record(2, "cafe:c1", &payload)).ok(), Some(Applied::Duplicate));
+    assert_eq!(
+        processor.apply(&mut batch, &record(2, "cafe:c1", &payload)).ok(),
+        Some(Applied::Duplicate)
+    );
     assert!(processor.commit(batch).is_ok());
     assert_eq!(balance(&store, "c1"), Some(Decimal::new(400, 2)));
     assert_eq!(outbox(&store).len(), 1);
@@ -120,8 +142,14 @@ fn redelivered_offsets_are_skipped() {
     let tenants = processor.tenants.clone();
     let mut restarted = Processor::new(store.clone(), tenants);
     let mut batch = Batch::default();
-    assert_eq!(restarted.apply(&mut batch, &record(0, "cafe:c1", &a)).ok(), Some(Applied::AlreadyApplied));
-    assert_eq!(restarted.apply(&mut batch, &record(1, "cafe:c1", &b)).ok(), Some(Applied::AlreadyApplied));
+    assert_eq!(
+        restarted.apply(&mut batch, &record(0, "cafe:c1", &a)).ok(),
+        Some(Applied::AlreadyApplied)
+    );
+    assert_eq!(
+        restarted.apply(&mut batch, &record(1, "cafe:c1", &b)).ok(),
+        Some(Applied::AlreadyApplied)
+    );
     assert!(restarted.commit(batch).is_ok());
     assert_eq!(balance(&store, "c1"), Some(Decimal::new(150, 2)));
 }
@@ -137,7 +165,10 @@ fn a_dropped_batch_leaves_no_trace() {
     assert!(outbox(&store).is_empty());
     // Re-applying after the drop works as if it never happened.
     let mut batch = Batch::default();
-    assert_eq!(processor.apply(&mut batch, &record(0, "cafe:c1", &payload)).ok(), Some(Applied::Processed(1)));
+    assert_eq!(
+        processor.apply(&mut batch, &record(0, "cafe:c1", &payload)).ok(),
+        Some(Applied::Processed(1))
+    );
 }
 
 #[test]
@@ -147,13 +178,25 @@ fn bad_input_is_dead_lettered_with_reason_and_source() {
     let good = order("e1", "c1", "80.00", "downtown");
     let cases: Vec<(String, &str, ErrorKind)> = vec![
         ("{oops".into(), "cafe:c1", ErrorKind::MalformedJson),
-        (good.replace("\"cafe\"", "\"nobody\""), "nobody:c1", ErrorKind::UnknownTenant),
+        (
+            good.replace("\"cafe\"", "\"nobody\""),
+            "nobody:c1",
+            ErrorKind::UnknownTenant,
+        ),
         (good.clone(), "cafe:c2", ErrorKind::KeyMismatch),
         (good.replace("downtown", "moon"), "cafe:c1", ErrorKind::UnknownBranch),
         (good.replace("AZN", "USD"), "cafe:c1", ErrorKind::BadCurrency),
         (good.replace("80.00", "80.001"), "cafe:c1", ErrorKind::BadCurrency),
-        (good.replace("\"80.00\"", "\"-80.00\""), "cafe:c1", ErrorKind::NegativeAmount),
-        (good.replace("\"80.00\"", "\"8O.00\""), "cafe:c1", ErrorKind::InvalidAmount),
+        (
+            good.replace("\"80.00\"", "\"-80.00\""),
+            "cafe:c1",
+            ErrorKind::NegativeAmount,
+        ),
+        (
+            good.replace("\"80.00\"", "\"8O.00\""),
+            "cafe:c1",
+            ErrorKind::InvalidAmount,
+        ),
     ];
     for (i, (payload, key, kind)) in cases.iter().enumerate() {
         let applied = processor.apply(&mut batch, &record(i as i64, key, payload));
@@ -179,7 +222,10 @@ fn bad_input_is_dead_lettered_with_reason_and_source() {
         assert!(header(contract::HEADER_ERROR_REASON).is_some_and(|r| !r.is_empty()));
     }
     // The partition moved on past every bad record.
-    assert_eq!(processor.stored_offset("orders", 3).ok().flatten(), Some(cases.len() as i64));
+    assert_eq!(
+        processor.stored_offset("orders", 3).ok().flatten(),
+        Some(cases.len() as i64)
+    );
 }
 
 #[test]
@@ -187,11 +233,18 @@ fn inactive_branch_consumes_the_event_without_a_ledger_entry() {
     let (store, mut processor) = setup();
     let mut batch = Batch::default();
     let payload = order("e1", "c1", "80.00", "airport");
-    assert_eq!(processor.apply(&mut batch, &record(0, "cafe:c1", &payload)).ok(), Some(Applied::Processed(0)));
+    assert_eq!(
+        processor.apply(&mut batch, &record(0, "cafe:c1", &payload)).ok(),
+        Some(Applied::Processed(0))
+    );
     assert!(processor.commit(batch).is_ok());
     assert_eq!(balance(&store, "c1"), None);
     assert!(outbox(&store).is_empty());
-    assert!(store.get(Family::Dedupe, &keys::dedupe(3, "cafe", "e1")).ok().flatten().is_some());
+    assert!(store
+        .get(Family::Dedupe, &keys::dedupe(3, "cafe", "e1"))
+        .ok()
+        .flatten()
+        .is_some());
 }
 
 #[test]
@@ -200,7 +253,9 @@ fn sequences_continue_across_batches_and_balances_accumulate() {
     for (i, total) in ["10.00", "20.00", "30.00"].iter().enumerate() {
         let mut batch = Batch::default();
         let payload = order(&format!("e{i}"), "c1", total, "downtown");
-        assert!(processor.apply(&mut batch, &record(i as i64, "cafe:c1", &payload)).is_ok());
+        assert!(processor
+            .apply(&mut batch, &record(i as i64, "cafe:c1", &payload))
+            .is_ok());
         assert!(processor.commit(batch).is_ok());
     }
     let seqs: Vec<u64> = outbox(&store).iter().map(|(s, _)| *s).collect();
