@@ -15,6 +15,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{ClientRole, Config};
+use crate::telemetry::KafkaLog;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -187,7 +188,10 @@ pub fn print_topic(
     pretty: bool,
     out: &mut impl Write,
 ) -> Result<usize, AdminError> {
-    let consumer: BaseConsumer = config.kafka.client_config(ClientRole::TailReader).create()?;
+    let consumer: BaseConsumer<KafkaLog> = config
+        .kafka
+        .client_config(ClientRole::TailReader)
+        .create_with_context(KafkaLog)?;
     let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let Some(t) = metadata
         .topics()

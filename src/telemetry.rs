@@ -39,9 +39,12 @@ pub const PARTITIONS_OWNED: &str = "accrue_partitions_owned";
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    // Colours only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     // A second initialisation (tests) is harmless; ignore it.
     let _ = if json {
         builder.json().try_init()
@@ -130,3 +133,25 @@ pub fn publish_error() {
 pub fn partitions_owned(n: usize) {
     gauge!(PARTITIONS_OWNED).set(n as f64);
 }
+
+/// A librdkafka client-level error. Reaching the end of a partition is
+/// reported here too when `enable.partition.eof` is on; it is not an error.
+pub fn librdkafka_error(error: &rdkafka::error::KafkaError, reason: &str) {
+    if matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+        return;
+    }
+    tracing::error!(target: "librdkafka", %error, "librdkafka: {reason}");
+}
+
+/// The client context of accrue's plain clients: librdkafka errors go to
+/// [`librdkafka_error`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KafkaLog;
+
+impl rdkafka::ClientContext for KafkaLog {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        librdkafka_error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for KafkaLog {}

@@ -273,9 +273,62 @@ impl KafkaConfig {
         for (key, value) in &self.librdkafka {
             // The few keys exactly-once depends on are refused in `load`
             // (RESERVED_LIBRDKAFKA_KEYS); everything else is the operator's.
-            cfg.set(key, value);
+            // One table serves every client, so a setting that only applies
+            // to the other kind of client is left out instead of making
+            // librdkafka warn at every start.
+            if !role.ignores(key) {
+                cfg.set(key, value);
+            }
         }
         cfg
+    }
+}
+
+/// librdkafka properties only consumers read.
+const CONSUMER_ONLY: [&str; 12] = [
+    "fetch.",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "auto.offset.reset",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "partition.assignment.strategy",
+    "queued.",
+    "group.",
+];
+
+/// librdkafka properties only producers read.
+const PRODUCER_ONLY: [&str; 9] = [
+    "linger.ms",
+    "acks",
+    "request.required.acks",
+    "compression.",
+    "batch.",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "queue.buffering.",
+    "retries",
+];
+
+impl ClientRole {
+    fn ignores(self, key: &str) -> bool {
+        let matches = |list: &[&str]| {
+            list.iter().any(|p| {
+                if p.ends_with('.') {
+                    key.starts_with(p)
+                } else {
+                    key == *p
+                }
+            })
+        };
+        match self {
+            ClientRole::Consumer | ClientRole::TailReader => matches(&PRODUCER_ONLY),
+            ClientRole::Producer => matches(&CONSUMER_ONLY),
+            ClientRole::Admin => matches(&PRODUCER_ONLY) || matches(&CONSUMER_ONLY),
+        }
     }
 }
 

@@ -172,3 +172,25 @@ fn librdkafka_overrides_win_over_defaults() {
     assert_eq!(consumer.get("enable.auto.offset.store"), Some("false"));
     assert_eq!(consumer.get("group.id"), Some("g"));
 }
+
+#[test]
+fn overrides_reach_only_the_clients_that_read_them() {
+    let processor = PROCESSOR.replace(
+        "group_id = \"g\"",
+        "group_id = \"g\"\n[kafka.librdkafka]\n\"fetch.wait.max.ms\" = \"10\"\n\"linger.ms\" = \"7\"\n\"client.id\" = \"x\"",
+    );
+    let Some(fx) = Fixture::new(&processor, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
+    let Ok(config) = fx.load() else {
+        panic!("config must load")
+    };
+    let consumer = config.kafka.client_config(ClientRole::Consumer);
+    let producer = config.kafka.client_config(ClientRole::Producer);
+    assert_eq!(consumer.get("fetch.wait.max.ms"), Some("10"));
+    assert_eq!(consumer.get("linger.ms"), None);
+    assert_eq!(producer.get("fetch.wait.max.ms"), None);
+    assert_eq!(producer.get("linger.ms"), Some("7"));
+    assert_eq!(producer.get("client.id"), Some("x"));
+    assert_eq!(consumer.get("client.id"), Some("x"));
+}

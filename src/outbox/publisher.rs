@@ -35,7 +35,11 @@ struct DeliveryContext {
     acks: Mutex<Vec<Ack>>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        telemetry::librdkafka_error(&error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<(u32, u64, Destination)>;

@@ -10,6 +10,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use super::OutboxError;
 use crate::config::{ClientRole, Config};
 use crate::contract;
+use crate::telemetry::KafkaLog;
 
 /// How far back from the end the reader looks for an accrue id.
 const LOOK_BACK: i64 = 256;
@@ -17,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// An unsubscribed consumer used only to read partition tails.
 pub struct TailReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<KafkaLog>,
 }
 
 impl TailReader {
@@ -29,7 +30,7 @@ impl TailReader {
         let consumer = config
             .kafka
             .client_config(ClientRole::TailReader)
-            .create()
+            .create_with_context(KafkaLog)
             .map_err(OutboxError::Kafka)?;
         Ok(TailReader { consumer })
     }

@@ -39,7 +39,11 @@ pub struct PipelineContext {
     failure: Mutex<Option<String>>,
 }
 
-impl ClientContext for PipelineContext {}
+impl ClientContext for PipelineContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        telemetry::librdkafka_error(&error, reason);
+    }
+}
 
 impl ConsumerContext for PipelineContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -278,6 +282,7 @@ fn apply_changes(
         match change {
             Change::Assigned(parts) => {
                 for (topic, p) in parts {
+                    check_not_truncated(consumer, store, &topic, p)?;
                     progress.own(p, read_next_seq(store, p)?);
                     tracing::info!(topic = %topic, partition = p, "partition assigned");
                     owned.insert((topic, p));
@@ -315,6 +320,32 @@ fn apply_changes(
     }
     telemetry::partitions_owned(owned.len());
     Ok(())
+}
+
+/// State that has applied input beyond the partition's end means the topic
+/// was deleted and recreated (or truncated): reading it would skip records
+/// as "already applied". Refuse, with what to do.
+fn check_not_truncated(
+    consumer: &BaseConsumer<PipelineContext>,
+    store: &dyn Store,
+    topic: &str,
+    p: u32,
+) -> Result<(), PipelineError> {
+    let Some(stored) = read_offset(store, topic, p)? else {
+        return Ok(());
+    };
+    match consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(10)) {
+        Ok((_, high)) if stored > high => Err(PipelineError::Rebalance(format!(
+            "input {topic}/{p} ends at offset {high}, but the state has applied it up to offset {stored}: \
+             the topic was recreated or truncated. Point [state] dir at a fresh directory to start over, \
+             or restore the topic; accrue will not guess which records are new"
+        ))),
+        Ok(_) => Ok(()),
+        Err(err) => {
+            tracing::warn!(topic, partition = p, error = %err, "cannot read watermarks to check the stored offset");
+            Ok(())
+        }
+    }
 }
 
 fn handle_kafka_error(consumer: &BaseConsumer<PipelineContext>, err: KafkaError) -> Result<(), PipelineError> {
