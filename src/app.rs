@@ -8,7 +8,7 @@ use std::thread;
 use crate::admin;
 use crate::config::Config;
 use crate::outbox::Publisher;
-use crate::pipeline::{self, Progress};
+use crate::pipeline::{self, Programs, Progress};
 use crate::state::{RocksStore, Store};
 
 /// Why `run` failed.
@@ -41,7 +41,7 @@ pub enum RunError {
 ///
 /// # Errors
 /// [`RunError`] if start-up checks fail or a worker stops with an error.
-pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
+pub fn run(config: &Config, programs: Arc<Programs>, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     let partitions = admin::check_topics(config)?;
     tracing::info!(partitions, "topics are co-partitioned");
     std::fs::create_dir_all(&config.state.dir).map_err(|e| RunError::State {
@@ -55,6 +55,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         dir: config.state.dir.display().to_string(),
         source,
     })?);
+    let code_key = gift_card_key(&config.state.dir).map_err(|e| RunError::State {
+        dir: config.state.dir.display().to_string(),
+        source: crate::state::StateError::Corrupt {
+            family: "giftcard.key",
+            detail: e.to_string(),
+        },
+    })?;
     let progress = Arc::new(Progress::default());
     let publisher = Publisher::new(config, store.clone(), progress.clone())?;
 
@@ -63,7 +70,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         .spawn(move || publisher.run())
         .map_err(|_| RunError::Panicked("publisher could not start"))?;
 
-    let result = pipeline::consumer::run(config, store, progress.clone(), &stop);
+    let result = pipeline::consumer::run(config, store, progress.clone(), &programs, code_key, &stop);
     // Whatever happened, let the publisher drain what is durable.
     progress.finish_intake();
     stop.store(true, Ordering::SeqCst);
@@ -71,4 +78,28 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     result?;
     published?;
     Ok(())
+}
+
+/// The secret behind gift-card codes: `giftcard.key` in the state
+/// directory, 32 random bytes made on first start. It moves with the state
+/// (backups include it), so a replay after a restore issues the same codes.
+fn gift_card_key(dir: &std::path::Path) -> std::io::Result<Arc<[u8]>> {
+    let path = dir.join("giftcard.key");
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => Ok(key.into()),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is shorter than 32 bytes; restore it from a backup", path.display()),
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            getrandom::getrandom(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let tmp = dir.join("giftcard.key.tmp");
+            std::fs::write(&tmp, key)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(key.to_vec().into())
+        }
+        Err(err) => Err(err),
+    }
 }

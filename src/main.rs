@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use accrue::config::Config;
+use accrue::pipeline::Programs;
 use accrue::{admin, app, telemetry};
 
 #[derive(Parser)]
@@ -172,22 +173,41 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
 fn run(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let stop = Arc::new(AtomicBool::new(false));
+    let programs = Arc::new(Programs::new(config.tenants.clone()));
     rt.block_on(async {
         telemetry::install_metrics(config.http.listen)
             .with_context(|| format!("cannot serve metrics on {}", config.http.listen))?;
         tracing::info!(listen = %config.http.listen, state = %config.state.dir.display(), "accrue starting");
         let worker_stop = stop.clone();
-        let worker = tokio::task::spawn_blocking(move || app::run(&config, worker_stop));
+        let path = config.path.clone();
+        let worker_programs = programs.clone();
+        let worker = tokio::task::spawn_blocking(move || app::run(&config, worker_programs, worker_stop));
         tokio::pin!(worker);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            result = &mut worker => return result?.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                result = &mut worker => return result?.map_err(anyhow::Error::from),
+                _ = tokio::signal::ctrl_c() => { tracing::info!("Ctrl-C: shutting down"); break; }
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                _ = hangup.recv() => reload(&path, &programs),
+            }
         }
         stop.store(true, Ordering::SeqCst);
         worker.await?.map_err(anyhow::Error::from)?;
         tracing::info!("accrue stopped cleanly");
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// SIGHUP: reload the tenant programs. A broken config keeps the old
+/// programs and says why; processor settings (topics, brokers) need a restart.
+fn reload(path: &std::path::Path, programs: &Programs) {
+    match Config::load(path) {
+        Ok(config) => {
+            let version = programs.replace(config.tenants);
+            tracing::info!(version, "SIGHUP: programs reloaded; they apply from the next batch");
+        }
+        Err(err) => tracing::error!("SIGHUP: reload failed, the old programs stay in force: {err}"),
+    }
 }

@@ -17,7 +17,7 @@ pub const EVENTS_DUPLICATE: &str = "accrue_events_duplicate_total";
 pub const EVENTS_DEAD_LETTERED: &str = "accrue_events_dead_lettered_total";
 /// Records skipped because their offset was already applied (redelivery).
 pub const RECORDS_REPLAYED: &str = "accrue_records_already_applied_total";
-/// Ledger entries written, by account.
+/// Ledger entries written, by entry type.
 pub const LEDGER_ENTRIES: &str = "accrue_ledger_entries_total";
 /// Events per committed batch.
 pub const BATCH_SIZE: &str = "accrue_batch_events";
@@ -98,9 +98,9 @@ pub fn already_applied(n: u64) {
     counter!(RECORDS_REPLAYED).increment(n);
 }
 
-/// One ledger entry on `account`.
-pub fn ledger_entry(account: &'static str) {
-    counter!(LEDGER_ENTRIES, "account" => account).increment(1);
+/// One ledger entry of `entry_type`.
+pub fn ledger_entry(entry_type: &'static str) {
+    counter!(LEDGER_ENTRIES, "type" => entry_type).increment(1);
 }
 
 /// One batch committed.
@@ -155,3 +155,11 @@ impl rdkafka::ClientContext for KafkaLog {
 }
 
 impl rdkafka::consumer::ConsumerContext for KafkaLog {}
+
+/// Business rejections (`redemption.rejected`, ...), by type and reason.
+pub const EVENTS_REJECTED: &str = "accrue_events_rejected_total";
+
+/// One valid request refused by the programs.
+pub fn rejected(output_type: &'static str, code: &'static str) {
+    counter!(EVENTS_REJECTED, "type" => output_type, "reason" => code).increment(1);
+}

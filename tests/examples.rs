@@ -16,7 +16,11 @@ fn root() -> PathBuf {
 
 fn processor() -> Processor {
     let config = Config::load(&root().join("config/local/accrue.toml")).unwrap();
-    Processor::new(Arc::new(MemoryStore::default()), Arc::new(config.tenants))
+    Processor::new(
+        Arc::new(MemoryStore::default()),
+        Arc::new(config.tenants),
+        Arc::from(&b"example key"[..]),
+    )
 }
 
 fn key_of(payload: &[u8]) -> Option<String> {
@@ -51,7 +55,11 @@ fn valid_examples_decode_and_accrue() {
             payload: Some(&bytes),
         };
         let applied = processor.apply(&mut batch, &record).unwrap();
-        assert_eq!(applied, Applied::Processed(1), "{}", path.display());
+        assert!(
+            matches!(applied, Applied::Processed(_)),
+            "{}: {applied:?}",
+            path.display()
+        );
     }
 }
 

@@ -62,7 +62,7 @@ fn restart_publishes_only_what_the_broker_lacks() {
     // nothing deleted from the outbox.
     {
         let store: Arc<dyn Store> = Arc::new(RocksStore::open(&env.state).unwrap());
-        let mut processor = Processor::new(store.clone(), Arc::new(config.tenants.clone()));
+        let mut processor = Processor::new(store.clone(), Arc::new(config.tenants.clone()), Arc::from(&b"key"[..]));
         let mut batch = Batch::default();
         for (offset, (key, payload)) in input.iter().enumerate() {
             let record = InputRecord {

@@ -171,7 +171,7 @@ fn check_config_reports_file_and_field() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("cafe-central.toml: programs.cashback.percent: must be between 1 and 100"),
+        stderr.contains("cafe-central.toml: programs[0].percent: must be between 1 and 100"),
         "{stderr}"
     );
 }

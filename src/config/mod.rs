@@ -7,7 +7,10 @@
 
 mod tenant;
 
-pub use tenant::{BranchConfig, CashbackConfig, ProgramStatus, TenantConfig};
+pub use tenant::{
+    BranchConfig, CustomerSeed, GiftCardConfig, GroupRule, NegativeBalance, ProgramConfig, ProgramStatus, ProgramType,
+    RedemptionConfig, RefundConfig, SalePair, SalesConfig, TenantConfig, BUILTIN_ACCOUNTS,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -1,13 +1,19 @@
-//! One tenant file: the business, its branches and its programs.
+//! One tenant file: the business, its branches, its programs (versioned),
+//! redemption and refund policies, the gift-card catalogue and seeded
+//! customers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
+use time::OffsetDateTime;
 
 use super::{parse_toml, ConfigIssue, Issues};
 use crate::contract::Amount;
+
+/// Accounts every tenant has besides named bonus accounts.
+pub const BUILTIN_ACCOUNTS: [&str; 5] = ["cashback", "bonus", "discount", "deposit", "service_points"];
 
 /// A tenant (a business or a network) and its programs.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,9 +31,24 @@ pub struct TenantConfig {
     pub minor_units: u32,
     /// Branches by id.
     pub branches: BTreeMap<String, BranchConfig>,
-    /// Programs of the tenant.
+    /// Named bonus accounts (seed 001) besides the built-in ones.
     #[serde(default)]
-    pub programs: ProgramsConfig,
+    pub bonus_accounts: BTreeSet<String>,
+    /// Programs, each version a separate entry (same `id`, later `valid_from`).
+    #[serde(default)]
+    pub programs: Vec<ProgramConfig>,
+    /// Paying with balances.
+    #[serde(default)]
+    pub redemption: RedemptionConfig,
+    /// Refund policy.
+    #[serde(default)]
+    pub refunds: RefundConfig,
+    /// Gift cards customers can buy with points (seed 004).
+    #[serde(default)]
+    pub gift_cards: Vec<GiftCardConfig>,
+    /// Customers known before any `customer.upserted` event.
+    #[serde(default)]
+    pub customers: Vec<CustomerSeed>,
 }
 
 fn default_minor_units() -> u32 {
@@ -41,36 +62,154 @@ pub struct BranchConfig {
     /// Display name.
     #[serde(default)]
     pub name: String,
+    /// Balance payment methods enabled here (`cashback`, `bonus`, `discount`,
+    /// `deposit`, or a named bonus account). Paying with any other balance
+    /// here is rejected.
+    #[serde(default)]
+    pub payment_methods: BTreeSet<String>,
 }
 
-/// `[programs]` of a tenant.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The kind of program (seed 003, plus group bonuses of seed 001).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgramType {
+    /// A percentage back to the `cashback` balance (money).
+    Cashback,
+    /// A percentage as points on the `bonus` balance (points round down).
+    Bonus,
+    /// A percentage to the `discount` balance (money) for later payments.
+    Discount,
+    /// Percentages per product group for customer groups, as points on a
+    /// named bonus account (seed 001).
+    GroupBonus,
+}
+
+impl ProgramType {
+    /// The account this type credits by default.
+    pub fn default_account(self) -> &'static str {
+        match self {
+            ProgramType::Cashback => "cashback",
+            ProgramType::Bonus | ProgramType::GroupBonus => "bonus",
+            ProgramType::Discount => "discount",
+        }
+    }
+}
+
+/// Which sales and payments a program accrues on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum SalesConfig {
+    /// `"all"`: all sales and payments.
+    All(AllSales),
+    /// Specific (sale type, payment methods) pairs; `"*"` means any method.
+    Specific(Vec<SalePair>),
+}
+
+/// The literal `"all"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllSales {
+    /// All sales and payments.
+    All,
+}
+
+impl Default for SalesConfig {
+    fn default() -> Self {
+        SalesConfig::All(AllSales::All)
+    }
+}
+
+/// One sale type and the payment methods that accrue with it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProgramsConfig {
-    /// The cashback program, if the tenant runs one.
-    pub cashback: Option<CashbackConfig>,
+pub struct SalePair {
+    /// Sale type: `dine_in`, `takeaway`, `delivery`, ...
+    pub sale_type: String,
+    /// Payment methods; `["*"]` for all.
+    pub methods: BTreeSet<String>,
 }
 
-/// `[programs.cashback]`: a percentage of the eligible amount returned to the
-/// customer's cashback balance.
+/// A per-product-group rule of a group bonus program.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRule {
+    /// Product category (product group) the rule applies to.
+    pub category: String,
+    /// Percentage, 1 to 100.
+    pub percent: Amount,
+}
+
+/// One version of a program.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CashbackConfig {
-    /// Percentage of the eligible amount, 1 to 100, as a decimal string
-    /// (`"5"`, `"2.5"`): never a TOML number, so no float rounding sneaks in.
-    pub percent: Amount,
+pub struct ProgramConfig {
+    /// Program id; versions share it.
+    pub id: String,
+    /// Program type.
+    #[serde(rename = "type")]
+    pub program_type: ProgramType,
+    /// When this version takes effect (RFC 3339); absent means always.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub valid_from: Option<OffsetDateTime>,
+    /// Percentage for cashback, bonus and discount programs, 1 to 100.
+    #[serde(default)]
+    pub percent: Option<Amount>,
+    /// Account credited; defaults by type. Group bonus programs name one.
+    #[serde(default)]
+    pub account: Option<String>,
     /// Public description shown to customers.
     #[serde(default)]
     pub description: String,
     /// Status per branch; a branch not listed is `inactive`.
     #[serde(default)]
     pub branches: BTreeMap<String, ProgramStatus>,
+    /// `"all"` or specific (sale type, payment methods) pairs.
+    #[serde(default)]
+    pub sales: SalesConfig,
+    /// Categories that never accrue.
+    #[serde(default)]
+    pub exclude_categories: BTreeSet<String>,
+    /// Products that never accrue.
+    #[serde(default)]
+    pub exclude_products: BTreeSet<String>,
+    /// "Exclude all, then include a few": only `include_*` accrue.
+    #[serde(default)]
+    pub exclude_all: bool,
+    /// With `exclude_all`: categories that accrue.
+    #[serde(default)]
+    pub include_categories: BTreeSet<String>,
+    /// With `exclude_all`: products that accrue.
+    #[serde(default)]
+    pub include_products: BTreeSet<String>,
+    /// Only registered customers earn (default true).
+    #[serde(default = "yes")]
+    pub registered_only: bool,
+    /// Customer groups a group bonus program targets.
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
+    /// Per-product-group percentages of a group bonus program.
+    #[serde(default)]
+    pub rules: Vec<GroupRule>,
 }
 
-impl CashbackConfig {
+fn yes() -> bool {
+    true
+}
+
+impl ProgramConfig {
     /// Whether the program accrues in `branch`.
     pub fn active_in(&self, branch: &str) -> bool {
         self.branches.get(branch) == Some(&ProgramStatus::Active)
+    }
+
+    /// The account this program credits.
+    pub fn account(&self) -> &str {
+        self.account.as_deref().unwrap_or(self.program_type.default_account())
+    }
+
+    /// Whether this version is in force at `at`.
+    pub fn valid_at(&self, at: OffsetDateTime) -> bool {
+        self.valid_from.is_none_or(|from| from <= at)
     }
 }
 
@@ -82,6 +221,119 @@ pub enum ProgramStatus {
     Active,
     /// The program does not accrue here; balances stay spendable.
     Inactive,
+}
+
+/// `[redemption]`: paying with balances.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedemptionConfig {
+    /// Largest share of a bill, in percent, payable from each account;
+    /// an account not listed may pay 100%.
+    #[serde(default)]
+    pub max_percent: BTreeMap<String, Amount>,
+    /// Whether the part of an order paid with balances also accrues
+    /// (default false: only money paid otherwise accrues).
+    #[serde(default)]
+    pub accrue_on_balance_payments: bool,
+}
+
+/// What a refund does when the accrual to reverse was already spent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeBalance {
+    /// Reverse in full; the balance may go below zero.
+    #[default]
+    Allow,
+    /// Reverse at most the current balance; the rest is written off.
+    Clamp,
+}
+
+/// `[refunds]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundConfig {
+    /// Policy for reversing accruals that were already spent.
+    #[serde(default)]
+    pub negative_balance: NegativeBalance,
+}
+
+/// One gift card of the catalogue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GiftCardConfig {
+    /// Catalogue id used in `giftcard.exchange`.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Price in points.
+    pub points: Amount,
+    /// The gift card's value in the tenant's currency.
+    pub value: Amount,
+    /// Account the points are taken from (default `service_points`).
+    #[serde(default = "default_giftcard_account")]
+    pub account: String,
+}
+
+fn default_giftcard_account() -> String {
+    "service_points".into()
+}
+
+/// A customer known from config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerSeed {
+    /// Customer id.
+    pub id: String,
+    /// Phone number.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Customer groups.
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
+    /// Signed up: only registered customers earn.
+    #[serde(default)]
+    pub registered: bool,
+    /// Agreed to marketing notifications.
+    #[serde(default)]
+    pub marketing_consent: bool,
+}
+
+impl TenantConfig {
+    /// Whether `account` is an account of this tenant.
+    pub fn has_account(&self, account: &str) -> bool {
+        BUILTIN_ACCOUNTS.contains(&account) || self.bonus_accounts.contains(account)
+    }
+
+    /// Whether `account` holds points (rounded down) rather than money.
+    pub fn is_points(&self, account: &str) -> bool {
+        matches!(account, "bonus" | "service_points") || self.bonus_accounts.contains(account)
+    }
+
+    /// The versions in force at `at`: for each program id, the latest
+    /// version whose `valid_from` is not after `at`.
+    pub fn programs_at(&self, at: OffsetDateTime) -> Vec<&ProgramConfig> {
+        let mut chosen: BTreeMap<&str, &ProgramConfig> = BTreeMap::new();
+        for program in self.programs.iter().filter(|p| p.valid_at(at)) {
+            let newer = chosen
+                .get(program.id.as_str())
+                .is_none_or(|current| program.valid_from >= current.valid_from);
+            if newer {
+                chosen.insert(&program.id, program);
+            }
+        }
+        chosen.into_values().collect()
+    }
+
+    /// The gift card `id` of the catalogue.
+    pub fn gift_card(&self, id: &str) -> Option<&GiftCardConfig> {
+        self.gift_cards.iter().find(|g| g.id == id)
+    }
+
+    /// The seeded profile of `customer`, if any.
+    pub fn seeded_customer(&self, customer: &str) -> Option<&CustomerSeed> {
+        self.customers.iter().find(|c| c.id == customer)
+    }
 }
 
 pub(super) fn load(path: &Path) -> Result<TenantConfig, Vec<ConfigIssue>> {
@@ -103,6 +355,12 @@ pub(super) fn load(path: &Path) -> Result<TenantConfig, Vec<ConfigIssue>> {
     }
 }
 
+fn check_percent(issues: &mut Issues<'_>, field: String, pct: Decimal) {
+    if pct < Decimal::ONE || pct > Decimal::ONE_HUNDRED {
+        issues.push(field, format!("must be between 1 and 100, got {pct}"));
+    }
+}
+
 fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
     if !valid_id(&tenant.id) {
         issues.push("id", "must be 1 to 64 characters of [a-zA-Z0-9_.-]");
@@ -119,29 +377,136 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
     if tenant.branches.is_empty() {
         issues.push("branches", "a tenant needs at least one branch");
     }
-    for id in tenant.branches.keys() {
+    for name in &tenant.bonus_accounts {
+        if !valid_id(name) || BUILTIN_ACCOUNTS.contains(&name.as_str()) {
+            issues.push(
+                "bonus_accounts",
+                format!("{name:?} must be 1 to 64 characters of [a-zA-Z0-9_.-] and not a built-in account"),
+            );
+        }
+    }
+    for (id, branch) in &tenant.branches {
         if !valid_id(id) {
             issues.push(
                 format!("branches.{id}"),
                 "a branch id must be 1 to 64 characters of [a-zA-Z0-9_.-]",
             );
         }
+        for method in &branch.payment_methods {
+            if !tenant.has_account(method) {
+                issues.push(
+                    format!("branches.{id}.payment_methods"),
+                    format!("{method:?} is not an account of this tenant (built-in or in bonus_accounts)"),
+                );
+            }
+        }
     }
-    if let Some(cashback) = &tenant.programs.cashback {
-        let pct = cashback.percent.value();
-        if pct < Decimal::ONE || pct > Decimal::ONE_HUNDRED {
+    let mut versions: BTreeSet<(&str, Option<OffsetDateTime>)> = BTreeSet::new();
+    for (i, program) in tenant.programs.iter().enumerate() {
+        let at = format!("programs[{i}]");
+        if !valid_id(&program.id) {
+            issues.push(format!("{at}.id"), "must be 1 to 64 characters of [a-zA-Z0-9_.-]");
+        }
+        if !versions.insert((&program.id, program.valid_from)) {
             issues.push(
-                "programs.cashback.percent",
-                format!("must be between 1 and 100, got {pct}"),
+                format!("{at}.valid_from"),
+                format!("program {:?} has two versions with this valid_from", program.id),
             );
         }
-        for branch in cashback.branches.keys() {
+        match program.program_type {
+            ProgramType::GroupBonus => {
+                if program.percent.is_some() {
+                    issues.push(
+                        format!("{at}.percent"),
+                        "a group_bonus program sets percentages per category in rules",
+                    );
+                }
+                if program.groups.is_empty() {
+                    issues.push(
+                        format!("{at}.groups"),
+                        "a group_bonus program targets at least one customer group",
+                    );
+                }
+                if program.rules.is_empty() {
+                    issues.push(format!("{at}.rules"), "a group_bonus program needs at least one rule");
+                }
+                for (j, rule) in program.rules.iter().enumerate() {
+                    check_percent(issues, format!("{at}.rules[{j}].percent"), rule.percent.value());
+                }
+            }
+            _ => match program.percent {
+                Some(pct) => check_percent(issues, format!("{at}.percent"), pct.value()),
+                None => issues.push(
+                    format!("{at}.percent"),
+                    "required for cashback, bonus and discount programs",
+                ),
+            },
+        }
+        if !tenant.has_account(program.account()) {
+            issues.push(
+                format!("{at}.account"),
+                format!(
+                    "{:?} is not an account of this tenant (add it to bonus_accounts)",
+                    program.account()
+                ),
+            );
+        }
+        for branch in program.branches.keys() {
             if !tenant.branches.contains_key(branch) {
                 issues.push(
-                    format!("programs.cashback.branches.{branch}"),
+                    format!("{at}.branches.{branch}"),
                     format!("{branch:?} is not a branch of this tenant (see [branches])"),
                 );
             }
+        }
+        let includes = !(program.include_categories.is_empty() && program.include_products.is_empty());
+        if includes && !program.exclude_all {
+            issues.push(
+                format!("{at}.include_categories"),
+                "include_* lists only apply with exclude_all = true",
+            );
+        }
+    }
+    for (account, pct) in &tenant.redemption.max_percent {
+        if !tenant.has_account(account) {
+            issues.push(
+                format!("redemption.max_percent.{account}"),
+                "is not an account of this tenant",
+            );
+        }
+        let v = pct.value();
+        if v < Decimal::ZERO || v > Decimal::ONE_HUNDRED {
+            issues.push(
+                format!("redemption.max_percent.{account}"),
+                format!("must be between 0 and 100, got {v}"),
+            );
+        }
+    }
+    let mut cards = BTreeSet::new();
+    for (i, card) in tenant.gift_cards.iter().enumerate() {
+        if !valid_id(&card.id) || !cards.insert(card.id.as_str()) {
+            issues.push(
+                format!("gift_cards[{i}].id"),
+                "must be a unique id of 1 to 64 characters of [a-zA-Z0-9_.-]",
+            );
+        }
+        if card.points.value() <= Decimal::ZERO || card.value.value() <= Decimal::ZERO {
+            issues.push(format!("gift_cards[{i}]"), "points and value must be greater than zero");
+        }
+        if !tenant.is_points(&card.account) {
+            issues.push(
+                format!("gift_cards[{i}].account"),
+                "must be a points account (bonus, service_points or a bonus account)",
+            );
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, customer) in tenant.customers.iter().enumerate() {
+        if customer.id.is_empty() || customer.id.contains(':') || !seen.insert(customer.id.as_str()) {
+            issues.push(
+                format!("customers[{i}].id"),
+                "must be a unique, non-empty id without ':'",
+            );
         }
     }
 }

@@ -39,7 +39,9 @@ const TENANT: &str = r#"
 id = "cafe"
 currency = "AZN"
 [branches.downtown]
-[programs.cashback]
+[[programs]]
+id = "cashback"
+type = "cashback"
 percent = "5"
 branches = { downtown = "active" }
 "#;
@@ -64,7 +66,7 @@ fn loads_a_valid_config_with_defaults() {
     assert!(config.state.dir.is_absolute() || config.state.dir.starts_with(fx.dir.path()));
     let cafe = &config.tenants["cafe"];
     assert_eq!(cafe.minor_units, 2);
-    assert!(cafe.programs.cashback.as_ref().is_some_and(|c| c.active_in("downtown")));
+    assert!(cafe.programs.first().is_some_and(|c| c.active_in("downtown")));
 }
 
 #[test]
@@ -85,7 +87,9 @@ id = "cafe"
 currency = "azn"
 minor_units = 9
 [branches.downtown]
-[programs.cashback]
+[[programs]]
+id = "cashback"
+type = "cashback"
 percent = "150"
 branches = { downtown = "active", moon = "active" }
 "#;
@@ -104,8 +108,8 @@ branches = { downtown = "active", moon = "active" }
         ("accrue.toml", "topics.accruals"),
         ("cafe.toml", "currency"),
         ("cafe.toml", "minor_units"),
-        ("cafe.toml", "programs.cashback.percent"),
-        ("cafe.toml", "programs.cashback.branches.moon"),
+        ("cafe.toml", "programs[0].percent"),
+        ("cafe.toml", "programs[0].branches.moon"),
     ];
     for (file, field) in expect {
         assert!(
@@ -125,7 +129,7 @@ fn type_errors_name_the_field_path_and_line() {
     };
     let found = issues(fx.load());
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].contains("cafe.toml: programs.cashback.percent:"), "{found:?}");
+    assert!(found[0].contains("cafe.toml: programs[0].percent:"), "{found:?}");
     assert!(found[0].contains("line"), "{found:?}");
 }
 

@@ -119,22 +119,40 @@ impl ContractError {
 pub enum EventType {
     /// A paid order from a POS (`order.paid`).
     OrderPaid,
+    /// A full or partial refund of an order (`order.refunded`).
+    OrderRefunded,
+    /// A customer's profile: groups, registration, consent (`customer.upserted`).
+    CustomerUpserted,
+    /// A manual balance adjustment by staff (`balance.adjust`).
+    BalanceAdjust,
+    /// A customer buys a gift card with points (`giftcard.exchange`).
+    GiftCardExchange,
 }
 
 impl EventType {
+    /// Every type, for documentation and metric labels.
+    pub const ALL: [EventType; 5] = [
+        EventType::OrderPaid,
+        EventType::OrderRefunded,
+        EventType::CustomerUpserted,
+        EventType::BalanceAdjust,
+        EventType::GiftCardExchange,
+    ];
+
     /// The wire name of the type.
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::OrderPaid => "order.paid",
+            EventType::OrderRefunded => "order.refunded",
+            EventType::CustomerUpserted => "customer.upserted",
+            EventType::BalanceAdjust => "balance.adjust",
+            EventType::GiftCardExchange => "giftcard.exchange",
         }
     }
 
     /// Parses a wire name; `None` for a type this build does not know.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "order.paid" => Some(EventType::OrderPaid),
-            _ => None,
-        }
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 }
 
@@ -160,6 +178,10 @@ impl Event {
     pub fn event_type(&self) -> EventType {
         match self.body {
             Body::OrderPaid(_) => EventType::OrderPaid,
+            Body::OrderRefunded(_) => EventType::OrderRefunded,
+            Body::CustomerUpserted(_) => EventType::CustomerUpserted,
+            Body::BalanceAdjust(_) => EventType::BalanceAdjust,
+            Body::GiftCardExchange(_) => EventType::GiftCardExchange,
         }
     }
 }
@@ -169,6 +191,63 @@ impl Event {
 pub enum Body {
     /// `order.paid`.
     OrderPaid(OrderPaid),
+    /// `order.refunded`.
+    OrderRefunded(OrderRefunded),
+    /// `customer.upserted`.
+    CustomerUpserted(CustomerUpserted),
+    /// `balance.adjust`.
+    BalanceAdjust(BalanceAdjust),
+    /// `giftcard.exchange`.
+    GiftCardExchange(GiftCardExchange),
+}
+
+/// `order.refunded`: money returned for (part of) an earlier order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRefunded {
+    /// The POS's refund id, for reference.
+    pub refund_id: String,
+    /// `event_id` of the `order.paid` event being refunded.
+    pub original_event_id: String,
+    /// Amount refunded; the order total for a full refund.
+    pub amount: Amount,
+    /// Currency of `amount`; the tenant's currency.
+    pub currency: String,
+}
+
+/// `customer.upserted`: the whole profile of a customer (replaces the last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerUpserted {
+    /// Phone number, as the tenant records it.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Customer groups, e.g. `Regulars`, `VIP`.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Signed up for the loyalty program; only registered customers earn.
+    pub registered: bool,
+    /// Agreed to marketing notifications.
+    pub marketing_consent: bool,
+}
+
+/// `balance.adjust`: staff add or subtract balance by hand (seed 004).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BalanceAdjust {
+    /// The account: `bonus`, `cashback`, `service_points`, ...
+    pub account: String,
+    /// Signed amount: negative subtracts. Not zero.
+    pub amount: Amount,
+    /// Shown to the customer.
+    pub description: String,
+    /// Who made the change, for the audit trail.
+    #[serde(default)]
+    pub operator: Option<String>,
+}
+
+/// `giftcard.exchange`: buy a catalogue gift card with points (seed 004).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GiftCardExchange {
+    /// Catalogue id of the gift card.
+    pub gift_card: String,
 }
 
 /// `order.paid`: a settled order.
@@ -208,6 +287,24 @@ pub struct Payment {
     pub method: String,
     /// Amount paid with this method.
     pub amount: Amount,
+    /// For `method = "bonus"`: a named bonus account to pay from instead of
+    /// the default `bonus` account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+/// Payment methods that pay from a customer balance.
+pub const BALANCE_METHODS: [&str; 4] = ["bonus", "cashback", "discount", "deposit"];
+
+impl Payment {
+    /// The balance account this payment debits, or `None` for money.
+    pub fn balance_account(&self) -> Option<&str> {
+        if BALANCE_METHODS.contains(&self.method.as_str()) {
+            Some(self.account.as_deref().unwrap_or(&self.method))
+        } else {
+            None
+        }
+    }
 }
 
 /// The wire envelope; the body is kept raw until the type is known.
@@ -263,18 +360,64 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             format!("type {:?} is not an event type of contract v1", envelope.event_type),
         ));
     };
+    let raw = envelope.body.get().as_bytes();
+    if first_byte(raw) != Some(b'{') {
+        return Err(ContractError::new(
+            ErrorKind::InvalidField,
+            "body must be a JSON object",
+        ));
+    }
     let body = match event_type {
         EventType::OrderPaid => {
-            let raw = envelope.body.get().as_bytes();
-            if first_byte(raw) != Some(b'{') {
-                return Err(ContractError::new(
-                    ErrorKind::InvalidField,
-                    "body must be a JSON object",
-                ));
-            }
             let order: OrderPaid = from_slice(raw, "body.")?;
             validate_order(&order)?;
             Body::OrderPaid(order)
+        }
+        EventType::OrderRefunded => {
+            let refund: OrderRefunded = from_slice(raw, "body.")?;
+            check_id("body.refund_id", &refund.refund_id)?;
+            check_id("body.original_event_id", &refund.original_event_id)?;
+            check_currency_code(&refund.currency)?;
+            non_negative("body.amount", refund.amount.value())?;
+            if refund.amount.value().is_zero() {
+                return Err(ContractError::new(
+                    ErrorKind::InvalidAmount,
+                    "body.amount of a refund must be greater than zero",
+                ));
+            }
+            Body::OrderRefunded(refund)
+        }
+        EventType::CustomerUpserted => {
+            let customer: CustomerUpserted = from_slice(raw, "body.")?;
+            for (i, group) in customer.groups.iter().enumerate() {
+                check_id(&format!("body.groups[{i}]"), group)?;
+            }
+            if let Some(phone) = &customer.phone {
+                check_id("body.phone", phone)?;
+            }
+            Body::CustomerUpserted(customer)
+        }
+        EventType::BalanceAdjust => {
+            let adjust: BalanceAdjust = from_slice(raw, "body.")?;
+            check_id("body.account", &adjust.account)?;
+            if adjust.amount.value().is_zero() {
+                return Err(ContractError::new(
+                    ErrorKind::InvalidAmount,
+                    "body.amount of an adjustment must not be zero",
+                ));
+            }
+            if adjust.description.trim().is_empty() || adjust.description.len() > 500 {
+                return Err(ContractError::new(
+                    ErrorKind::InvalidField,
+                    "body.description must be 1 to 500 bytes: the customer sees it",
+                ));
+            }
+            Body::BalanceAdjust(adjust)
+        }
+        EventType::GiftCardExchange => {
+            let exchange: GiftCardExchange = from_slice(raw, "body.")?;
+            check_id("body.gift_card", &exchange.gift_card)?;
+            Body::GiftCardExchange(exchange)
         }
     };
     Ok(Event {
@@ -406,15 +549,7 @@ fn check_id(field: &str, value: &str) -> Result<(), ContractError> {
 fn validate_order(order: &OrderPaid) -> Result<(), ContractError> {
     check_id("body.order_id", &order.order_id)?;
     check_id("body.sale_type", &order.sale_type)?;
-    if order.currency.len() != 3 || !order.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(ContractError::new(
-            ErrorKind::BadCurrency,
-            format!(
-                "body.currency {:?} is not an ISO 4217 code (three capital letters)",
-                order.currency
-            ),
-        ));
-    }
+    check_currency_code(&order.currency)?;
     if order.lines.is_empty() {
         return Err(ContractError::new(
             ErrorKind::InvalidField,
@@ -444,6 +579,15 @@ fn validate_order(order: &OrderPaid) -> Result<(), ContractError> {
     let mut payments_sum = Decimal::ZERO;
     for (i, payment) in order.payments.iter().enumerate() {
         check_id(&format!("body.payments[{i}].method"), &payment.method)?;
+        if let Some(account) = &payment.account {
+            check_id(&format!("body.payments[{i}].account"), account)?;
+            if payment.method != "bonus" {
+                return Err(ContractError::new(
+                    ErrorKind::InvalidField,
+                    format!("body.payments[{i}].account is only for method \"bonus\" (a named bonus account)"),
+                ));
+            }
+        }
         non_negative(&format!("body.payments[{i}].amount"), payment.amount.value())?;
         payments_sum = checked_add(payments_sum, payment.amount.value(), "body.payments")?;
     }
@@ -458,6 +602,16 @@ fn validate_order(order: &OrderPaid) -> Result<(), ContractError> {
         return Err(ContractError::new(
             ErrorKind::Unbalanced,
             format!("the payments add up to {payments_sum}, but body.total is {total}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_currency_code(currency: &str) -> Result<(), ContractError> {
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ContractError::new(
+            ErrorKind::BadCurrency,
+            format!("body.currency {currency:?} is not an ISO 4217 code (three capital letters)"),
         ));
     }
     Ok(())

@@ -45,7 +45,8 @@ pub struct SourceRef {
 pub struct AccrualEvent {
     /// Deterministic id, `partition-sequence`; unique per output record.
     pub id: String,
-    /// Always `accrual.recorded` in v1.
+    /// Always `accrual.recorded` in v1: one per ledger entry, whatever its
+    /// `entry_type`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// Envelope version of this output.
@@ -76,11 +77,89 @@ pub struct AccrualEvent {
     pub source: SourceRef,
     /// `occurred_at` of the input event (RFC 3339).
     pub occurred_at: String,
+    /// For manual adjustments: the description the customer sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 impl AccrualEvent {
     /// The `type` of accrual events.
     pub const TYPE: &'static str = "accrual.recorded";
+}
+
+/// Common fields of the non-ledger outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputHeader {
+    /// Deterministic id, `partition-sequence`.
+    pub id: String,
+    /// The output type, e.g. `redemption.rejected`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Envelope version of this output.
+    pub schema_version: u32,
+    /// Tenant of the customer.
+    pub tenant: String,
+    /// The customer.
+    pub customer: String,
+    /// Branch of the source event.
+    pub branch: String,
+    /// `event_id` of the input event.
+    pub source_event_id: String,
+    /// Where the input event was read.
+    pub source: SourceRef,
+    /// `occurred_at` of the input event (RFC 3339).
+    pub occurred_at: String,
+}
+
+/// A valid request that the programs refused: `redemption.rejected`,
+/// `refund.rejected`, `adjustment.rejected` or `giftcard.rejected`.
+/// Nothing was debited or credited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectionEvent {
+    /// Id, type and source.
+    #[serde(flatten)]
+    pub header: OutputHeader,
+    /// Machine-readable reason, e.g. `insufficient_balance`.
+    pub reason_code: String,
+    /// Human-readable reason with the numbers.
+    pub reason: String,
+}
+
+/// `balance.manually_updated`: notification of a manual adjustment, sent
+/// only for customers with marketing consent (seed 004).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceNotification {
+    /// Id, type and source.
+    #[serde(flatten)]
+    pub header: OutputHeader,
+    /// The account adjusted.
+    pub account: String,
+    /// Signed amount of the adjustment.
+    pub amount: String,
+    /// Balance after it.
+    pub balance: String,
+    /// The description the customer sees.
+    pub description: String,
+}
+
+/// `giftcard.issued`: a gift card bought with points (seed 004).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GiftCardIssued {
+    /// Id, type and source.
+    #[serde(flatten)]
+    pub header: OutputHeader,
+    /// Catalogue id.
+    pub gift_card: String,
+    /// The redeemable code: unique and unguessable.
+    pub code: String,
+    /// Value of the card in `currency`.
+    pub value: String,
+    /// Currency of `value`.
+    pub currency: String,
+    /// Points paid.
+    pub points: String,
+    /// Account the points came from.
+    pub account: String,
 }
 
 #[cfg(test)]

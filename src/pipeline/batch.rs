@@ -4,17 +4,21 @@
 //! It knows nothing of Kafka: the consume loop (and `replay`) feed it
 //! [`InputRecord`]s. Everything it writes is keyed by input partition.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rust_decimal::Decimal;
+use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::TenantConfig;
-use crate::contract::{self, AccrualEvent, ContractError, ErrorKind, Event, SourceRef};
+use crate::contract::{
+    self, AccrualEvent, BalanceNotification, Body, ContractError, ErrorKind, Event, GiftCardIssued, OutputHeader,
+    RejectionEvent, SourceRef,
+};
 use crate::outbox::{Destination, OutboxRecord};
-use crate::rules;
+use crate::rules::{self, Customer, OrderRecord, Outcome};
 use crate::state::{keys, read_next_seq, read_offset, Durability, Family, StateError, Store, WriteSet};
 use crate::telemetry;
 
@@ -58,7 +62,13 @@ struct Cursor {
 #[derive(Default)]
 pub struct Batch {
     set: WriteSet,
-    balances: HashMap<Vec<u8>, Decimal>,
+    /// Balances of customers touched in this batch, by balance prefix; the
+    /// authoritative view until commit.
+    balances: HashMap<Vec<u8>, BTreeMap<String, Decimal>>,
+    /// Balance keys changed in this batch, written once at commit.
+    dirty: HashSet<(Vec<u8>, String)>,
+    customers: HashMap<Vec<u8>, Customer>,
+    orders: HashMap<Vec<u8>, Option<OrderRecord>>,
     seen: HashSet<Vec<u8>>,
     cursors: HashMap<u32, Cursor>,
     events: usize,
@@ -86,21 +96,32 @@ pub struct Committed {
     pub offsets: Vec<(String, u32, i64)>,
 }
 
+/// Tenants by id, as configured.
+pub type Tenants = HashMap<String, TenantConfig>;
+
 /// Applies records and commits batches against a [`Store`].
 pub struct Processor {
     store: Arc<dyn Store>,
-    tenants: Arc<HashMap<String, TenantConfig>>,
+    tenants: Arc<Tenants>,
     committed: HashMap<u32, Cursor>,
+    code_key: Arc<[u8]>,
 }
 
 impl Processor {
-    /// A processor over `store` with the configured tenants.
-    pub fn new(store: Arc<dyn Store>, tenants: Arc<HashMap<String, TenantConfig>>) -> Self {
+    /// A processor over `store` with the configured tenants; `code_key` is
+    /// the secret that makes gift-card codes unguessable.
+    pub fn new(store: Arc<dyn Store>, tenants: Arc<Tenants>, code_key: Arc<[u8]>) -> Self {
         Processor {
             store,
             tenants,
             committed: HashMap::new(),
+            code_key,
         }
+    }
+
+    /// Replaces the programs (a reload). Call between batches.
+    pub fn set_tenants(&mut self, tenants: Arc<Tenants>) {
+        self.tenants = tenants;
     }
 
     /// The next offset to apply for `topic`/`partition`, from state.
@@ -165,11 +186,19 @@ impl Processor {
         let Batch {
             mut set,
             balances,
+            dirty,
             cursors,
             events,
             ..
         } = batch;
-        for (key, balance) in balances {
+        for (prefix, account) in dirty {
+            let balance = balances
+                .get(&prefix)
+                .and_then(|b| b.get(&account))
+                .copied()
+                .unwrap_or_default();
+            let mut key = prefix;
+            key.extend_from_slice(account.as_bytes());
             set.put(Family::Balances, key, keys::encode_decimal(balance).to_vec());
         }
         let mut committed = Committed::default();
@@ -225,7 +254,17 @@ impl Processor {
             ));
         }
         match &event.body {
-            contract::Body::OrderPaid(order) => check_currency(tenant, &order.currency, order)?,
+            Body::OrderPaid(order) => {
+                let amounts = order
+                    .lines
+                    .iter()
+                    .map(|l| l.amount)
+                    .chain(order.payments.iter().map(|p| p.amount))
+                    .chain(std::iter::once(order.total));
+                check_money(tenant, &order.currency, amounts)?;
+            }
+            Body::OrderRefunded(refund) => check_money(tenant, &refund.currency, std::iter::once(refund.amount))?,
+            Body::CustomerUpserted(_) | Body::BalanceAdjust(_) | Body::GiftCardExchange(_) => {}
         }
         Ok(event)
     }
@@ -243,27 +282,73 @@ impl Processor {
             telemetry::duplicate(event_type);
             return Ok(Applied::Duplicate);
         }
+        let tenants = self.tenants.clone();
         // The event was validated against this tenant in `decode`.
-        let Some(tenant) = self.tenants.get(&event.tenant) else {
+        let Some(tenant) = tenants.get(&event.tenant) else {
             return Ok(Applied::Processed(0));
         };
-        let outcome = rules::evaluate(tenant, event);
-        let mut first_seq = u64::MAX;
-        let occurred_at = event.occurred_at.format(&Rfc3339).unwrap_or_default();
-        for credit in &outcome.credits {
-            let account = credit.account.as_str();
-            let balance_key = keys::balance(p, &event.tenant, &event.customer, account);
-            let balance = match batch.balances.get(&balance_key) {
-                Some(b) => *b,
-                None => match self.store.get(Family::Balances, &balance_key)? {
-                    Some(raw) => keys::decode_decimal(&raw)
-                        .ok_or_else(|| corrupt(Family::Balances, "balance is not 16 bytes"))?,
-                    None => Decimal::ZERO,
-                },
-            };
-            let new_balance = balance + credit.amount;
+        let customer = self.customer(batch, p, tenant, &event.customer)?;
+        let prefix = keys::balance_prefix(p, &event.tenant, &event.customer);
+        self.load_balances(batch, &prefix)?;
+        let original_key = match &event.body {
+            Body::OrderRefunded(refund) => Some(keys::order(p, &event.tenant, &refund.original_event_id)),
+            _ => None,
+        };
+        let original = match &original_key {
+            Some(key) => self.order(batch, key)?,
+            None => None,
+        };
+        let outcome = {
+            let empty = BTreeMap::new();
+            let balances = batch.balances.get(&prefix).unwrap_or(&empty);
+            rules::evaluate(&rules::Input {
+                tenant,
+                event,
+                customer: &customer,
+                balances,
+                original: original.as_ref(),
+                code_key: &self.code_key,
+            })
+        };
+        let out = Emitter {
+            p,
+            record,
+            event,
+            tenant,
+            occurred_at: event.occurred_at.format(&Rfc3339).unwrap_or_default(),
+        };
+        let first_seq = batch.cursors.get(&p).map_or(0, |c| c.next_seq);
+        let entries = self.apply_outcome(batch, &out, &prefix, &outcome)?;
+        let written = batch.cursors.get(&p).map_or(0, |c| c.next_seq) > first_seq;
+        let marker = if written { first_seq } else { u64::MAX };
+        batch
+            .set
+            .put(Family::Dedupe, dedupe_key.clone(), keys::encode_u64(marker).to_vec());
+        batch.seen.insert(dedupe_key);
+        telemetry::processed(event_type);
+        Ok(Applied::Processed(entries))
+    }
+
+    /// Writes an outcome's ledger entries, outputs and records; returns the
+    /// number of ledger entries.
+    fn apply_outcome(
+        &self,
+        batch: &mut Batch,
+        out: &Emitter<'_>,
+        prefix: &[u8],
+        outcome: &Outcome,
+    ) -> Result<usize, StateError> {
+        let (p, event, tenant) = (out.p, out.event, out.tenant);
+        let mut last_balance = Decimal::ZERO;
+        for entry in &outcome.entries {
+            let balances = batch.balances.entry(prefix.to_vec()).or_default();
+            let balance = balances.entry(entry.account.clone()).or_default();
+            *balance += entry.amount;
+            let new_balance = *balance;
+            last_balance = new_balance;
+            batch.dirty.insert((prefix.to_vec(), entry.account.clone()));
             let seq = next_seq(batch, p);
-            first_seq = first_seq.min(seq);
+            let scale = rules::scale_of(tenant, &entry.account);
             let accrual = AccrualEvent {
                 id: contract::output_id(p, seq),
                 event_type: AccrualEvent::TYPE.to_owned(),
@@ -271,43 +356,132 @@ impl Processor {
                 tenant: event.tenant.clone(),
                 customer: event.customer.clone(),
                 branch: event.branch.clone(),
-                account: account.to_owned(),
-                entry_type: credit.entry_type.as_str().to_owned(),
-                program: credit.program.to_owned(),
-                amount: money(credit.amount, tenant.minor_units),
-                balance: money(new_balance, tenant.minor_units),
-                base_amount: money(credit.base, tenant.minor_units),
+                account: entry.account.clone(),
+                entry_type: entry.entry_type.as_str().to_owned(),
+                program: entry.program.clone(),
+                amount: money(entry.amount, scale),
+                balance: money(new_balance, scale),
+                base_amount: entry.base.map(|b| money(b, tenant.minor_units)).unwrap_or_default(),
                 currency: tenant.currency.clone(),
                 source_event_id: event.event_id.clone(),
-                source: SourceRef {
-                    topic: record.topic.to_owned(),
-                    partition: p,
-                    offset: record.offset,
-                },
-                occurred_at: occurred_at.clone(),
+                source: out.source(),
+                occurred_at: out.occurred_at.clone(),
+                description: entry.description.clone(),
             };
-            let payload = serde_json::to_vec(&accrual).map_err(|e| corrupt(Family::Ledger, &e.to_string()))?;
+            let payload = to_json(&accrual)?;
             batch.set.put(
                 Family::Ledger,
                 keys::ledger(p, &event.tenant, &event.customer, seq),
                 payload.clone(),
             );
-            let out = OutboxRecord {
-                destination: Destination::Accruals,
-                key: Some(contract::customer_key(&event.tenant, &event.customer).into_bytes()),
-                headers: Vec::new(),
-                payload,
-            };
-            batch.set.put(Family::Outbox, keys::outbox(p, seq), out.encode());
-            batch.balances.insert(balance_key, new_balance);
-            telemetry::ledger_entry(account);
+            out.push(batch, seq, payload);
+            telemetry::ledger_entry(entry.entry_type.as_str());
         }
-        batch
-            .set
-            .put(Family::Dedupe, dedupe_key.clone(), keys::encode_u64(first_seq).to_vec());
-        batch.seen.insert(dedupe_key);
-        telemetry::processed(event_type);
-        Ok(Applied::Processed(outcome.credits.len()))
+        if let Some(rejection) = &outcome.rejection {
+            let seq = next_seq(batch, p);
+            let payload = to_json(&RejectionEvent {
+                header: out.header(seq, rejection.output_type),
+                reason_code: rejection.code.to_owned(),
+                reason: rejection.reason.clone(),
+            })?;
+            out.push(batch, seq, payload);
+            telemetry::rejected(rejection.output_type, rejection.code);
+        }
+        if outcome.notify_adjustment {
+            if let Some(entry) = outcome.entries.first() {
+                let seq = next_seq(batch, p);
+                let scale = rules::scale_of(tenant, &entry.account);
+                let payload = to_json(&BalanceNotification {
+                    header: out.header(seq, "balance.manually_updated"),
+                    account: entry.account.clone(),
+                    amount: money(entry.amount, scale),
+                    balance: money(last_balance, scale),
+                    description: entry.description.clone().unwrap_or_default(),
+                })?;
+                out.push(batch, seq, payload);
+            }
+        }
+        if let Some(card) = &outcome.gift_card {
+            let seq = next_seq(batch, p);
+            let payload = to_json(&GiftCardIssued {
+                header: out.header(seq, "giftcard.issued"),
+                gift_card: card.gift_card.clone(),
+                code: card.code.clone(),
+                value: money(card.value, tenant.minor_units),
+                currency: tenant.currency.clone(),
+                points: money(card.points, 0),
+                account: card.account.clone(),
+            })?;
+            out.push(batch, seq, payload);
+        }
+        if let Some(profile) = &outcome.customer {
+            let key = keys::customer(p, &event.tenant, &event.customer);
+            batch.set.put(Family::Customers, key.clone(), to_json(profile)?);
+            batch.customers.insert(key, profile.clone());
+        }
+        if let Some((order_event, order)) = &outcome.order_record {
+            let key = keys::order(p, &event.tenant, order_event);
+            batch.set.put(Family::Orders, key.clone(), to_json(order)?);
+            batch.orders.insert(key, Some(order.clone()));
+        }
+        Ok(outcome.entries.len())
+    }
+
+    /// The customer's profile: this batch, then state, then config, else an
+    /// unregistered customer with no groups.
+    fn customer(
+        &self,
+        batch: &mut Batch,
+        p: u32,
+        tenant: &TenantConfig,
+        customer: &str,
+    ) -> Result<Customer, StateError> {
+        let key = keys::customer(p, &tenant.id, customer);
+        if let Some(found) = batch.customers.get(&key) {
+            return Ok(found.clone());
+        }
+        let profile = match self.store.get(Family::Customers, &key)? {
+            Some(raw) => serde_json::from_slice(&raw).map_err(|e| corrupt(Family::Customers, &e.to_string()))?,
+            None => tenant
+                .seeded_customer(customer)
+                .map(|seed| Customer {
+                    phone: seed.phone.clone(),
+                    groups: seed.groups.clone(),
+                    registered: seed.registered,
+                    marketing_consent: seed.marketing_consent,
+                })
+                .unwrap_or_default(),
+        };
+        batch.customers.insert(key, profile.clone());
+        Ok(profile)
+    }
+
+    /// Loads every balance of the customer at `prefix` into the batch once.
+    fn load_balances(&self, batch: &mut Batch, prefix: &[u8]) -> Result<(), StateError> {
+        if batch.balances.contains_key(prefix) {
+            return Ok(());
+        }
+        let mut found = BTreeMap::new();
+        for (key, value) in self.store.scan(Family::Balances, prefix, prefix, 64)? {
+            let account = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let balance =
+                keys::decode_decimal(&value).ok_or_else(|| corrupt(Family::Balances, "balance is not 16 bytes"))?;
+            found.insert(account, balance);
+        }
+        batch.balances.insert(prefix.to_vec(), found);
+        Ok(())
+    }
+
+    fn order(&self, batch: &mut Batch, key: &[u8]) -> Result<Option<OrderRecord>, StateError> {
+        if let Some(found) = batch.orders.get(key) {
+            return Ok(found.clone());
+        }
+        let record = match self.store.get(Family::Orders, key)? {
+            Some(raw) => Some(serde_json::from_slice(&raw).map_err(|e| corrupt(Family::Orders, &e.to_string()))?),
+            None => None,
+        };
+        batch.orders.insert(key.to_vec(), record.clone());
+        Ok(record)
     }
 
     fn dead_letter(&self, batch: &mut Batch, record: &InputRecord<'_>, err: &ContractError) {
@@ -344,7 +518,11 @@ fn next_seq(batch: &mut Batch, p: u32) -> u64 {
     seq
 }
 
-fn check_currency(tenant: &TenantConfig, currency: &str, order: &contract::OrderPaid) -> Result<(), ContractError> {
+fn check_money(
+    tenant: &TenantConfig,
+    currency: &str,
+    amounts: impl Iterator<Item = contract::Amount>,
+) -> Result<(), ContractError> {
     if currency != tenant.currency {
         return Err(ContractError::new(
             ErrorKind::BadCurrency,
@@ -354,12 +532,6 @@ fn check_currency(tenant: &TenantConfig, currency: &str, order: &contract::Order
             ),
         ));
     }
-    let amounts = order
-        .lines
-        .iter()
-        .map(|l| l.amount)
-        .chain(order.payments.iter().map(|p| p.amount))
-        .chain(std::iter::once(order.total));
     for amount in amounts {
         if amount.value().scale() > tenant.minor_units {
             return Err(ContractError::new(
@@ -372,6 +544,54 @@ fn check_currency(tenant: &TenantConfig, currency: &str, order: &contract::Order
         }
     }
     Ok(())
+}
+
+/// Writes the outputs of one event.
+struct Emitter<'a> {
+    p: u32,
+    record: &'a InputRecord<'a>,
+    event: &'a Event,
+    tenant: &'a TenantConfig,
+    occurred_at: String,
+}
+
+impl Emitter<'_> {
+    fn source(&self) -> SourceRef {
+        SourceRef {
+            topic: self.record.topic.to_owned(),
+            partition: self.p,
+            offset: self.record.offset,
+        }
+    }
+
+    fn header(&self, seq: u64, output_type: &str) -> OutputHeader {
+        OutputHeader {
+            id: contract::output_id(self.p, seq),
+            event_type: output_type.to_owned(),
+            schema_version: contract::SCHEMA_VERSION,
+            tenant: self.event.tenant.clone(),
+            customer: self.event.customer.clone(),
+            branch: self.event.branch.clone(),
+            source_event_id: self.event.event_id.clone(),
+            source: self.source(),
+            occurred_at: self.occurred_at.clone(),
+        }
+    }
+
+    /// Queues `payload` for the accruals topic as outbox record `seq`.
+    fn push(&self, batch: &mut Batch, seq: u64, payload: Vec<u8>) {
+        let out = OutboxRecord {
+            destination: Destination::Accruals,
+            key: Some(contract::customer_key(&self.event.tenant, &self.event.customer).into_bytes()),
+            headers: Vec::new(),
+            payload,
+        };
+        batch.set.put(Family::Outbox, keys::outbox(self.p, seq), out.encode());
+    }
+}
+
+fn to_json(value: &impl Serialize) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec(value).map_err(|e| corrupt(Family::Outbox, &e.to_string()))
 }
 
 /// A money amount at the currency's scale: `4` becomes `"4.00"`.

@@ -16,7 +16,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use super::batch::{Batch, InputRecord, Processor};
-use super::shared::Progress;
+use super::shared::{Programs, Progress};
 use super::PipelineError;
 use crate::config::{ClientRole, Config};
 use crate::state::{read_next_seq, read_offset, Store};
@@ -135,6 +135,8 @@ pub fn run(
     config: &Config,
     store: Arc<dyn Store>,
     progress: Arc<Progress>,
+    programs: &Programs,
+    code_key: Arc<[u8]>,
     stop: &AtomicBool,
 ) -> Result<(), PipelineError> {
     let context = PipelineContext {
@@ -151,8 +153,8 @@ pub fn run(
     consumer.subscribe(&topics).map_err(PipelineError::Kafka)?;
     tracing::info!(topics = ?topics, group = %config.kafka.group_id, "subscribed");
 
-    let tenants = Arc::new(config.tenants.clone());
-    let mut processor = Processor::new(store.clone(), tenants);
+    let (mut programs_version, tenants) = programs.current();
+    let mut processor = Processor::new(store.clone(), tenants, code_key);
     let mut owned: HashSet<(String, u32)> = HashSet::new();
     let mut batch = Batch::default();
     let mut batch_started: Option<Instant> = None;
@@ -170,6 +172,14 @@ pub fn run(
         }
         if stopping {
             break;
+        }
+        if batch.is_empty() {
+            let (version, tenants) = programs.current();
+            if version != programs_version {
+                processor.set_tenants(tenants);
+                programs_version = version;
+                tracing::info!(version, "new programs in force");
+            }
         }
         if let Some(failure) = consumer.context().take_failure() {
             return Err(PipelineError::Rebalance(failure));

@@ -5,8 +5,8 @@ pub mod batch;
 pub mod consumer;
 pub mod shared;
 
-pub use batch::{Applied, Batch, InputRecord, Processor};
-pub use shared::Progress;
+pub use batch::{Applied, Batch, InputRecord, Processor, Tenants};
+pub use shared::{Programs, Progress};
 
 /// Why the consume loop stopped.
 #[derive(Debug, thiserror::Error)]

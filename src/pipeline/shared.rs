@@ -2,10 +2,12 @@
 //! owns, and up to which sequence each partition's outbox is durable.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
+
+use super::batch::Tenants;
 
 /// Shared between the consume loop and the publisher.
 #[derive(Default)]
@@ -101,5 +103,35 @@ impl Doorbell {
             .wait_timeout_while(rung, timeout, |r| !*r)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *rung = false;
+    }
+}
+
+/// The programs in force, swapped whole on reload (SIGHUP). The consume
+/// loop picks up a new version between batches.
+#[derive(Default)]
+pub struct Programs {
+    current: std::sync::RwLock<(u64, Arc<Tenants>)>,
+}
+
+impl Programs {
+    /// Programs starting at `tenants`.
+    pub fn new(tenants: Tenants) -> Self {
+        Programs {
+            current: std::sync::RwLock::new((1, Arc::new(tenants))),
+        }
+    }
+
+    /// The current version number and tenants.
+    pub fn current(&self) -> (u64, Arc<Tenants>) {
+        let guard = self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (guard.0, guard.1.clone())
+    }
+
+    /// Installs new tenants; returns the new version number.
+    pub fn replace(&self, tenants: Tenants) -> u64 {
+        let mut guard = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.0 += 1;
+        guard.1 = Arc::new(tenants);
+        guard.0
     }
 }

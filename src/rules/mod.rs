@@ -1,34 +1,38 @@
-//! Pure rule evaluation: `(tenant programs, event) -> Outcome`.
+//! Pure rule evaluation: `(tenant programs, customer, balances, event) ->
+//! Outcome`.
 //!
-//! No I/O, no Kafka, no RocksDB, no tokio. The pipeline applies the outcome
-//! to balances; this module only decides what the programs say.
+//! No I/O, no Kafka, no RocksDB, no tokio. The pipeline gathers the inputs
+//! (the customer's profile and balances, the refunded order's record) and
+//! applies the outcome; this module only decides what the programs say.
+
+mod giftcard;
+mod order;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
 
 use crate::config::TenantConfig;
-use crate::contract::{Body, Event, OrderPaid};
+use crate::contract::{Body, CustomerUpserted, Event};
 
-/// The kind of balance a ledger entry moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AccountKind {
-    /// Money returned on purchases.
-    Cashback,
-}
-
-impl AccountKind {
-    /// The account's name in keys and events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountKind::Cashback => "cashback",
-        }
-    }
-}
+pub use giftcard::gift_card_code;
 
 /// The type of a ledger entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntryType {
     /// A program credited the customer for a purchase.
     Accrual,
+    /// A payment from the balance.
+    Redemption,
+    /// A refund took back (part of) an accrual.
+    Reversal,
+    /// A refund gave back (part of) a payment made from the balance.
+    RedemptionReversal,
+    /// Staff changed the balance by hand.
+    ManualAdjustment,
+    /// Points paid for a gift card.
+    GiftCardExchange,
 }
 
 impl EntryType {
@@ -36,148 +40,248 @@ impl EntryType {
     pub fn as_str(self) -> &'static str {
         match self {
             EntryType::Accrual => "accrual",
+            EntryType::Redemption => "redemption",
+            EntryType::Reversal => "reversal",
+            EntryType::RedemptionReversal => "redemption_reversal",
+            EntryType::ManualAdjustment => "manual_adjustment",
+            EntryType::GiftCardExchange => "gift_card_exchange",
         }
     }
 }
 
-/// One balance change decided by a program.
+/// One balance change decided by the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credit {
+pub struct Entry {
     /// The account it moves.
-    pub account: AccountKind,
+    pub account: String,
     /// The ledger entry type.
     pub entry_type: EntryType,
-    /// The program that decided it.
-    pub program: &'static str,
-    /// Signed amount, already rounded per the program.
+    /// The program (or mechanism) that decided it.
+    pub program: String,
+    /// Signed amount, already rounded per the account.
     pub amount: Decimal,
-    /// The amount the percentage applied to.
-    pub base: Decimal,
+    /// The amount a percentage applied to, if any.
+    pub base: Option<Decimal>,
+    /// Text the customer sees (manual adjustments).
+    pub description: Option<String>,
 }
 
-/// What the programs decided for one event.
+/// A refused request: nothing is debited or credited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Output type: `redemption.rejected`, `refund.rejected`, ...
+    pub output_type: &'static str,
+    /// Machine-readable reason.
+    pub code: &'static str,
+    /// Human-readable reason with the numbers.
+    pub reason: String,
+}
+
+/// A gift card the outcome issues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCard {
+    /// Catalogue id.
+    pub gift_card: String,
+    /// The code.
+    pub code: String,
+    /// Value in the tenant's currency.
+    pub value: Decimal,
+    /// Points paid.
+    pub points: Decimal,
+    /// Account debited.
+    pub account: String,
+}
+
+/// A customer's profile, from `customer.upserted` or config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    /// Phone number.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Groups the customer belongs to.
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
+    /// Signed up; only registered customers earn.
+    #[serde(default)]
+    pub registered: bool,
+    /// Agreed to marketing notifications.
+    #[serde(default)]
+    pub marketing_consent: bool,
+}
+
+impl Customer {
+    /// The profile a `customer.upserted` body describes.
+    pub fn from_upsert(body: &CustomerUpserted) -> Self {
+        Customer {
+            phone: body.phone.clone(),
+            groups: body.groups.iter().cloned().collect(),
+            registered: body.registered,
+            marketing_consent: body.marketing_consent,
+        }
+    }
+}
+
+/// One account movement of an order, kept so refunds can reverse it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Movement {
+    /// The account.
+    pub account: String,
+    /// The program that accrued it (or `redemption`).
+    pub program: String,
+    /// The amount accrued or redeemed (positive).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    /// How much of it refunds have reversed so far.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub reversed: Decimal,
+}
+
+/// What an order did, stored for refunds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    /// The order total.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total: Decimal,
+    /// Sum of refunds so far.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub refunded: Decimal,
+    /// Accruals of the order.
+    pub accruals: Vec<Movement>,
+    /// Payments from balances.
+    pub redemptions: Vec<Movement>,
+}
+
+/// What the rules decided for one event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// Balance changes, in order.
-    pub credits: Vec<Credit>,
+    pub entries: Vec<Entry>,
+    /// Set when the request was refused; then `entries` is empty.
+    pub rejection: Option<Rejection>,
+    /// Emit `balance.manually_updated` for this adjustment.
+    pub notify_adjustment: bool,
+    /// A gift card to issue.
+    pub gift_card: Option<IssuedCard>,
+    /// The customer's new profile, to store.
+    pub customer: Option<Customer>,
+    /// The order record to store, under `(event id)`: the new order's own
+    /// record, or the refunded order's updated one.
+    pub order_record: Option<(String, OrderRecord)>,
 }
 
-/// Evaluates every program of `tenant` against `event`.
-///
-/// The event must belong to `tenant` and have passed contract validation.
-pub fn evaluate(tenant: &TenantConfig, event: &Event) -> Outcome {
-    let mut outcome = Outcome::default();
-    match &event.body {
-        Body::OrderPaid(order) => cashback(tenant, &event.branch, order, &mut outcome),
-    }
-    outcome
-}
-
-fn cashback(tenant: &TenantConfig, branch: &str, order: &OrderPaid, outcome: &mut Outcome) {
-    let Some(program) = &tenant.programs.cashback else {
-        return;
-    };
-    if !program.active_in(branch) {
-        return;
-    }
-    let base = eligible_amount(order);
-    let amount = percent_of(base, program.percent.value(), tenant.minor_units);
-    if amount > Decimal::ZERO {
-        outcome.credits.push(Credit {
-            account: AccountKind::Cashback,
-            entry_type: EntryType::Accrual,
-            program: "cashback",
-            amount,
-            base,
-        });
+impl Outcome {
+    fn rejected(output_type: &'static str, code: &'static str, reason: String) -> Self {
+        Outcome {
+            rejection: Some(Rejection {
+                output_type,
+                code,
+                reason,
+            }),
+            ..Outcome::default()
+        }
     }
 }
 
-/// The amount a percentage program applies to: every line of the order.
-fn eligible_amount(order: &OrderPaid) -> Decimal {
-    order.lines.iter().map(|line| line.amount.value()).sum()
+/// Everything evaluation reads.
+pub struct Input<'a> {
+    /// The event's tenant.
+    pub tenant: &'a TenantConfig,
+    /// The event, validated against the tenant.
+    pub event: &'a Event,
+    /// The customer's profile.
+    pub customer: &'a Customer,
+    /// The customer's balances by account (absent = zero).
+    pub balances: &'a BTreeMap<String, Decimal>,
+    /// For a refund: the referenced order's record, if known.
+    pub original: Option<&'a OrderRecord>,
+    /// Key of gift-card codes.
+    pub code_key: &'a [u8],
 }
 
-/// `base * percent / 100`, rounded half-even to the currency's minor units.
+impl Input<'_> {
+    fn balance(&self, account: &str) -> Decimal {
+        self.balances.get(account).copied().unwrap_or_default()
+    }
+}
+
+/// Evaluates the tenant's programs against one event.
+pub fn evaluate(input: &Input<'_>) -> Outcome {
+    match &input.event.body {
+        Body::OrderPaid(order) => order::paid(input, order),
+        Body::OrderRefunded(refund) => order::refunded(input, refund),
+        Body::CustomerUpserted(body) => Outcome {
+            customer: Some(Customer::from_upsert(body)),
+            ..Outcome::default()
+        },
+        Body::BalanceAdjust(adjust) => {
+            let tenant = input.tenant;
+            let amount = adjust.amount.value();
+            if !tenant.has_account(&adjust.account) {
+                return Outcome::rejected(
+                    "adjustment.rejected",
+                    "unknown_account",
+                    format!("{:?} is not an account of tenant {:?}", adjust.account, tenant.id),
+                );
+            }
+            if scale_of(tenant, &adjust.account) < amount.normalize().scale() {
+                return Outcome::rejected(
+                    "adjustment.rejected",
+                    "bad_precision",
+                    format!("{amount} has more decimals than account {:?} holds", adjust.account),
+                );
+            }
+            let balance = input.balance(&adjust.account);
+            if amount < Decimal::ZERO && balance + amount < Decimal::ZERO {
+                return Outcome::rejected(
+                    "adjustment.rejected",
+                    "insufficient_balance",
+                    format!(
+                        "cannot subtract {} from a {} balance of {balance}",
+                        -amount, adjust.account
+                    ),
+                );
+            }
+            Outcome {
+                entries: vec![Entry {
+                    account: adjust.account.clone(),
+                    entry_type: EntryType::ManualAdjustment,
+                    program: "manual".into(),
+                    amount,
+                    base: None,
+                    description: Some(adjust.description.clone()),
+                }],
+                notify_adjustment: input.customer.marketing_consent,
+                ..Outcome::default()
+            }
+        }
+        Body::GiftCardExchange(exchange) => giftcard::exchange(input, &exchange.gift_card),
+    }
+}
+
+/// Decimal places an account holds: the currency's minor units for money,
+/// whole points for points.
+pub fn scale_of(tenant: &TenantConfig, account: &str) -> u32 {
+    if tenant.is_points(account) {
+        0
+    } else {
+        tenant.minor_units
+    }
+}
+
+/// Rounds an accrual for `account`: money half-even to minor units, points
+/// down to whole points.
+pub fn round_for(tenant: &TenantConfig, account: &str, value: Decimal) -> Decimal {
+    if tenant.is_points(account) {
+        value.round_dp_with_strategy(0, RoundingStrategy::ToZero)
+    } else {
+        value.round_dp_with_strategy(tenant.minor_units, RoundingStrategy::MidpointNearestEven)
+    }
+}
+
+/// `base * percent / 100`, rounded half-even to `minor_units`.
 pub fn percent_of(base: Decimal, percent: Decimal, minor_units: u32) -> Decimal {
     (base * percent / Decimal::ONE_HUNDRED).round_dp_with_strategy(minor_units, RoundingStrategy::MidpointNearestEven)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn tenant(percent: &str, status: &str) -> Option<TenantConfig> {
-        let text = format!(
-            r#"
-            id = "cafe"
-            currency = "AZN"
-            [branches.downtown]
-            [branches.airport]
-            [programs.cashback]
-            percent = "{percent}"
-            branches = {{ downtown = "{status}", airport = "inactive" }}
-            "#
-        );
-        toml::from_str(&text).ok()
-    }
-
-    fn order(total: &str, branch: &str) -> Option<Event> {
-        let json = format!(
-            r#"{{"schema_version":1,"event_id":"e1","type":"order.paid","tenant":"cafe","branch":"{branch}",
-            "customer":"c1","occurred_at":"2026-11-23T12:00:00Z","body":{{"order_id":"o1","sale_type":"dine_in",
-            "lines":[{{"product":"p1","category":"food","quantity":"1","amount":"{total}"}}],
-            "payments":[{{"method":"card","amount":"{total}"}}],"total":"{total}","currency":"AZN"}}}}"#
-        );
-        crate::contract::decode(json.as_bytes()).ok()
-    }
-
-    #[test]
-    fn seed_example_five_percent_of_eighty_is_four() {
-        let (Some(t), Some(e)) = (tenant("5", "active"), order("80.00", "downtown")) else {
-            panic!("fixture must parse");
-        };
-        let outcome = evaluate(&t, &e);
-        assert_eq!(outcome.credits.len(), 1);
-        assert_eq!(outcome.credits[0].amount, Decimal::new(400, 2));
-        assert_eq!(outcome.credits[0].amount.to_string(), "4.00");
-    }
-
-    #[test]
-    fn inactive_branch_accrues_nothing() {
-        let (Some(t), Some(e)) = (tenant("5", "active"), order("80.00", "airport")) else {
-            panic!("fixture must parse");
-        };
-        assert!(evaluate(&t, &e).credits.is_empty());
-    }
-
-    #[test]
-    fn rounds_half_even_to_minor_units() {
-        // 5% of 0.50 = 0.025 -> 0.02 (half-even), 5% of 0.70 = 0.035 -> 0.04.
-        assert_eq!(percent_of(Decimal::new(50, 2), Decimal::from(5), 2), Decimal::new(2, 2));
-        assert_eq!(percent_of(Decimal::new(70, 2), Decimal::from(5), 2), Decimal::new(4, 2));
-    }
-
-    #[test]
-    fn tiny_orders_accrue_nothing_rather_than_zero_entries() {
-        let (Some(t), Some(e)) = (tenant("1", "active"), order("0.40", "downtown")) else {
-            panic!("fixture must parse");
-        };
-        assert!(evaluate(&t, &e).credits.is_empty());
-    }
-
-    proptest! {
-        #[test]
-        fn cashback_never_exceeds_base_and_is_never_negative(cents in 0i64..10_000_000, pct in 1u32..=100) {
-            let base = Decimal::new(cents, 2);
-            let got = percent_of(base, Decimal::from(pct), 2);
-            prop_assert!(got >= Decimal::ZERO);
-            prop_assert!(got <= base);
-            prop_assert!(got.scale() <= 2);
-            // Within half a minor unit of the exact value.
-            let exact = base * Decimal::from(pct) / Decimal::ONE_HUNDRED;
-            prop_assert!((got - exact).abs() <= Decimal::new(5, 3));
-        }
-    }
-}
+mod tests;

@@ -21,17 +21,23 @@ pub enum Family {
     Outbox,
     /// `p | name` -> per-partition counters (the output sequence).
     Meta,
+    /// `p | tenant 0 customer` -> customer profile (JSON).
+    Customers,
+    /// `p | tenant 0 event_id` -> what an order accrued and redeemed (JSON), for refunds.
+    Orders,
 }
 
 impl Family {
     /// Every family, in creation order.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 8] = [
         Family::Balances,
         Family::Ledger,
         Family::Dedupe,
         Family::Offsets,
         Family::Outbox,
         Family::Meta,
+        Family::Customers,
+        Family::Orders,
     ];
 
     /// The RocksDB column-family name.
@@ -43,6 +49,8 @@ impl Family {
             Family::Offsets => "offsets",
             Family::Outbox => "outbox",
             Family::Meta => "meta",
+            Family::Customers => "customers",
+            Family::Orders => "orders",
         }
     }
 }
@@ -68,6 +76,23 @@ fn with_parts(p: u32, parts: &[&[u8]], extra: usize) -> Vec<u8> {
 /// Balance of one account of one customer.
 pub fn balance(p: u32, tenant: &str, customer: &str, account: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), customer.as_bytes(), account.as_bytes()], 0)
+}
+
+/// Prefix of all balances of one customer; the account name follows it.
+pub fn balance_prefix(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
+    let mut key = with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 16);
+    key.push(0);
+    key
+}
+
+/// A customer's profile.
+pub fn customer(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
+    with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 0)
+}
+
+/// The record of an order (by its `event_id`), for refunds.
+pub fn order(p: u32, tenant: &str, event_id: &str) -> Vec<u8> {
+    with_parts(p, &[tenant.as_bytes(), event_id.as_bytes()], 0)
 }
 
 /// Prefix of one customer's ledger entries, in sequence order.
@@ -150,6 +175,8 @@ mod tests {
             offset(p, "orders"),
             outbox(p, 1),
             next_seq(p),
+            customer(p, "t", "c"),
+            order(p, "t", "e"),
         ] {
             assert!(key.starts_with(&partition_prefix(p)));
         }
@@ -163,6 +190,14 @@ mod tests {
         assert!(a.starts_with(&ledger_prefix(0, "t", "c")));
         // A customer whose id extends another's does not share its prefix.
         assert!(!ledger(0, "t", "c2", 1).starts_with(&ledger_prefix(0, "t", "c")));
+    }
+
+    #[test]
+    fn balance_keys_extend_the_customer_prefix() {
+        let key = balance(1, "t", "c", "bonus");
+        assert!(key.starts_with(&balance_prefix(1, "t", "c")));
+        assert_eq!(&key[balance_prefix(1, "t", "c").len()..], b"bonus");
+        assert!(!balance(1, "t", "c2", "bonus").starts_with(&balance_prefix(1, "t", "c")));
     }
 
     proptest! {

@@ -129,7 +129,10 @@ id = "cafe-central"
 currency = "AZN"
 [branches.downtown]
 [branches.airport]
-[programs.cashback]
+[[programs]]
+id = "cashback"
+type = "cashback"
+registered_only = false
 percent = "5"
 branches = { downtown = "active", airport = "inactive" }
 "#,
@@ -140,7 +143,10 @@ branches = { downtown = "active", airport = "inactive" }
 id = "studio-flow"
 currency = "EUR"
 [branches.main]
-[programs.cashback]
+[[programs]]
+id = "cashback"
+type = "cashback"
+registered_only = false
 percent = "3"
 branches = { main = "active" }
 "#,

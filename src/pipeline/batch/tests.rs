@@ -6,7 +6,10 @@ id = "cafe"
 currency = "AZN"
 [branches.downtown]
 [branches.airport]
-[programs.cashback]
+[[programs]]
+id = "cashback"
+type = "cashback"
+registered_only = false
 percent = "5"
 branches = { downtown = "active" }
 "#;
@@ -18,7 +21,7 @@ fn setup() -> (Arc<MemoryStore>, Processor) {
     };
     let store = Arc::new(MemoryStore::default());
     let tenants = Arc::new(HashMap::from([("cafe".to_owned(), tenant)]));
-    let processor = Processor::new(store.clone(), tenants);
+    let processor = Processor::new(store.clone(), tenants, Arc::from(&b"key"[..]));
     (store, processor)
 }
 
@@ -140,7 +143,7 @@ fn redelivered_offsets_are_skipped() {
     assert!(processor.commit(batch).is_ok());
     // A restart replays from an older position (e.g. Kafka's advisory offset).
     let tenants = processor.tenants.clone();
-    let mut restarted = Processor::new(store.clone(), tenants);
+    let mut restarted = Processor::new(store.clone(), tenants, Arc::from(&b"key"[..]));
     let mut batch = Batch::default();
     assert_eq!(
         restarted.apply(&mut batch, &record(0, "cafe:c1", &a)).ok(),

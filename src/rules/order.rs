@@ -1,0 +1,266 @@
+//! Orders: redemption checks, accruals of every program type, and refunds.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use super::{round_for, Entry, EntryType, Input, Movement, OrderRecord, Outcome};
+use crate::config::{NegativeBalance, ProgramConfig, ProgramType, SalesConfig, TenantConfig};
+use crate::contract::{OrderLine, OrderPaid, OrderRefunded};
+
+/// `order.paid`: check and debit balance payments, then accrue.
+pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
+    let tenant = input.tenant;
+    let total = order.total.value();
+
+    // 1. Redemption: every balance payment must pass, or nothing happens.
+    let mut redeemed: BTreeMap<&str, Decimal> = BTreeMap::new();
+    for payment in &order.payments {
+        if let Some(account) = payment.balance_account() {
+            *redeemed.entry(account).or_default() += payment.amount.value();
+        }
+    }
+    let branch = tenant.branches.get(&input.event.branch);
+    for (account, amount) in &redeemed {
+        let reject = |code, reason| Outcome::rejected("redemption.rejected", code, reason);
+        if !tenant.has_account(account) {
+            return reject(
+                "unknown_account",
+                format!("{account:?} is not an account of tenant {:?}", tenant.id),
+            );
+        }
+        if !branch.is_some_and(|b| b.payment_methods.contains(*account)) {
+            return reject(
+                "payment_method_disabled",
+                format!(
+                    "paying with {account} is not enabled in branch {:?}",
+                    input.event.branch
+                ),
+            );
+        }
+        let balance = input.balance(account);
+        if balance < *amount {
+            return reject(
+                "insufficient_balance",
+                format!("{amount} paid with {account}, but the balance is {balance}"),
+            );
+        }
+        if let Some(cap) = tenant.redemption.max_percent.get(*account) {
+            let limit = total * cap.value() / Decimal::ONE_HUNDRED;
+            if *amount > limit {
+                return reject(
+                    "over_cap",
+                    format!(
+                        "{amount} paid with {account} is more than {}% of the bill ({limit})",
+                        cap.value()
+                    ),
+                );
+            }
+        }
+    }
+    let mut outcome = Outcome::default();
+    let mut record = OrderRecord {
+        total,
+        refunded: Decimal::ZERO,
+        accruals: Vec::new(),
+        redemptions: Vec::new(),
+    };
+    for (account, amount) in &redeemed {
+        outcome.entries.push(Entry {
+            account: (*account).to_owned(),
+            entry_type: EntryType::Redemption,
+            program: "redemption".into(),
+            amount: -*amount,
+            base: None,
+            description: None,
+        });
+        record.redemptions.push(Movement {
+            account: (*account).to_owned(),
+            program: "redemption".into(),
+            amount: *amount,
+            reversed: Decimal::ZERO,
+        });
+    }
+
+    // 2. Accruals of every program version in force at the event time.
+    for program in tenant.programs_at(input.event.occurred_at) {
+        if !program.active_in(&input.event.branch) || (program.registered_only && !input.customer.registered) {
+            continue;
+        }
+        let share = payment_share(tenant, program, order);
+        if share.is_zero() {
+            continue;
+        }
+        let base_and_raw = match program.program_type {
+            ProgramType::GroupBonus => {
+                if program.groups.is_disjoint(&input.customer.groups) {
+                    continue;
+                }
+                let mut base = Decimal::ZERO;
+                let mut raw = Decimal::ZERO;
+                for rule in &program.rules {
+                    let lines: Decimal = order
+                        .lines
+                        .iter()
+                        .filter(|l| l.category == rule.category && eligible_line(program, l))
+                        .map(|l| l.amount.value())
+                        .sum();
+                    base += lines * share;
+                    raw += lines * share * rule.percent.value() / Decimal::ONE_HUNDRED;
+                }
+                (base, raw)
+            }
+            _ => {
+                let Some(pct) = program.percent else { continue };
+                let lines: Decimal = order
+                    .lines
+                    .iter()
+                    .filter(|l| eligible_line(program, l))
+                    .map(|l| l.amount.value())
+                    .sum();
+                let base = lines * share;
+                (base, base * pct.value() / Decimal::ONE_HUNDRED)
+            }
+        };
+        let (base, raw) = base_and_raw;
+        let account = program.account();
+        let amount = round_for(tenant, account, raw);
+        if amount <= Decimal::ZERO {
+            continue;
+        }
+        outcome.entries.push(Entry {
+            account: account.to_owned(),
+            entry_type: EntryType::Accrual,
+            program: program.id.clone(),
+            amount,
+            base: Some(round_for_money(tenant, base)),
+            description: None,
+        });
+        record.accruals.push(Movement {
+            account: account.to_owned(),
+            program: program.id.clone(),
+            amount,
+            reversed: Decimal::ZERO,
+        });
+    }
+    if !outcome.entries.is_empty() {
+        outcome.order_record = Some((input.event.event_id.clone(), record));
+    }
+    outcome
+}
+
+fn round_for_money(tenant: &TenantConfig, value: Decimal) -> Decimal {
+    value.round_dp_with_strategy(tenant.minor_units, rust_decimal::RoundingStrategy::MidpointNearestEven)
+}
+
+/// The share of the bill that accrues for `program`: payments of an
+/// eligible (sale type, method) pair, without balance payments unless the
+/// tenant accrues on them, divided by the total.
+fn payment_share(tenant: &TenantConfig, program: &ProgramConfig, order: &OrderPaid) -> Decimal {
+    let total = order.total.value();
+    if total.is_zero() {
+        return Decimal::ZERO;
+    }
+    let eligible: Decimal = order
+        .payments
+        .iter()
+        .filter(|p| tenant.redemption.accrue_on_balance_payments || p.balance_account().is_none())
+        .filter(|p| match &program.sales {
+            SalesConfig::All(_) => true,
+            SalesConfig::Specific(pairs) => pairs.iter().any(|pair| {
+                pair.sale_type == order.sale_type && (pair.methods.contains("*") || pair.methods.contains(&p.method))
+            }),
+        })
+        .map(|p| p.amount.value())
+        .sum();
+    eligible / total
+}
+
+/// Category and product exclusions, or "exclude all, then include a few".
+fn eligible_line(program: &ProgramConfig, line: &OrderLine) -> bool {
+    if program.exclude_all {
+        return program.include_categories.contains(&line.category) || program.include_products.contains(&line.product);
+    }
+    !program.exclude_categories.contains(&line.category) && !program.exclude_products.contains(&line.product)
+}
+
+/// `order.refunded`: reverse accruals and give back redeemed balance in
+/// proportion to the refunded share, never more than the order moved.
+pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Outcome {
+    let tenant = input.tenant;
+    let Some(original) = input.original else {
+        return Outcome::rejected(
+            "refund.rejected",
+            "unknown_order",
+            format!(
+                "no accrual or redemption is recorded for order event {:?} of this customer",
+                refund.original_event_id
+            ),
+        );
+    };
+    let amount = refund.amount.value();
+    let remaining = original.total - original.refunded;
+    if amount > remaining {
+        return Outcome::rejected(
+            "refund.rejected",
+            "exceeds_refundable",
+            format!(
+                "refund of {amount} exceeds what is left to refund ({remaining} of {})",
+                original.total
+            ),
+        );
+    }
+    let mut record = original.clone();
+    record.refunded += amount;
+    // Cumulative share refunded; 1 exactly for a full refund.
+    let share = if original.total.is_zero() || record.refunded >= original.total {
+        Decimal::ONE
+    } else {
+        record.refunded / original.total
+    };
+    let mut outcome = Outcome::default();
+    let mut balances = input.balances.clone();
+    for movement in &mut record.accruals {
+        let target = round_for(tenant, &movement.account, movement.amount * share).min(movement.amount);
+        let mut delta = (target - movement.reversed).max(Decimal::ZERO);
+        if tenant.refunds.negative_balance == NegativeBalance::Clamp {
+            let available = balances
+                .get(&movement.account)
+                .copied()
+                .unwrap_or_default()
+                .max(Decimal::ZERO);
+            delta = delta.min(available);
+        }
+        if delta.is_zero() {
+            continue;
+        }
+        movement.reversed += delta;
+        *balances.entry(movement.account.clone()).or_default() -= delta;
+        outcome.entries.push(Entry {
+            account: movement.account.clone(),
+            entry_type: EntryType::Reversal,
+            program: movement.program.clone(),
+            amount: -delta,
+            base: None,
+            description: None,
+        });
+    }
+    for movement in &mut record.redemptions {
+        let target = round_for(tenant, &movement.account, movement.amount * share).min(movement.amount);
+        let delta = (target - movement.reversed).max(Decimal::ZERO);
+        if delta.is_zero() {
+            continue;
+        }
+        movement.reversed += delta;
+        outcome.entries.push(Entry {
+            account: movement.account.clone(),
+            entry_type: EntryType::RedemptionReversal,
+            program: movement.program.clone(),
+            amount: delta,
+            base: None,
+            description: None,
+        });
+    }
+    outcome.order_record = Some((refund.original_event_id.clone(), record));
+    outcome
+}
