@@ -182,3 +182,78 @@ fn every_event_type_through_kafka() {
         assert!(e["id"].as_str().is_some());
     }
 }
+
+fn signal(child: &std::process::Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status();
+    assert!(status.is_ok_and(|s| s.success()));
+}
+
+#[test]
+fn sighup_reloads_programs_and_a_broken_reload_keeps_the_old_ones() {
+    let env = Env::new("reload", 1);
+    let tenant_file = env.dir.path().join("tenants/shop.toml");
+    std::fs::write(&tenant_file, SHOP).unwrap();
+    let p = producer();
+    let line = json!([{"product": "kebab", "category": "food", "quantity": "1", "amount": "100.00"}]);
+    let card = json!([{"method": "card", "amount": "100.00"}]);
+    let mut child = env.spawn();
+    let upsert = event(
+        "u",
+        "customer.upserted",
+        json!({"registered": true, "marketing_consent": false}),
+    );
+    produce(
+        &p,
+        &env.input,
+        &[upsert, order("o-1", line.clone(), card.clone(), "100.00")],
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || read_all(&env.accruals, 1).len() == 1),
+        "{}",
+        env.logs()
+    );
+
+    // 5% -> 10%, applied from the next batch after SIGHUP.
+    std::fs::write(&tenant_file, SHOP.replacen("percent = \"5\"", "percent = \"10\"", 1)).unwrap();
+    signal(&child, "HUP");
+    assert!(
+        wait_until(Duration::from_secs(20), || env.logs().contains("programs reloaded")),
+        "{}",
+        env.logs()
+    );
+    produce(&p, &env.input, &[order("o-2", line.clone(), card.clone(), "100.00")]);
+    assert!(
+        wait_until(Duration::from_secs(60), || read_all(&env.accruals, 1).len() == 2),
+        "{}",
+        env.logs()
+    );
+
+    // A broken file: the 10% programs stay in force.
+    std::fs::write(&tenant_file, SHOP.replacen("percent = \"5\"", "percent = \"500\"", 1)).unwrap();
+    signal(&child, "HUP");
+    assert!(
+        wait_until(Duration::from_secs(20), || env.logs().contains("reload failed")),
+        "{}",
+        env.logs()
+    );
+    produce(&p, &env.input, &[order("o-3", line, card, "100.00")]);
+    assert!(
+        wait_until(Duration::from_secs(60), || read_all(&env.accruals, 1).len() == 3),
+        "{}",
+        env.logs()
+    );
+    let status = terminate(&mut child, Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", env.logs());
+
+    let mut out = read_all(&env.accruals, 1);
+    out.sort_by_key(|r| r.offset);
+    let amounts: Vec<String> = out
+        .iter()
+        .map(|r| r.json()["amount"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(amounts, vec!["5.00", "10.00", "10.00"]);
+    assert!(env.logs().contains("programs[0].percent"), "the failed reload says why");
+}
