@@ -410,3 +410,28 @@ impl rdkafka::ClientContext for KafkaLog {
 }
 
 impl rdkafka::consumer::ConsumerContext for KafkaLog {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_are_unique_and_follow_prometheus_conventions() {
+        let mut names: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), METRICS.len(), "a metric is listed twice");
+        for (name, kind, help) in METRICS {
+            assert!(name.starts_with("accrue_"), "{name}");
+            assert!(!help.is_empty(), "{name} has no help");
+            assert_eq!(name.ends_with("_total"), kind == Kind::Counter, "{name}: only counters end in _total");
+        }
+    }
+
+    #[test]
+    fn tenant_labels_are_capped_in_id_order() {
+        let ids: Vec<String> = ["c", "a", "b"].iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(tenant_labels(&ids, 2), vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(tenant_labels(&ids, 10).len(), 3);
+    }
+}
