@@ -424,7 +424,11 @@ mod tests {
         for (name, kind, help) in METRICS {
             assert!(name.starts_with("accrue_"), "{name}");
             assert!(!help.is_empty(), "{name} has no help");
-            assert_eq!(name.ends_with("_total"), kind == Kind::Counter, "{name}: only counters end in _total");
+            assert_eq!(
+                name.ends_with("_total"),
+                kind == Kind::Counter,
+                "{name}: only counters end in _total"
+            );
         }
     }
 

@@ -219,7 +219,9 @@ fn metrics_section_defaults_off_and_is_validated() {
         };
         let found = issues(fx.load());
         assert!(
-            found.iter().any(|i| i.contains("metrics.max_tenants: must be between 1 and 1000")),
+            found
+                .iter()
+                .any(|i| i.contains("metrics.max_tenants: must be between 1 and 1000")),
             "{bad}: {found:?}"
         );
     }
