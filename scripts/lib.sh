@@ -7,9 +7,10 @@ RUN_DIR=${ACCRUE_RUN_DIR:-/tmp/run}
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# Debian packages needed to build RocksDB, librdkafka and tansu.
+# Debian packages needed to build RocksDB, librdkafka and tansu, and promtool
+# (package prometheus) for the observability tests.
 ensure_system_packages() {
-  local needed=(libclang-dev clang cmake pkg-config build-essential perl protobuf-compiler curl)
+  local needed=(libclang-dev clang cmake pkg-config build-essential perl protobuf-compiler curl prometheus)
   local missing=()
   for pkg in "${needed[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -41,7 +41,13 @@ pub enum RunError {
 ///
 /// # Errors
 /// [`RunError`] if start-up checks fail or a worker stops with an error.
-pub fn run(config: &Config, programs: Arc<Programs>, stop: Arc<AtomicBool>) -> Result<(), RunError> {
+/// `progress` is shared with the HTTP surface, which reads readiness from it.
+pub fn run(
+    config: &Config,
+    programs: Arc<Programs>,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+) -> Result<(), RunError> {
     let partitions = admin::check_topics(config)?;
     tracing::info!(partitions, "topics are co-partitioned");
     std::fs::create_dir_all(&config.state.dir).map_err(|e| RunError::State {
@@ -62,7 +68,7 @@ pub fn run(config: &Config, programs: Arc<Programs>, stop: Arc<AtomicBool>) -> R
             detail: e.to_string(),
         },
     })?;
-    let progress = Arc::new(Progress::default());
+    progress.set_state_open();
     let publisher = Publisher::new(config, store.clone(), progress.clone())?;
 
     let publisher_thread = thread::Builder::new()

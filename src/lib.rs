@@ -22,12 +22,14 @@
 //!    nothing the broker already holds is sent again.
 //!
 //! [`app`] wires these into `accrue run`; [`admin`] creates and checks topics;
-//! [`telemetry`] owns every metric name.
+//! [`telemetry`] owns every metric name; [`http`] serves `/metrics` and the
+//! health endpoints, reading readiness from [`pipeline::Progress`].
 
 pub mod admin;
 pub mod app;
 pub mod config;
 pub mod contract;
+pub mod http;
 pub mod outbox;
 pub mod pipeline;
 pub mod rules;

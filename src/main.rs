@@ -10,8 +10,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use accrue::config::Config;
-use accrue::pipeline::Programs;
-use accrue::{admin, app, telemetry};
+use accrue::pipeline::{Programs, Progress};
+use accrue::{admin, app, http, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -175,13 +175,23 @@ fn run(config: Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let programs = Arc::new(Programs::new(config.tenants.clone()));
     rt.block_on(async {
-        telemetry::install_metrics(config.http.listen)
-            .with_context(|| format!("cannot serve metrics on {}", config.http.listen))?;
+        let setup = telemetry::MetricsSetup {
+            tenant_labels: config
+                .metrics
+                .tenant_label
+                .then(|| telemetry::tenant_labels(config.tenants.keys(), config.metrics.max_tenants)),
+        };
+        let handle = telemetry::install_metrics(&setup).context("cannot install the metrics recorder")?;
+        let listener = http::bind(config.http.listen)
+            .await
+            .with_context(|| format!("cannot serve HTTP on {} ([http] listen)", config.http.listen))?;
+        let progress = Arc::new(Progress::default());
+        let server = tokio::spawn(http::serve(listener, http::Surface::new(handle, progress.clone())));
         tracing::info!(listen = %config.http.listen, state = %config.state.dir.display(), "accrue starting");
         let worker_stop = stop.clone();
         let path = config.path.clone();
         let worker_programs = programs.clone();
-        let worker = tokio::task::spawn_blocking(move || app::run(&config, worker_programs, worker_stop));
+        let worker = tokio::task::spawn_blocking(move || app::run(&config, worker_programs, worker_stop, progress));
         tokio::pin!(worker);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -195,6 +205,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         }
         stop.store(true, Ordering::SeqCst);
         worker.await?.map_err(anyhow::Error::from)?;
+        server.abort();
         tracing::info!("accrue stopped cleanly");
         Ok::<(), anyhow::Error>(())
     })

@@ -1,11 +1,11 @@
 //! Every metric name and its recording function, in one place, plus the
 //! tracing set-up. No other module writes a metric name.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
 /// Input records read from Kafka, by topic.
 pub const EVENTS_CONSUMED: &str = "accrue_events_consumed_total";
@@ -33,6 +33,136 @@ pub const OUTBOX_DEPTH: &str = "accrue_outbox_depth";
 pub const OUTBOX_ERRORS: &str = "accrue_outbox_publish_errors_total";
 /// Input partitions this instance owns.
 pub const PARTITIONS_OWNED: &str = "accrue_partitions_owned";
+/// Seconds from an event's `occurred_at` to the durable commit of its batch.
+pub const EVENT_AGE_SECONDS: &str = "accrue_event_age_seconds";
+/// Seconds from reading a record from Kafka to the durable commit of its batch.
+pub const PROCESSING_SECONDS: &str = "accrue_processing_seconds";
+/// Seconds from handing an outbox record to the producer to its acknowledgement.
+pub const PUBLISH_SECONDS: &str = "accrue_outbox_publish_seconds";
+/// Records of an owned input partition not yet applied: high watermark minus
+/// the next stored offset, by topic and partition.
+pub const CONSUMER_LAG: &str = "accrue_consumer_lag";
+/// 1 when `/health/ready` would answer 200, else 0.
+pub const READY: &str = "accrue_ready";
+/// Events applied, by tenant (opt-in: `[metrics] tenant_label`).
+pub const TENANT_EVENTS_PROCESSED: &str = "accrue_tenant_events_processed_total";
+
+/// Every metric with its kind and help text, for `# HELP` lines and docs.
+pub const METRICS: [(&str, Kind, &str); 22] = [
+    (
+        EVENTS_REJECTED,
+        Kind::Counter,
+        "Valid requests the programs refused (redemption.rejected, ...), by output type and reason.",
+    ),
+    (
+        EVENTS_CONSUMED,
+        Kind::Counter,
+        "Input records read from Kafka, by topic.",
+    ),
+    (EVENTS_PROCESSED, Kind::Counter, "Input events applied, by event type."),
+    (
+        EVENTS_DUPLICATE,
+        Kind::Counter,
+        "Input events ignored as duplicates of an applied event_id, by event type.",
+    ),
+    (
+        EVENTS_DEAD_LETTERED,
+        Kind::Counter,
+        "Input records sent to the dead-letter topic, by reason.",
+    ),
+    (
+        RECORDS_REPLAYED,
+        Kind::Counter,
+        "Records skipped because their offset was applied before (redelivery).",
+    ),
+    (
+        LEDGER_ENTRIES,
+        Kind::Counter,
+        "Ledger entries written, by account kind.",
+    ),
+    (BATCH_SIZE, Kind::Histogram, "Events per committed RocksDB batch."),
+    (COMMIT_SECONDS, Kind::Histogram, "Seconds to write and fsync one batch."),
+    (
+        OUTBOX_PUBLISHED,
+        Kind::Counter,
+        "Outbox records acknowledged by the broker, by topic.",
+    ),
+    (
+        OUTBOX_RECOVERED,
+        Kind::Counter,
+        "Outbox records found already published on recovery and not re-sent.",
+    ),
+    (
+        OUTBOX_DEPTH,
+        Kind::Gauge,
+        "Outbox records durable but not yet acknowledged.",
+    ),
+    (
+        OUTBOX_ERRORS,
+        Kind::Counter,
+        "Delivery failures of outbox records (retried).",
+    ),
+    (PARTITIONS_OWNED, Kind::Gauge, "Input partitions this instance owns."),
+    (
+        EVENT_AGE_SECONDS,
+        Kind::Histogram,
+        "Seconds from occurred_at to durable commit; the oldest event of each batch.",
+    ),
+    (
+        PROCESSING_SECONDS,
+        Kind::Histogram,
+        "Seconds from consume to durable commit; the first record of each batch.",
+    ),
+    (
+        PUBLISH_SECONDS,
+        Kind::Histogram,
+        "Seconds from producer hand-off to broker acknowledgement, per outbox record.",
+    ),
+    (
+        CONSUMER_LAG,
+        Kind::Gauge,
+        "Records not yet applied: high watermark minus next stored offset, by topic and partition.",
+    ),
+    (READY, Kind::Gauge, "1 when /health/ready answers 200, else 0."),
+    (
+        TENANT_EVENTS_PROCESSED,
+        Kind::Counter,
+        "Input events applied, by tenant (opt-in, capped; the rest is tenant=\"other\").",
+    ),
+    (
+        PROCESS_START,
+        Kind::Gauge,
+        "Start time of the process since the Unix epoch, in seconds.",
+    ),
+    (
+        BUILD_INFO,
+        Kind::Gauge,
+        "Always 1; the version label is the accrue version.",
+    ),
+];
+
+/// Start time of the process since the Unix epoch, in seconds.
+pub const PROCESS_START: &str = "accrue_process_start_time_seconds";
+/// Always 1, labelled with the version.
+pub const BUILD_INFO: &str = "accrue_build_info";
+
+/// The tenant label value of tenants beyond the cap, and of unknown tenants.
+pub const OTHER_TENANT: &str = "other";
+
+/// Gauges not set for this long disappear from `/metrics` (the lag of a
+/// partition that moved to another instance).
+const GAUGE_IDLE: Duration = Duration::from_secs(60);
+
+/// A metric's Prometheus type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic counter.
+    Counter,
+    /// Point-in-time value.
+    Gauge,
+    /// Distribution with buckets.
+    Histogram,
+}
 
 /// Sets up logging: human-readable by default, JSON with `json = true`.
 /// `RUST_LOG` filters, defaulting to `info`.
@@ -53,24 +183,114 @@ pub fn init_logging(json: bool) {
     };
 }
 
-/// Installs the Prometheus recorder and serves `/metrics` on `listen`.
-///
-/// Must be called inside a tokio runtime.
+/// What the metrics recorder is told at installation.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSetup {
+    /// Tenants that get their own `tenant` label, in order; `None` turns the
+    /// per-tenant counter off.
+    pub tenant_labels: Option<Vec<String>>,
+}
+
+/// Per-tenant counters, registered once so the hot path allocates nothing.
+struct TenantCounters {
+    by_tenant: std::collections::HashMap<String, metrics::Counter>,
+    other: metrics::Counter,
+}
+
+static TENANTS: std::sync::OnceLock<TenantCounters> = std::sync::OnceLock::new();
+
+/// Installs the Prometheus recorder (no HTTP listener: [`crate::http`]
+/// serves `/metrics`), describes every metric and registers the labelled
+/// counters at zero, so dashboards and `rate()` see them from the start.
 ///
 /// # Errors
-/// If the address cannot be bound or a recorder is already installed.
-pub fn install_metrics(listen: SocketAddr) -> Result<(), metrics_exporter_prometheus::BuildError> {
-    PrometheusBuilder::new()
-        .with_http_listener(listen)
+/// If a recorder is already installed.
+pub fn install_metrics(setup: &MetricsSetup) -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE))
         .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(COMMIT_SECONDS.into()),
+            Matcher::Full(COMMIT_SECONDS.into()),
             &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
         )?
         .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(BATCH_SIZE.into()),
+            Matcher::Full(BATCH_SIZE.into()),
             &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 50000.0],
         )?
-        .install()
+        .set_buckets_for_metric(
+            Matcher::Full(EVENT_AGE_SECONDS.into()),
+            &[
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(PROCESSING_SECONDS.into()),
+            &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(PUBLISH_SECONDS.into()),
+            &[
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        )?
+        .install_recorder()?;
+    describe();
+    register(setup);
+    Ok(handle)
+}
+
+fn describe() {
+    for (name, kind, help) in METRICS {
+        match kind {
+            Kind::Counter => describe_counter!(name, help),
+            Kind::Gauge => describe_gauge!(name, help),
+            Kind::Histogram => describe_histogram!(name, help),
+        }
+    }
+}
+
+/// Registers the bounded label sets at zero.
+fn register(setup: &MetricsSetup) {
+    for kind in crate::contract::ErrorKind::ALL {
+        counter!(EVENTS_DEAD_LETTERED, "reason" => kind.as_str()).absolute(0);
+    }
+    for event_type in crate::contract::EventType::ALL.map(crate::contract::EventType::as_str) {
+        counter!(EVENTS_PROCESSED, "type" => event_type).absolute(0);
+        counter!(EVENTS_DUPLICATE, "type" => event_type).absolute(0);
+    }
+    counter!(RECORDS_REPLAYED).absolute(0);
+    counter!(OUTBOX_RECOVERED).absolute(0);
+    counter!(OUTBOX_ERRORS).absolute(0);
+    gauge!(OUTBOX_DEPTH).set(0.0);
+    gauge!(PARTITIONS_OWNED).set(0.0);
+    gauge!(READY).set(0.0);
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    gauge!(PROCESS_START).set(start);
+    if let Some(tenants) = &setup.tenant_labels {
+        let by_tenant = tenants
+            .iter()
+            .map(|t| (t.clone(), counter!(TENANT_EVENTS_PROCESSED, "tenant" => t.clone())))
+            .collect();
+        let other = counter!(TENANT_EVENTS_PROCESSED, "tenant" => OTHER_TENANT);
+        for c in std::iter::once(&other).chain(std::collections::HashMap::values(&by_tenant)) {
+            c.absolute(0);
+        }
+        // A second installation (tests) keeps the first table.
+        let _ = TENANTS.set(TenantCounters { by_tenant, other });
+    }
+}
+
+/// Event types of the contract, for pre-registering the `type` label.
+/// The `tenant` label values for `tenants`: the first `max` ids in sorted
+/// order get their own label; the rest share [`OTHER_TENANT`].
+pub fn tenant_labels<'a>(tenants: impl IntoIterator<Item = &'a String>, max: usize) -> Vec<String> {
+    let mut ids: Vec<String> = tenants.into_iter().cloned().collect();
+    ids.sort();
+    ids.truncate(max);
+    ids
 }
 
 /// Records read from `topic`.
@@ -81,6 +301,13 @@ pub fn consumed(topic: &str, n: u64) {
 /// One event applied.
 pub fn processed(event_type: &'static str) {
     counter!(EVENTS_PROCESSED, "type" => event_type).increment(1);
+}
+
+/// One event of `tenant` applied; a no-op unless the per-tenant label is on.
+pub fn tenant_processed(tenant: &str) {
+    if let Some(counters) = TENANTS.get() {
+        counters.by_tenant.get(tenant).unwrap_or(&counters.other).increment(1);
+    }
 }
 
 /// One duplicate event ignored.
@@ -107,6 +334,37 @@ pub fn ledger_entry(entry_type: &'static str) {
 pub fn batch_committed(events: usize, took: Duration) {
     histogram!(BATCH_SIZE).record(events as f64);
     histogram!(COMMIT_SECONDS).record(took.as_secs_f64());
+}
+
+/// A committed batch's latencies: the age of its oldest event since
+/// `occurred_at`, and the time since its first record was consumed.
+pub fn batch_latency(oldest_occurred_at: Option<time::OffsetDateTime>, consumed: Option<std::time::Instant>) {
+    if let Some(at) = oldest_occurred_at {
+        // Clock skew can make an event look like it comes from the future.
+        let age = (time::OffsetDateTime::now_utc() - at).as_seconds_f64().max(0.0);
+        histogram!(EVENT_AGE_SECONDS).record(age);
+    }
+    if let Some(at) = consumed {
+        histogram!(PROCESSING_SECONDS).record(at.elapsed().as_secs_f64());
+    }
+}
+
+/// Hand-off-to-acknowledgement times of a round of acknowledgements.
+pub fn publish_latencies(took: impl Iterator<Item = Duration>) {
+    let h = histogram!(PUBLISH_SECONDS);
+    for t in took {
+        h.record(t.as_secs_f64());
+    }
+}
+
+/// Lag of one owned input partition.
+pub fn consumer_lag(topic: &str, partition: u32, lag: i64) {
+    gauge!(CONSUMER_LAG, "topic" => topic.to_owned(), "partition" => partition.to_string()).set(lag.max(0) as f64);
+}
+
+/// Whether `/health/ready` answers 200.
+pub fn ready(ready: bool) {
+    gauge!(READY).set(if ready { 1.0 } else { 0.0 });
 }
 
 /// Outbox records acknowledged on `topic`.
@@ -162,4 +420,33 @@ pub const EVENTS_REJECTED: &str = "accrue_events_rejected_total";
 /// One valid request refused by the programs.
 pub fn rejected(output_type: &'static str, code: &'static str) {
     counter!(EVENTS_REJECTED, "type" => output_type, "reason" => code).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_are_unique_and_follow_prometheus_conventions() {
+        let mut names: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), METRICS.len(), "a metric is listed twice");
+        for (name, kind, help) in METRICS {
+            assert!(name.starts_with("accrue_"), "{name}");
+            assert!(!help.is_empty(), "{name} has no help");
+            assert_eq!(
+                name.ends_with("_total"),
+                kind == Kind::Counter,
+                "{name}: only counters end in _total"
+            );
+        }
+    }
+
+    #[test]
+    fn tenant_labels_are_capped_in_id_order() {
+        let ids: Vec<String> = ["c", "a", "b"].iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(tenant_labels(&ids, 2), vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(tenant_labels(&ids, 10).len(), 3);
+    }
 }

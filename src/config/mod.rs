@@ -102,6 +102,8 @@ pub struct Config {
     pub batch: BatchConfig,
     /// The HTTP port.
     pub http: HttpConfig,
+    /// Optional metric labels.
+    pub metrics: MetricsConfig,
     /// Tenants by id.
     pub tenants: HashMap<String, TenantConfig>,
 }
@@ -209,6 +211,36 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
+/// `[metrics]`: optional, bounded label sets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Count processed events per tenant as well
+    /// (`accrue_tenant_events_processed_total{tenant}`).
+    #[serde(default)]
+    pub tenant_label: bool,
+    /// Most tenants with their own label (the first in id order); the rest
+    /// are counted as `tenant="other"`.
+    #[serde(default = "default_max_tenants")]
+    pub max_tenants: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            tenant_label: false,
+            max_tenants: default_max_tenants(),
+        }
+    }
+}
+
+fn default_max_tenants() -> usize {
+    50
+}
+
+/// Largest accepted `metrics.max_tenants`: each label is a time series.
+const MAX_TENANT_LABELS: usize = 1_000;
+
 /// `[tenants]`: where the tenant files are.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -227,6 +259,8 @@ struct ProcessorFile {
     batch: BatchConfig,
     #[serde(default)]
     http: HttpConfig,
+    #[serde(default)]
+    metrics: MetricsConfig,
     tenants: TenantsSection,
 }
 
@@ -258,7 +292,9 @@ impl KafkaConfig {
                     .set("enable.auto.commit", "true")
                     .set("enable.auto.offset.store", "false")
                     .set("auto.offset.reset", "earliest")
-                    .set("enable.partition.eof", "false");
+                    .set("enable.partition.eof", "false")
+                    // High watermarks for the lag metric (ConsumerContext::stats).
+                    .set("statistics.interval.ms", "5000");
             }
             ClientRole::Producer => {
                 cfg.set("enable.idempotence", "true")
@@ -413,6 +449,7 @@ impl Config {
             state: StateConfig { dir: state_dir },
             batch: file.batch,
             http: file.http,
+            metrics: file.metrics,
             tenants,
         })
     }
@@ -498,6 +535,12 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     }
     if file.batch.linger_ms > 60_000 {
         issues.push("batch.linger_ms", "must be at most 60000 (one minute)");
+    }
+    if file.metrics.max_tenants == 0 || file.metrics.max_tenants > MAX_TENANT_LABELS {
+        issues.push(
+            "metrics.max_tenants",
+            format!("must be between 1 and {MAX_TENANT_LABELS} (each tenant label is a time series)"),
+        );
     }
     if file.state.dir.as_os_str().is_empty() {
         issues.push("state.dir", "must not be empty");

@@ -198,3 +198,52 @@ fn overrides_reach_only_the_clients_that_read_them() {
     assert_eq!(producer.get("client.id"), Some("x"));
     assert_eq!(consumer.get("client.id"), Some("x"));
 }
+
+#[test]
+fn metrics_section_defaults_off_and_is_validated() {
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
+    let Ok(config) = fx.load() else { panic!("valid config") };
+    assert!(!config.metrics.tenant_label, "the per-tenant label is opt-in");
+    assert_eq!(config.metrics.max_tenants, 50);
+
+    let on = format!("{PROCESSOR}\n[metrics]\ntenant_label = true\nmax_tenants = 3\n");
+    let Some(fx) = Fixture::new(&on, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
+    let Ok(config) = fx.load() else { panic!("valid config") };
+    assert!(config.metrics.tenant_label);
+    assert_eq!(config.metrics.max_tenants, 3);
+
+    for bad in ["max_tenants = 0", "max_tenants = 1001"] {
+        let text = format!("{PROCESSOR}\n[metrics]\ntenant_label = true\n{bad}\n");
+        let Some(fx) = Fixture::new(&text, &[("cafe.toml", TENANT)]) else {
+            panic!("fixture")
+        };
+        let found = issues(fx.load());
+        assert!(
+            found
+                .iter()
+                .any(|i| i.contains("metrics.max_tenants: must be between 1 and 1000")),
+            "{bad}: {found:?}"
+        );
+    }
+    let typo = format!("{PROCESSOR}\n[metrics]\ntenant_labels = true\n");
+    let Some(fx) = Fixture::new(&typo, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
+    assert!(issues(fx.load()).iter().any(|i| i.contains("tenant_labels")));
+}
+
+#[test]
+fn the_consumer_reports_statistics_for_the_lag_metric() {
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
+    let Ok(config) = fx.load() else { panic!("valid config") };
+    let consumer = config.kafka.client_config(ClientRole::Consumer);
+    assert_eq!(consumer.get("statistics.interval.ms"), Some("5000"));
+    let producer = config.kafka.client_config(ClientRole::Producer);
+    assert_eq!(producer.get("statistics.interval.ms"), None);
+}

@@ -28,7 +28,9 @@ const SCAN_CHUNK: usize = 2_000;
 /// Longest the shutdown drain waits for acknowledgements.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Ack = (u32, u64, Destination, Result<(), String>);
+/// Partition, sequence, destination, when it was handed to the producer.
+type Opaque = (u32, u64, Destination, Instant);
+type Ack = (u32, u64, Destination, Instant, Result<(), String>);
 
 /// Collects delivery reports; served on the publisher thread by `poll`.
 struct DeliveryContext {
@@ -42,10 +44,10 @@ impl ClientContext for DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<(u32, u64, Destination)>;
+    type DeliveryOpaque = Box<Opaque>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
-        let (p, seq, dest) = *opaque;
+        let (p, seq, dest, sent) = *opaque;
         let outcome = match result {
             Ok(_) => Ok(()),
             Err((err, _)) => Err(err.to_string()),
@@ -53,7 +55,7 @@ impl ProducerContext for DeliveryContext {
         self.acks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((p, seq, dest, outcome));
+            .push((p, seq, dest, sent, outcome));
     }
 }
 
@@ -306,7 +308,7 @@ impl Publisher {
         }
         let topic = &self.topics[&record.destination];
         let mut base: BaseRecord<'_, [u8], [u8], _> =
-            BaseRecord::with_opaque_to(topic, Box::new((p, seq, record.destination)))
+            BaseRecord::with_opaque_to(topic, Box::new((p, seq, record.destination, Instant::now())))
                 .partition(p as i32)
                 .payload(record.payload.as_slice())
                 .headers(headers);
@@ -342,7 +344,7 @@ impl Publisher {
         }
         let mut deletes = WriteSet::new();
         let mut per_topic: HashMap<Destination, u64> = HashMap::new();
-        for (p, seq, dest, outcome) in &acks {
+        for (p, seq, dest, _, outcome) in &acks {
             if let Some(n) = self.in_flight.get_mut(p) {
                 *n = n.saturating_sub(1);
             }
@@ -365,6 +367,12 @@ impl Publisher {
         for (dest, count) in per_topic {
             telemetry::published(&self.topics[&dest], count);
         }
+        telemetry::publish_latencies(
+            acks.iter()
+                .filter(|a| a.4.is_ok())
+                .map(|(_, _, _, sent, _)| sent.elapsed()),
+        );
+        self.progress.note_acked();
         Ok(acks.len())
     }
 }

@@ -72,6 +72,9 @@ pub struct Batch {
     seen: HashSet<Vec<u8>>,
     cursors: HashMap<u32, Cursor>,
     events: usize,
+    /// For the latency metrics: the oldest `occurred_at` and the first apply.
+    oldest_occurred_at: Option<time::OffsetDateTime>,
+    first_applied: Option<Instant>,
 }
 
 impl Batch {
@@ -165,6 +168,7 @@ impl Processor {
             return Ok(Applied::AlreadyApplied);
         }
         batch.events += 1;
+        batch.first_applied.get_or_insert_with(Instant::now);
         let applied = match self.decode(record) {
             Err(err) => {
                 self.dead_letter(batch, record, &err);
@@ -189,6 +193,8 @@ impl Processor {
             dirty,
             cursors,
             events,
+            oldest_occurred_at,
+            first_applied,
             ..
         } = batch;
         for (prefix, account) in dirty {
@@ -221,6 +227,7 @@ impl Processor {
         let started = Instant::now();
         self.store.write(&set, Durability::Synced)?;
         telemetry::batch_committed(events, started.elapsed());
+        telemetry::batch_latency(oldest_occurred_at, first_applied);
         self.committed.extend(cursors);
         Ok(committed)
     }
@@ -326,6 +333,10 @@ impl Processor {
             .put(Family::Dedupe, dedupe_key.clone(), keys::encode_u64(marker).to_vec());
         batch.seen.insert(dedupe_key);
         telemetry::processed(event_type);
+        telemetry::tenant_processed(&event.tenant);
+        if batch.oldest_occurred_at.is_none_or(|t| event.occurred_at < t) {
+            batch.oldest_occurred_at = Some(event.occurred_at);
+        }
         Ok(Applied::Processed(entries))
     }
 

@@ -3,7 +3,7 @@
 //!
 //! It runs on its own thread: every RocksDB call here is blocking.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +25,9 @@ use crate::telemetry;
 /// Intake pauses while more outbox records than this wait for the broker.
 const MAX_PENDING_OUTBOX: u64 = 200_000;
 
+/// How often the consumer lag of owned partitions is reported.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
 /// A change of assignment, reported by the rebalance callback.
 #[derive(Debug)]
 enum Change {
@@ -37,11 +40,29 @@ pub struct PipelineContext {
     store: Arc<dyn Store>,
     changes: Mutex<Vec<Change>>,
     failure: Mutex<Option<String>>,
+    /// High watermarks from librdkafka's last statistics, for the lag metric.
+    high_watermarks: Mutex<HashMap<(String, u32), i64>>,
 }
 
 impl ClientContext for PipelineContext {
     fn error(&self, error: KafkaError, reason: &str) {
         telemetry::librdkafka_error(&error, reason);
+    }
+
+    /// Called on the consume thread every `statistics.interval.ms`.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut marks = self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (topic, t) in statistics.topics {
+            for (p, part) in t.partitions {
+                // -1 is librdkafka's "internal" partition; -1001 is "unknown".
+                if p >= 0 && part.hi_offset >= 0 {
+                    marks.insert((topic.clone(), p as u32), part.hi_offset);
+                }
+            }
+        }
     }
 }
 
@@ -143,6 +164,7 @@ pub fn run(
         store: store.clone(),
         changes: Mutex::new(Vec::new()),
         failure: Mutex::new(None),
+        high_watermarks: Mutex::new(HashMap::new()),
     };
     let consumer: BaseConsumer<PipelineContext> = config
         .kafka
@@ -161,6 +183,7 @@ pub fn run(
     let mut paused = false;
     let max_events = config.batch.max_events;
     let linger = config.batch.linger();
+    let mut lag_reported = Instant::now();
 
     loop {
         let stopping = stop.load(Ordering::SeqCst);
@@ -219,6 +242,10 @@ pub fn run(
                 &progress,
                 store.as_ref(),
             )?;
+        }
+        if lag_reported.elapsed() >= LAG_INTERVAL {
+            report_lag(&consumer, &processor, &owned);
+            lag_reported = Instant::now();
         }
         let Some(result) = polled else { continue };
         let message = match result {
@@ -329,7 +356,34 @@ fn apply_changes(
         }
     }
     telemetry::partitions_owned(owned.len());
+    progress.set_assigned();
     Ok(())
+}
+
+/// Reports each owned partition's lag: the high watermark from librdkafka's
+/// statistics (no broker round trip) minus the next offset stored in state.
+fn report_lag(consumer: &BaseConsumer<PipelineContext>, processor: &Processor, owned: &HashSet<(String, u32)>) {
+    let marks = consumer
+        .context()
+        .high_watermarks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for (topic, p) in owned {
+        let Some(high) = marks.get(&(topic.clone(), *p)).copied() else {
+            continue; // no statistics for it yet
+        };
+        let next = match processor.stored_offset(topic, *p) {
+            Ok(Some(next)) => next,
+            Ok(None) => 0,
+            Err(err) => {
+                tracing::debug!(topic = %topic, partition = p, error = %err, "cannot read the stored offset for lag");
+                continue;
+            }
+        };
+        telemetry::consumer_lag(topic, *p, high - next);
+    }
+    telemetry::partitions_owned(owned.len());
 }
 
 /// State that has applied input beyond the partition's end means the topic

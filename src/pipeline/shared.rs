@@ -1,9 +1,10 @@
 //! What the consume loop tells the publisher: which partitions this instance
-//! owns, and up to which sequence each partition's outbox is durable.
+//! owns, and up to which sequence each partition's outbox is durable; and
+//! what both tell `/health/ready`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
@@ -21,6 +22,37 @@ pub struct Progress {
     /// The consume loop has stopped and committed its last batch.
     intake_done: AtomicBool,
     doorbell: Doorbell,
+    /// The state store is open.
+    state_open: AtomicBool,
+    /// The group has assigned this instance its partitions (possibly none).
+    assigned: AtomicBool,
+    /// Milliseconds since `epoch` of the last acknowledgement; 0 = none yet.
+    last_ack_ms: AtomicU64,
+    epoch: OnceLock<Instant>,
+}
+
+/// An outbox with records pending counts as draining while acknowledgements
+/// arrived this recently.
+pub const DRAIN_STALL: Duration = Duration::from_secs(30);
+
+/// What `/health/ready` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// The group assigned this instance its partitions.
+    pub partitions_assigned: bool,
+    /// The state store is open.
+    pub state_open: bool,
+    /// The outbox is empty, or acknowledgements arrived within [`DRAIN_STALL`].
+    pub outbox_draining: bool,
+    /// Intake has stopped (shutting down).
+    pub stopping: bool,
+}
+
+impl Readiness {
+    /// Ready to serve: every condition holds and it is not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.partitions_assigned && self.state_open && self.outbox_draining && !self.stopping
+    }
 }
 
 impl Progress {
@@ -74,6 +106,39 @@ impl Progress {
     /// Whether intake has finished.
     pub fn intake_done(&self) -> bool {
         self.intake_done.load(Ordering::SeqCst)
+    }
+
+    /// The state store is open.
+    pub fn set_state_open(&self) {
+        self.state_open.store(true, Ordering::SeqCst);
+    }
+
+    /// The group assigned (or revoked) partitions: membership is settled.
+    pub fn set_assigned(&self) {
+        self.assigned.store(true, Ordering::SeqCst);
+    }
+
+    /// The broker acknowledged outbox records just now.
+    pub fn note_acked(&self) {
+        let ms = self.epoch().elapsed().as_millis() as u64;
+        self.last_ack_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// The readiness conditions now.
+    pub fn readiness(&self) -> Readiness {
+        let last = self.last_ack_ms.load(Ordering::Relaxed);
+        let now = self.epoch().elapsed().as_millis() as u64;
+        let recent_ack = last > 0 && now.saturating_sub(last) <= DRAIN_STALL.as_millis() as u64;
+        Readiness {
+            partitions_assigned: self.assigned.load(Ordering::SeqCst),
+            state_open: self.state_open.load(Ordering::SeqCst),
+            outbox_draining: self.pending() == 0 || recent_ack,
+            stopping: self.intake_done(),
+        }
+    }
+
+    fn epoch(&self) -> Instant {
+        *self.epoch.get_or_init(Instant::now)
     }
 
     /// Waits until rung or `timeout` passes.
@@ -133,5 +198,26 @@ impl Programs {
         guard.0 += 1;
         guard.1 = Arc::new(tenants);
         guard.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_needs_assignment_open_state_and_a_draining_outbox() {
+        let p = Progress::default();
+        assert!(!p.readiness().is_ready());
+        p.set_state_open();
+        assert!(!p.readiness().is_ready(), "no assignment yet");
+        p.set_assigned();
+        assert!(p.readiness().is_ready(), "empty outbox drains");
+        p.set_pending(10);
+        assert!(!p.readiness().outbox_draining, "pending and no ack yet");
+        p.note_acked();
+        assert!(p.readiness().is_ready(), "acks are arriving");
+        p.finish_intake();
+        assert!(!p.readiness().is_ready(), "shutting down");
     }
 }

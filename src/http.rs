@@ -1,0 +1,132 @@
+//! The HTTP surface on `[http] listen`: `/metrics` (Prometheus text),
+//! `/health/live` and `/health/ready`.
+//!
+//! It runs on the tokio runtime and never touches RocksDB or Kafka: the
+//! readiness answer comes from [`Progress`], which the consume loop and the
+//! publisher keep up to date.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use crate::pipeline::Progress;
+use crate::telemetry;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct Surface {
+    metrics: PrometheusHandle,
+    progress: Arc<Progress>,
+}
+
+impl Surface {
+    /// Serves `metrics` and the readiness held in `progress`.
+    pub fn new(metrics: PrometheusHandle, progress: Arc<Progress>) -> Self {
+        Surface { metrics, progress }
+    }
+}
+
+/// Binds `listen`.
+///
+/// # Errors
+/// If the address cannot be bound.
+pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(listen).await
+}
+
+/// Accepts connections until the task is dropped. A failing connection is
+/// logged at debug level and never stops the server.
+pub async fn serve(listener: TcpListener, surface: Surface) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "HTTP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let surface = surface.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let surface = surface.clone();
+                async move { Ok::<_, Infallible>(route(&surface, &req)) }
+            });
+            if let Err(err) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
+            }
+        });
+    }
+}
+
+fn route(surface: &Surface, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            // Fresh at every scrape, so the gauge never lags the endpoint.
+            telemetry::ready(surface.progress.readiness().is_ready());
+            let mut response = text(StatusCode::OK, surface.metrics.render());
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        "/health/live" => text(StatusCode::OK, "live\n".into()),
+        "/health/ready" => ready(surface),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /health/live or /health/ready\n".into(),
+        ),
+    }
+}
+
+fn ready(surface: &Surface) -> Response<Full<Bytes>> {
+    let r = surface.progress.readiness();
+    let ready = r.is_ready();
+    telemetry::ready(ready);
+    let body = format!(
+        "{{\"ready\":{ready},\"partitions_assigned\":{},\"state_open\":{},\"outbox_draining\":{},\"stopping\":{},\"partitions\":{},\"outbox_pending\":{}}}\n",
+        r.partitions_assigned,
+        r.state_open,
+        r.outbox_draining,
+        r.stopping,
+        surface.progress.owned().len(),
+        surface.progress.pending(),
+    );
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = text(status, body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
