@@ -88,6 +88,7 @@ fn bench(c: &mut Criterion) {
         customer: &customer,
         balances: &balances,
         original: None,
+        booking: None,
         code_key: b"bench key",
     };
     assert_eq!(rules::evaluate(&input).entries.len(), 5, "redemption + 4 accruals");

@@ -76,7 +76,15 @@ pub fn run(
         .spawn(move || publisher.run())
         .map_err(|_| RunError::Panicked("publisher could not start"))?;
 
-    let result = pipeline::consumer::run(config, store, progress.clone(), &programs, code_key, &stop);
+    let result = pipeline::consumer::run(
+        config,
+        store,
+        progress.clone(),
+        &programs,
+        code_key,
+        &crate::timers::SystemClock,
+        &stop,
+    );
     // Whatever happened, let the publisher drain what is durable.
     progress.finish_intake();
     stop.store(true, Ordering::SeqCst);

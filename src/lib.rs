@@ -21,6 +21,10 @@
 //!    acknowledged. After a restart it reads the output tails first, so
 //!    nothing the broker already holds is sent again.
 //!
+//! Bookings set durable timers ([`timers`]) in the same batch; the consume
+//! loop fires due ones into its batches, so a delayed credit is exactly-once
+//! like everything else.
+//!
 //! [`app`] wires these into `accrue run`; [`admin`] creates and checks topics;
 //! [`telemetry`] owns every metric name; [`http`] serves `/metrics` and the
 //! health endpoints, reading readiness from [`pipeline::Progress`].
@@ -35,3 +39,4 @@ pub mod pipeline;
 pub mod rules;
 pub mod state;
 pub mod telemetry;
+pub mod timers;

@@ -48,7 +48,10 @@ pub const READY: &str = "accrue_ready";
 pub const TENANT_EVENTS_PROCESSED: &str = "accrue_tenant_events_processed_total";
 
 /// Every metric with its kind and help text, for `# HELP` lines and docs.
-pub const METRICS: [(&str, Kind, &str); 22] = [
+pub const METRICS: [(&str, Kind, &str); 25] = [
+    (TIMERS_PENDING, Kind::Gauge, "Durable timers (delayed service-point credits) waiting to fire, in owned partitions."),
+    (TIMERS_FIRED, Kind::Counter, "Timers fired: service points credited."),
+    (TIMER_LAG, Kind::Histogram, "Seconds between a timer's due time and its firing."),
     (
         EVENTS_REJECTED,
         Kind::Counter,
@@ -232,6 +235,10 @@ pub fn install_metrics(setup: &MetricsSetup) -> Result<PrometheusHandle, BuildEr
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ],
         )?
+        .set_buckets_for_metric(
+            Matcher::Full(TIMER_LAG.into()),
+            &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0],
+        )?
         .install_recorder()?;
     describe();
     register(setup);
@@ -258,6 +265,7 @@ fn register(setup: &MetricsSetup) {
         counter!(EVENTS_DUPLICATE, "type" => event_type).absolute(0);
     }
     counter!(RECORDS_REPLAYED).absolute(0);
+    counter!(TIMERS_FIRED).absolute(0);
     counter!(OUTBOX_RECOVERED).absolute(0);
     counter!(OUTBOX_ERRORS).absolute(0);
     gauge!(OUTBOX_DEPTH).set(0.0);
@@ -413,6 +421,24 @@ impl rdkafka::ClientContext for KafkaLog {
 }
 
 impl rdkafka::consumer::ConsumerContext for KafkaLog {}
+
+/// Durable timers waiting to fire, in owned partitions.
+pub const TIMERS_PENDING: &str = "accrue_timers_pending";
+/// Timers fired (service points credited).
+pub const TIMERS_FIRED: &str = "accrue_timers_fired_total";
+/// Seconds between a timer's due time and its firing.
+pub const TIMER_LAG: &str = "accrue_timer_lag_seconds";
+
+/// One timer fired `lag_ms` after it was due.
+pub fn timer_fired(lag_ms: i64) {
+    counter!(TIMERS_FIRED).increment(1);
+    histogram!(TIMER_LAG).record(lag_ms as f64 / 1000.0);
+}
+
+/// Timers pending now.
+pub fn timers_pending(n: i64) {
+    gauge!(TIMERS_PENDING).set(n as f64);
+}
 
 /// Business rejections (`redemption.rejected`, ...), by type and reason.
 pub const EVENTS_REJECTED: &str = "accrue_events_rejected_total";

@@ -8,7 +8,7 @@
 mod tenant;
 
 pub use tenant::{
-    BranchConfig, CustomerSeed, GiftCardConfig, GroupRule, NegativeBalance, ProgramConfig, ProgramStatus, ProgramType,
+    BookingsConfig, BranchConfig, CustomerSeed, GiftCardConfig, GroupRule, NegativeBalance, ProgramConfig, ProgramStatus, ProgramType,
     RedemptionConfig, RefundConfig, SalePair, SalesConfig, TenantConfig, BUILTIN_ACCOUNTS,
 };
 

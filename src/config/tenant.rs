@@ -49,6 +49,36 @@ pub struct TenantConfig {
     /// Customers known before any `customer.upserted` event.
     #[serde(default)]
     pub customers: Vec<CustomerSeed>,
+    /// Service points for bookings (seed 004).
+    #[serde(default)]
+    pub bookings: BookingsConfig,
+}
+
+/// `[bookings]`: points per booked service or class, credited a delay
+/// after the appointment ends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingsConfig {
+    /// How long after the appointment's end the points are credited
+    /// (`"3h"`, `"90m"`, `"5s"`); default 3 hours.
+    #[serde(default = "default_credit_delay", with = "humantime_serde")]
+    pub credit_delay: std::time::Duration,
+    /// Points per service or class id; a service not listed earns nothing.
+    #[serde(default)]
+    pub points: BTreeMap<String, Amount>,
+}
+
+impl Default for BookingsConfig {
+    fn default() -> Self {
+        BookingsConfig {
+            credit_delay: default_credit_delay(),
+            points: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_credit_delay() -> std::time::Duration {
+    std::time::Duration::from_secs(3 * 3600)
 }
 
 fn default_minor_units() -> u32 {
@@ -498,6 +528,15 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
                 format!("gift_cards[{i}].account"),
                 "must be a points account (bonus, service_points or a bonus account)",
             );
+        }
+    }
+    if tenant.bookings.credit_delay > std::time::Duration::from_secs(30 * 24 * 3600) {
+        issues.push("bookings.credit_delay", "must be at most 30 days");
+    }
+    for (service, points) in &tenant.bookings.points {
+        let v = points.value();
+        if v <= Decimal::ZERO || !v.fract().is_zero() {
+            issues.push(format!("bookings.points.{service}"), format!("must be a whole number of points above zero, got {v}"));
         }
     }
     let mut seen = BTreeSet::new();

@@ -127,16 +127,28 @@ pub enum EventType {
     BalanceAdjust,
     /// A customer buys a gift card with points (`giftcard.exchange`).
     GiftCardExchange,
+    /// A service or class was booked (`booking.created`).
+    BookingCreated,
+    /// A booking moved to another time (`booking.rescheduled`).
+    BookingRescheduled,
+    /// A booking was cancelled (`booking.cancelled`).
+    BookingCancelled,
+    /// The customer did not come (`booking.no_show`).
+    BookingNoShow,
 }
 
 impl EventType {
     /// Every type, for documentation and metric labels.
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 9] = [
         EventType::OrderPaid,
         EventType::OrderRefunded,
         EventType::CustomerUpserted,
         EventType::BalanceAdjust,
         EventType::GiftCardExchange,
+        EventType::BookingCreated,
+        EventType::BookingRescheduled,
+        EventType::BookingCancelled,
+        EventType::BookingNoShow,
     ];
 
     /// The wire name of the type.
@@ -147,6 +159,10 @@ impl EventType {
             EventType::CustomerUpserted => "customer.upserted",
             EventType::BalanceAdjust => "balance.adjust",
             EventType::GiftCardExchange => "giftcard.exchange",
+            EventType::BookingCreated => "booking.created",
+            EventType::BookingRescheduled => "booking.rescheduled",
+            EventType::BookingCancelled => "booking.cancelled",
+            EventType::BookingNoShow => "booking.no_show",
         }
     }
 
@@ -182,6 +198,10 @@ impl Event {
             Body::CustomerUpserted(_) => EventType::CustomerUpserted,
             Body::BalanceAdjust(_) => EventType::BalanceAdjust,
             Body::GiftCardExchange(_) => EventType::GiftCardExchange,
+            Body::BookingCreated(_) => EventType::BookingCreated,
+            Body::BookingRescheduled(_) => EventType::BookingRescheduled,
+            Body::BookingCancelled(_) => EventType::BookingCancelled,
+            Body::BookingNoShow(_) => EventType::BookingNoShow,
         }
     }
 }
@@ -199,6 +219,50 @@ pub enum Body {
     BalanceAdjust(BalanceAdjust),
     /// `giftcard.exchange`.
     GiftCardExchange(GiftCardExchange),
+    /// `booking.created`.
+    BookingCreated(BookingCreated),
+    /// `booking.rescheduled`.
+    BookingRescheduled(BookingRescheduled),
+    /// `booking.cancelled`.
+    BookingCancelled(BookingRef),
+    /// `booking.no_show`.
+    BookingNoShow(BookingRef),
+}
+
+/// `booking.created`: a booked service or class (seed 004). Its points are
+/// credited automatically a delay after the appointment ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookingCreated {
+    /// The booking system's id, unique within the tenant.
+    pub booking_id: String,
+    /// Service or class id, as in the tenant's points table.
+    pub service: String,
+    /// Start of the appointment.
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    /// End of the appointment.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ends_at: OffsetDateTime,
+}
+
+/// `booking.rescheduled`: the appointment's new time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookingRescheduled {
+    /// The booking.
+    pub booking_id: String,
+    /// New start.
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    /// New end.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ends_at: OffsetDateTime,
+}
+
+/// `booking.cancelled` and `booking.no_show`: which booking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookingRef {
+    /// The booking.
+    pub booking_id: String,
 }
 
 /// `order.refunded`: money returned for (part of) an earlier order.
@@ -419,6 +483,28 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             check_id("body.gift_card", &exchange.gift_card)?;
             Body::GiftCardExchange(exchange)
         }
+        EventType::BookingCreated => {
+            let booking: BookingCreated = from_slice(raw, "body.")?;
+            check_id("body.booking_id", &booking.booking_id)?;
+            check_id("body.service", &booking.service)?;
+            check_span(booking.starts_at, booking.ends_at)?;
+            Body::BookingCreated(booking)
+        }
+        EventType::BookingRescheduled => {
+            let booking: BookingRescheduled = from_slice(raw, "body.")?;
+            check_id("body.booking_id", &booking.booking_id)?;
+            check_span(booking.starts_at, booking.ends_at)?;
+            Body::BookingRescheduled(booking)
+        }
+        EventType::BookingCancelled | EventType::BookingNoShow => {
+            let booking: BookingRef = from_slice(raw, "body.")?;
+            check_id("body.booking_id", &booking.booking_id)?;
+            if event_type == EventType::BookingCancelled {
+                Body::BookingCancelled(booking)
+            } else {
+                Body::BookingNoShow(booking)
+            }
+        }
     };
     Ok(Event {
         event_id: envelope.event_id,
@@ -602,6 +688,16 @@ fn validate_order(order: &OrderPaid) -> Result<(), ContractError> {
         return Err(ContractError::new(
             ErrorKind::Unbalanced,
             format!("the payments add up to {payments_sum}, but body.total is {total}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_span(starts_at: OffsetDateTime, ends_at: OffsetDateTime) -> Result<(), ContractError> {
+    if ends_at < starts_at {
+        return Err(ContractError::new(
+            ErrorKind::InvalidField,
+            "body.ends_at must not be before body.starts_at",
         ));
     }
     Ok(())

@@ -18,7 +18,7 @@ use crate::contract::{
     RejectionEvent, SourceRef,
 };
 use crate::outbox::{Destination, OutboxRecord};
-use crate::rules::{self, Customer, OrderRecord, Outcome};
+use crate::rules::{self, Booking, Customer, OrderRecord, Outcome};
 use crate::state::{keys, read_next_seq, read_offset, Durability, Family, StateError, Store, WriteSet};
 use crate::telemetry;
 
@@ -56,6 +56,8 @@ struct Cursor {
     next_seq: u64,
     /// Next offset to apply per input topic; absent means none applied yet.
     offsets: HashMap<String, i64>,
+    /// Durable timers pending in this partition.
+    timers: i64,
 }
 
 /// An open batch: everything applied since the last commit.
@@ -69,7 +71,10 @@ pub struct Batch {
     dirty: HashSet<(Vec<u8>, String)>,
     customers: HashMap<Vec<u8>, Customer>,
     orders: HashMap<Vec<u8>, Option<OrderRecord>>,
+    bookings: HashMap<Vec<u8>, Option<Booking>>,
     seen: HashSet<Vec<u8>>,
+    /// Timer keys deleted (fired or stale) in this batch.
+    timers_deleted: HashSet<Vec<u8>>,
     cursors: HashMap<u32, Cursor>,
     events: usize,
     /// For the latency metrics: the oldest `occurred_at` and the first apply.
@@ -236,9 +241,12 @@ impl Processor {
         if let Some(cursor) = self.committed.get(&p) {
             return Ok(cursor.clone());
         }
+        let prefix = keys::partition_prefix(p);
+        let timers = self.store.scan(Family::Timers, &prefix, &prefix, usize::MAX)?.len() as i64;
         Ok(Cursor {
             next_seq: read_next_seq(self.store.as_ref(), p)?,
             offsets: HashMap::new(),
+            timers,
         })
     }
 
@@ -271,7 +279,13 @@ impl Processor {
                 check_money(tenant, &order.currency, amounts)?;
             }
             Body::OrderRefunded(refund) => check_money(tenant, &refund.currency, std::iter::once(refund.amount))?,
-            Body::CustomerUpserted(_) | Body::BalanceAdjust(_) | Body::GiftCardExchange(_) => {}
+            Body::CustomerUpserted(_)
+            | Body::BalanceAdjust(_)
+            | Body::GiftCardExchange(_)
+            | Body::BookingCreated(_)
+            | Body::BookingRescheduled(_)
+            | Body::BookingCancelled(_)
+            | Body::BookingNoShow(_) => {}
         }
         Ok(event)
     }
@@ -305,7 +319,20 @@ impl Processor {
             Some(key) => self.order(batch, key)?,
             None => None,
         };
-        let outcome = {
+        let booking_id = match &event.body {
+            Body::BookingCreated(b) => Some(&b.booking_id),
+            Body::BookingRescheduled(b) => Some(&b.booking_id),
+            Body::BookingCancelled(b) | Body::BookingNoShow(b) => Some(&b.booking_id),
+            _ => None,
+        };
+        let booking = match booking_id {
+            Some(id) => self
+                .booking(batch, &keys::booking(p, &event.tenant, id))?
+                // Bookings are the customer's own: another customer's id is unknown here.
+                .filter(|b| b.customer == event.customer),
+            None => None,
+        };
+        let mut outcome = {
             let empty = BTreeMap::new();
             let balances = batch.balances.get(&prefix).unwrap_or(&empty);
             rules::evaluate(&rules::Input {
@@ -314,16 +341,15 @@ impl Processor {
                 customer: &customer,
                 balances,
                 original: original.as_ref(),
+                booking: booking.as_ref(),
                 code_key: &self.code_key,
             })
         };
-        let out = Emitter {
-            p,
-            record,
-            event,
-            tenant,
-            occurred_at: event.occurred_at.format(&Rfc3339).unwrap_or_default(),
-        };
+        if let (Body::BookingCreated(_), Some((_, created))) = (&event.body, outcome.booking.as_mut()) {
+            created.source_topic = record.topic.to_owned();
+            created.source_offset = record.offset;
+        }
+        let out = Emitter::for_event(p, tenant, record, event);
         let first_seq = batch.cursors.get(&p).map_or(0, |c| c.next_seq);
         let entries = self.apply_outcome(batch, &out, &prefix, &outcome)?;
         let written = batch.cursors.get(&p).map_or(0, |c| c.next_seq) > first_seq;
@@ -349,7 +375,7 @@ impl Processor {
         prefix: &[u8],
         outcome: &Outcome,
     ) -> Result<usize, StateError> {
-        let (p, event, tenant) = (out.p, out.event, out.tenant);
+        let (p, tenant, customer) = (out.p, out.tenant, out.customer);
         let mut last_balance = Decimal::ZERO;
         for entry in &outcome.entries {
             let balances = batch.balances.entry(prefix.to_vec()).or_default();
@@ -364,9 +390,9 @@ impl Processor {
                 id: contract::output_id(p, seq),
                 event_type: AccrualEvent::TYPE.to_owned(),
                 schema_version: contract::SCHEMA_VERSION,
-                tenant: event.tenant.clone(),
-                customer: event.customer.clone(),
-                branch: event.branch.clone(),
+                tenant: tenant.id.clone(),
+                customer: customer.to_owned(),
+                branch: out.branch.to_owned(),
                 account: entry.account.clone(),
                 entry_type: entry.entry_type.as_str().to_owned(),
                 program: entry.program.clone(),
@@ -374,15 +400,15 @@ impl Processor {
                 balance: money(new_balance, scale),
                 base_amount: entry.base.map(|b| money(b, tenant.minor_units)).unwrap_or_default(),
                 currency: tenant.currency.clone(),
-                source_event_id: event.event_id.clone(),
-                source: out.source(),
+                source_event_id: out.event_id.to_owned(),
+                source: out.source.clone(),
                 occurred_at: out.occurred_at.clone(),
                 description: entry.description.clone(),
             };
             let payload = to_json(&accrual)?;
             batch.set.put(
                 Family::Ledger,
-                keys::ledger(p, &event.tenant, &event.customer, seq),
+                keys::ledger(p, &tenant.id, customer, seq),
                 payload.clone(),
             );
             out.push(batch, seq, payload);
@@ -426,14 +452,40 @@ impl Processor {
             out.push(batch, seq, payload);
         }
         if let Some(profile) = &outcome.customer {
-            let key = keys::customer(p, &event.tenant, &event.customer);
+            let key = keys::customer(p, &tenant.id, customer);
             batch.set.put(Family::Customers, key.clone(), to_json(profile)?);
             batch.customers.insert(key, profile.clone());
         }
         if let Some((order_event, order)) = &outcome.order_record {
-            let key = keys::order(p, &event.tenant, order_event);
+            let key = keys::order(p, &tenant.id, order_event);
             batch.set.put(Family::Orders, key.clone(), to_json(order)?);
             batch.orders.insert(key, Some(order.clone()));
+        }
+        if outcome.notify_auto_credit {
+            if let Some(entry) = outcome.entries.first() {
+                let seq = next_seq(batch, p);
+                let payload = to_json(&BalanceNotification {
+                    header: out.header(seq, "points.auto_credited"),
+                    account: entry.account.clone(),
+                    amount: money(entry.amount, 0),
+                    balance: money(last_balance, 0),
+                    description: entry.description.clone().unwrap_or_default(),
+                })?;
+                out.push(batch, seq, payload);
+            }
+        }
+        if let Some((booking_id, booking)) = &outcome.booking {
+            let key = keys::booking(p, &tenant.id, booking_id);
+            batch.set.put(Family::Bookings, key.clone(), to_json(booking)?);
+            batch.bookings.insert(key, Some(booking.clone()));
+            if let Some(due) = outcome.timers.delete {
+                batch.set.delete(Family::Timers, keys::timer(p, due, &tenant.id, booking_id));
+                add_timers(batch, p, -1);
+            }
+            if let Some(due) = outcome.timers.set {
+                batch.set.put(Family::Timers, keys::timer(p, due, &tenant.id, booking_id), Vec::new());
+                add_timers(batch, p, 1);
+            }
         }
         Ok(outcome.entries.len())
     }
@@ -483,6 +535,84 @@ impl Processor {
         Ok(())
     }
 
+    fn booking(&self, batch: &mut Batch, key: &[u8]) -> Result<Option<Booking>, StateError> {
+        if let Some(found) = batch.bookings.get(key) {
+            return Ok(found.clone());
+        }
+        let record = match self.store.get(Family::Bookings, key)? {
+            Some(raw) => Some(serde_json::from_slice(&raw).map_err(|e| corrupt(Family::Bookings, &e.to_string()))?),
+            None => None,
+        };
+        batch.bookings.insert(key.to_vec(), record.clone());
+        Ok(record)
+    }
+
+    /// Fires up to `limit` timers of partition `p` due at `now_ms` or
+    /// earlier, into `batch`: each credit, its outputs and the timer's
+    /// deletion commit together. Returns how many credits were made.
+    ///
+    /// # Errors
+    /// [`StateError`] if the store fails; the batch must then be dropped.
+    pub fn fire_due(&mut self, batch: &mut Batch, p: u32, now_ms: i64, limit: usize) -> Result<usize, StateError> {
+        let prefix = keys::partition_prefix(p);
+        let due = self.store.scan(Family::Timers, &prefix, &prefix, limit)?;
+        let mut fired = 0;
+        for (key, _) in due {
+            let Some((due_ms, tenant_id, booking_id)) = keys::parse_timer(&key) else {
+                continue;
+            };
+            if due_ms > now_ms {
+                break;
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = batch.cursors.entry(p) {
+                slot.insert(self.load_cursor(p)?);
+            }
+            let tenants = self.tenants.clone();
+            let booking_key = keys::booking(p, &tenant_id, &booking_id);
+            let booking = self.booking(batch, &booking_key)?;
+            let live = booking.as_ref().is_some_and(|b| b.due_ms == Some(due_ms));
+            let (Some(tenant), Some(booking), true) = (tenants.get(&tenant_id), booking, live) else {
+                // Moved, cancelled, fired in this batch, or of a removed
+                // tenant: the timer is stale.
+                if batch.timers_deleted.insert(key.clone()) {
+                    batch.set.delete(Family::Timers, key);
+                    add_timers(batch, p, -1);
+                }
+                continue;
+            };
+            let customer = self.customer(batch, p, tenant, &booking.customer)?;
+            let prefix = keys::balance_prefix(p, &tenant_id, &booking.customer);
+            self.load_balances(batch, &prefix)?;
+            let outcome = rules::fire(&booking_id, &booking, customer.marketing_consent);
+            let out = Emitter {
+                p,
+                tenant,
+                customer: &booking.customer,
+                branch: &booking.branch,
+                event_id: &booking.event_id,
+                source: SourceRef {
+                    topic: booking.source_topic.clone(),
+                    partition: p,
+                    offset: booking.source_offset,
+                },
+                occurred_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(due_ms) * 1_000_000)
+                    .ok()
+                    .and_then(|t| t.format(&Rfc3339).ok())
+                    .unwrap_or_default(),
+            };
+            batch.timers_deleted.insert(key.clone());
+            self.apply_outcome(batch, &out, &prefix, &outcome)?;
+            telemetry::timer_fired((now_ms - due_ms).max(0));
+            fired += 1;
+        }
+        Ok(fired)
+    }
+
+    /// Pending timers of every partition this processor has committed.
+    pub fn timers_pending(&self) -> i64 {
+        self.committed.values().map(|c| c.timers).sum()
+    }
+
     fn order(&self, batch: &mut Batch, key: &[u8]) -> Result<Option<OrderRecord>, StateError> {
         if let Some(found) = batch.orders.get(key) {
             return Ok(found.clone());
@@ -520,6 +650,10 @@ impl Processor {
         telemetry::dead_lettered(err.kind.as_str());
         tracing::debug!(partition = p, offset = record.offset, topic = record.topic, reason = %err, "dead-lettered");
     }
+}
+
+fn add_timers(batch: &mut Batch, p: u32, delta: i64) {
+    batch.cursors.entry(p).or_default().timers += delta;
 }
 
 fn next_seq(batch: &mut Batch, p: u32) -> u64 {
@@ -560,18 +694,28 @@ fn check_money(
 /// Writes the outputs of one event.
 struct Emitter<'a> {
     p: u32,
-    record: &'a InputRecord<'a>,
-    event: &'a Event,
     tenant: &'a TenantConfig,
+    customer: &'a str,
+    branch: &'a str,
+    event_id: &'a str,
+    source: SourceRef,
     occurred_at: String,
 }
 
-impl Emitter<'_> {
-    fn source(&self) -> SourceRef {
-        SourceRef {
-            topic: self.record.topic.to_owned(),
-            partition: self.p,
-            offset: self.record.offset,
+impl<'a> Emitter<'a> {
+    fn for_event(p: u32, tenant: &'a TenantConfig, record: &InputRecord<'_>, event: &'a Event) -> Self {
+        Emitter {
+            p,
+            tenant,
+            customer: &event.customer,
+            branch: &event.branch,
+            event_id: &event.event_id,
+            source: SourceRef {
+                topic: record.topic.to_owned(),
+                partition: p,
+                offset: record.offset,
+            },
+            occurred_at: event.occurred_at.format(&Rfc3339).unwrap_or_default(),
         }
     }
 
@@ -580,11 +724,11 @@ impl Emitter<'_> {
             id: contract::output_id(self.p, seq),
             event_type: output_type.to_owned(),
             schema_version: contract::SCHEMA_VERSION,
-            tenant: self.event.tenant.clone(),
-            customer: self.event.customer.clone(),
-            branch: self.event.branch.clone(),
-            source_event_id: self.event.event_id.clone(),
-            source: self.source(),
+            tenant: self.tenant.id.clone(),
+            customer: self.customer.to_owned(),
+            branch: self.branch.to_owned(),
+            source_event_id: self.event_id.to_owned(),
+            source: self.source.clone(),
             occurred_at: self.occurred_at.clone(),
         }
     }
@@ -593,7 +737,7 @@ impl Emitter<'_> {
     fn push(&self, batch: &mut Batch, seq: u64, payload: Vec<u8>) {
         let out = OutboxRecord {
             destination: Destination::Accruals,
-            key: Some(contract::customer_key(&self.event.tenant, &self.event.customer).into_bytes()),
+            key: Some(contract::customer_key(&self.tenant.id, self.customer).into_bytes()),
             headers: Vec::new(),
             payload,
         };

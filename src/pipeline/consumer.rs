@@ -21,6 +21,7 @@ use super::PipelineError;
 use crate::config::{ClientRole, Config};
 use crate::state::{read_next_seq, read_offset, Store};
 use crate::telemetry;
+use crate::timers::{self, Clock};
 
 /// Intake pauses while more outbox records than this wait for the broker.
 const MAX_PENDING_OUTBOX: u64 = 200_000;
@@ -158,6 +159,7 @@ pub fn run(
     progress: Arc<Progress>,
     programs: &Programs,
     code_key: Arc<[u8]>,
+    clock: &dyn Clock,
     stop: &AtomicBool,
 ) -> Result<(), PipelineError> {
     let context = PipelineContext {
@@ -181,6 +183,7 @@ pub fn run(
     let mut batch = Batch::default();
     let mut batch_started: Option<Instant> = None;
     let mut paused = false;
+    let mut next_timer_check = Instant::now();
     let max_events = config.batch.max_events;
     let linger = config.batch.linger();
     let mut lag_reported = Instant::now();
@@ -223,6 +226,20 @@ pub fn run(
             }
             paused = over;
             tracing::info!(paused, pending = progress.pending(), "outbox backpressure");
+        }
+
+        // Due timers fire into the open batch, and commit with it.
+        if Instant::now() >= next_timer_check && !paused {
+            let now = clock.now_ms();
+            let partitions: HashSet<u32> = owned.iter().map(|(_, p)| *p).collect();
+            for p in partitions {
+                processor.fire_due(&mut batch, p, now, timers::FIRE_LIMIT)?;
+            }
+            if batch_started.is_none() && !batch.is_empty() {
+                batch_started = Some(Instant::now());
+            }
+            telemetry::timers_pending(processor.timers_pending());
+            next_timer_check = Instant::now() + timers::CHECK_INTERVAL;
         }
 
         let timeout = match batch_started {

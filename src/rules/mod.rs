@@ -5,6 +5,7 @@
 //! (the customer's profile and balances, the refunded order's record) and
 //! applies the outcome; this module only decides what the programs say.
 
+mod booking;
 mod giftcard;
 mod order;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TenantConfig;
 use crate::contract::{Body, CustomerUpserted, Event};
 
+pub use booking::{fire, Booking, BookingState, TimerChange, SERVICE_POINTS};
 pub use giftcard::gift_card_code;
 
 /// The type of a ledger entry.
@@ -33,6 +35,8 @@ pub enum EntryType {
     ManualAdjustment,
     /// Points paid for a gift card.
     GiftCardExchange,
+    /// Points credited for a booked service or class, after the delay.
+    ServicePoints,
 }
 
 impl EntryType {
@@ -45,6 +49,7 @@ impl EntryType {
             EntryType::RedemptionReversal => "redemption_reversal",
             EntryType::ManualAdjustment => "manual_adjustment",
             EntryType::GiftCardExchange => "gift_card_exchange",
+            EntryType::ServicePoints => "service_points",
         }
     }
 }
@@ -167,6 +172,12 @@ pub struct Outcome {
     /// The order record to store, under `(event id)`: the new order's own
     /// record, or the refunded order's updated one.
     pub order_record: Option<(String, OrderRecord)>,
+    /// Emit `points.auto_credited` for this credit.
+    pub notify_auto_credit: bool,
+    /// Durable timers to delete or set.
+    pub timers: TimerChange,
+    /// The booking record to store, under its booking id.
+    pub booking: Option<(String, Booking)>,
 }
 
 impl Outcome {
@@ -194,6 +205,8 @@ pub struct Input<'a> {
     pub balances: &'a BTreeMap<String, Decimal>,
     /// For a refund: the referenced order's record, if known.
     pub original: Option<&'a OrderRecord>,
+    /// For a booking event: the booking, if known.
+    pub booking: Option<&'a Booking>,
     /// Key of gift-card codes.
     pub code_key: &'a [u8],
 }
@@ -255,6 +268,10 @@ pub fn evaluate(input: &Input<'_>) -> Outcome {
             }
         }
         Body::GiftCardExchange(exchange) => giftcard::exchange(input, &exchange.gift_card),
+        Body::BookingCreated(body) => booking::created(input, body),
+        Body::BookingRescheduled(body) => booking::rescheduled(input, body),
+        Body::BookingCancelled(body) => booking::ended(input, &body.booking_id, false),
+        Body::BookingNoShow(body) => booking::ended(input, &body.booking_id, true),
     }
 }
 

@@ -103,6 +103,7 @@ fn run_with(
         customer,
         balances: &balances,
         original,
+        booking: None,
         code_key: b"test key of thirty-two bytes....",
     })
 }
@@ -671,6 +672,7 @@ proptest! {
                 customer: &registered(),
                 balances: &balances,
                 original: original.as_ref(),
+                booking: None,
                 code_key: b"k",
             });
             for entry in &outcome.entries {

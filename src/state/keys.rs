@@ -25,11 +25,15 @@ pub enum Family {
     Customers,
     /// `p | tenant 0 event_id` -> what an order accrued and redeemed (JSON), for refunds.
     Orders,
+    /// `p | tenant 0 booking_id` -> a booking and its credit state (JSON).
+    Bookings,
+    /// `p | due_ms | tenant 0 booking_id` -> empty: durable timers, in due order.
+    Timers,
 }
 
 impl Family {
     /// Every family, in creation order.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 10] = [
         Family::Balances,
         Family::Ledger,
         Family::Dedupe,
@@ -38,6 +42,8 @@ impl Family {
         Family::Meta,
         Family::Customers,
         Family::Orders,
+        Family::Bookings,
+        Family::Timers,
     ];
 
     /// The RocksDB column-family name.
@@ -51,6 +57,8 @@ impl Family {
             Family::Meta => "meta",
             Family::Customers => "customers",
             Family::Orders => "orders",
+            Family::Bookings => "bookings",
+            Family::Timers => "timers",
         }
     }
 }
@@ -93,6 +101,33 @@ pub fn customer(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
 /// The record of an order (by its `event_id`), for refunds.
 pub fn order(p: u32, tenant: &str, event_id: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), event_id.as_bytes()], 0)
+}
+
+/// A booking of a tenant.
+pub fn booking(p: u32, tenant: &str, booking_id: &str) -> Vec<u8> {
+    with_parts(p, &[tenant.as_bytes(), booking_id.as_bytes()], 0)
+}
+
+/// The timer of `booking_id`, due at `due_ms` (Unix milliseconds). Timers
+/// of a partition sort by due time.
+pub fn timer(p: u32, due_ms: i64, tenant: &str, booking_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(14 + tenant.len() + booking_id.len());
+    key.extend_from_slice(&p.to_be_bytes());
+    key.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(booking_id.as_bytes());
+    key
+}
+
+/// Splits a timer key into due time, tenant and booking id.
+pub fn parse_timer(key: &[u8]) -> Option<(i64, String, String)> {
+    let due = u64::from_be_bytes(key.get(4..12)?.try_into().ok()?);
+    let rest = key.get(12..)?;
+    let split = rest.iter().position(|b| *b == 0)?;
+    let tenant = String::from_utf8(rest[..split].to_vec()).ok()?;
+    let booking = String::from_utf8(rest[split + 1..].to_vec()).ok()?;
+    Some((i64::try_from(due).ok()?, tenant, booking))
 }
 
 /// Prefix of one customer's ledger entries, in sequence order.
@@ -177,6 +212,8 @@ mod tests {
             next_seq(p),
             customer(p, "t", "c"),
             order(p, "t", "e"),
+            booking(p, "t", "b"),
+            timer(p, 5, "t", "b"),
         ] {
             assert!(key.starts_with(&partition_prefix(p)));
         }
@@ -205,6 +242,12 @@ mod tests {
         fn decimal_round_trips(m in any::<i64>(), scale in 0u32..=10) {
             let d = Decimal::new(m, scale);
             prop_assert_eq!(decode_decimal(&encode_decimal(d)), Some(d));
+        }
+
+        #[test]
+        fn timer_keys_round_trip_and_sort_by_due(a in 0i64..i64::MAX / 2, b in 0i64..i64::MAX / 2, id in "[a-z0-9-]{1,20}") {
+            prop_assert_eq!(parse_timer(&timer(3, a, "t", &id)), Some((a, "t".to_owned(), id.clone())));
+            prop_assert_eq!(timer(3, a, "t", &id) < timer(3, b, "t", &id), a < b);
         }
 
         #[test]

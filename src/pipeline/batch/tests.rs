@@ -265,3 +265,206 @@ fn sequences_continue_across_batches_and_balances_accumulate() {
     assert_eq!(seqs, vec![0, 1, 2]);
     assert_eq!(balance(&store, "c1"), Some(Decimal::new(300, 2)));
 }
+
+const STUDIO: &str = r#"
+id = "studio"
+currency = "EUR"
+[branches.main]
+[bookings]
+credit_delay = "3h"
+points = { yoga = "10", massage = "25" }
+[[customers]]
+id = "ann"
+registered = true
+marketing_consent = true
+"#;
+
+const HOUR: i64 = 3_600_000;
+/// 2026-11-23T12:00:00Z in Unix milliseconds.
+const NOON: i64 = 1_795_435_200_000;
+
+fn studio() -> (Arc<MemoryStore>, Processor) {
+    let tenant: TenantConfig = match toml::from_str(STUDIO) {
+        Ok(t) => t,
+        Err(e) => panic!("fixture tenant: {e}"),
+    };
+    let store = Arc::new(MemoryStore::default());
+    let tenants = Arc::new(HashMap::from([("studio".to_owned(), tenant)]));
+    (store.clone(), Processor::new(store, tenants, Arc::from(&b"key"[..])))
+}
+
+fn booking_event(event_id: &str, event_type: &str, body: &str) -> String {
+    format!(
+        r#"{{"schema_version":1,"event_id":"{event_id}","type":"{event_type}","tenant":"studio","branch":"main",
+        "customer":"ann","occurred_at":"2026-11-23T09:00:00Z","body":{body}}}"#
+    )
+}
+
+fn book(id: &str, service: &str) -> String {
+    booking_event(
+        &format!("create-{id}"),
+        "booking.created",
+        &format!(
+            r#"{{"booking_id":"{id}","service":"{service}","starts_at":"2026-11-23T11:00:00Z","ends_at":"2026-11-23T12:00:00Z"}}"#
+        ),
+    )
+}
+
+struct Studio {
+    store: Arc<MemoryStore>,
+    processor: Processor,
+    offset: i64,
+}
+
+impl Studio {
+    fn new() -> Self {
+        let (store, processor) = studio();
+        Studio { store, processor, offset: 0 }
+    }
+
+    fn send(&mut self, payload: &str) -> Applied {
+        let mut batch = Batch::default();
+        let record = InputRecord {
+            topic: "bookings",
+            partition: 1,
+            offset: self.offset,
+            key: Some(b"studio:ann"),
+            payload: Some(payload.as_bytes()),
+        };
+        self.offset += 1;
+        let applied = self.processor.apply(&mut batch, &record);
+        assert!(self.processor.commit(batch).is_ok());
+        applied.unwrap_or(Applied::AlreadyApplied)
+    }
+
+    /// Fires timers due at `now`, in one committed batch.
+    fn fire(&mut self, now: i64) -> usize {
+        let mut batch = Batch::default();
+        let fired = self.processor.fire_due(&mut batch, 1, now, 100).unwrap_or(usize::MAX);
+        assert!(self.processor.commit(batch).is_ok());
+        fired
+    }
+
+    fn points(&self) -> Decimal {
+        self.store
+            .get(Family::Balances, &keys::balance(1, "studio", "ann", "service_points"))
+            .ok()
+            .flatten()
+            .and_then(|raw| keys::decode_decimal(&raw))
+            .unwrap_or_default()
+    }
+
+    fn timers(&self) -> usize {
+        self.store.scan(Family::Timers, &keys::partition_prefix(1), &keys::partition_prefix(1), 100).map_or(0, |v| v.len())
+    }
+
+    fn outputs(&self) -> Vec<serde_json::Value> {
+        self.store
+            .scan(Family::Outbox, &keys::partition_prefix(1), &keys::outbox(1, 0), 1000)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(_, v)| OutboxRecord::decode(&v))
+            .filter_map(|r| serde_json::from_slice(&r.payload).ok())
+            .collect()
+    }
+}
+
+#[test]
+fn a_booking_credits_its_points_once_after_the_delay() {
+    let mut s = Studio::new();
+    assert_eq!(s.send(&book("b1", "yoga")), Applied::Processed(0));
+    assert_eq!(s.timers(), 1, "the timer is written with the booking");
+    assert_eq!(s.fire(NOON + 3 * HOUR - 1), 0, "not due before end + 3h");
+    assert_eq!(s.points(), Decimal::ZERO);
+    assert_eq!(s.fire(NOON + 3 * HOUR), 1);
+    assert_eq!(s.points(), Decimal::from(10));
+    assert_eq!(s.timers(), 0, "the timer is deleted with the credit");
+    assert_eq!(s.fire(NOON + 10 * HOUR), 0, "never twice");
+    assert_eq!(s.points(), Decimal::from(10));
+    let out = s.outputs();
+    let types: Vec<&str> = out.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, vec!["accrual.recorded", "points.auto_credited"]);
+    assert_eq!(out[0]["entry_type"], "service_points");
+    assert_eq!(out[0]["amount"], "10");
+    assert_eq!(out[0]["source_event_id"], "create-b1");
+    assert_eq!(out[0]["source"]["topic"], "bookings");
+    assert_eq!(s.processor.timers_pending(), 0);
+}
+
+#[test]
+fn a_timer_missed_while_down_fires_late_exactly_once() {
+    let mut s = Studio::new();
+    s.send(&book("b1", "massage"));
+    s.send(&book("b2", "yoga"));
+    // Down for a day: both fire on the first check after start.
+    assert_eq!(s.fire(NOON + 24 * HOUR), 2);
+    assert_eq!(s.points(), Decimal::from(35));
+    assert_eq!(s.fire(NOON + 25 * HOUR), 0);
+}
+
+#[test]
+fn a_dropped_firing_batch_fires_again() {
+    let mut s = Studio::new();
+    s.send(&book("b1", "yoga"));
+    let mut batch = Batch::default();
+    assert_eq!(s.processor.fire_due(&mut batch, 1, NOON + 4 * HOUR, 100).ok(), Some(1));
+    drop(batch); // kill -9 before the commit
+    assert_eq!(s.points(), Decimal::ZERO);
+    assert_eq!(s.timers(), 1);
+    assert_eq!(s.fire(NOON + 4 * HOUR), 1);
+    assert_eq!(s.points(), Decimal::from(10));
+}
+
+#[test]
+fn reschedule_moves_the_timer_and_cancel_or_no_show_remove_it() {
+    let mut s = Studio::new();
+    s.send(&book("b1", "yoga"));
+    s.send(&booking_event(
+        "move-b1",
+        "booking.rescheduled",
+        r#"{"booking_id":"b1","starts_at":"2026-11-24T11:00:00Z","ends_at":"2026-11-24T12:00:00Z"}"#,
+    ));
+    assert_eq!(s.timers(), 1);
+    assert_eq!(s.fire(NOON + 4 * HOUR), 0, "the old due time no longer fires");
+    assert_eq!(s.fire(NOON + 27 * HOUR), 1, "the new one does");
+
+    s.send(&book("b2", "yoga"));
+    s.send(&booking_event("cancel-b2", "booking.cancelled", r#"{"booking_id":"b2"}"#));
+    s.send(&book("b3", "massage"));
+    s.send(&booking_event("noshow-b3", "booking.no_show", r#"{"booking_id":"b3"}"#));
+    assert_eq!(s.timers(), 0);
+    assert_eq!(s.fire(NOON + 48 * HOUR), 0);
+    assert_eq!(s.points(), Decimal::from(10), "only b1 earned");
+}
+
+#[test]
+fn a_cancellation_after_the_credit_reverses_it() {
+    let mut s = Studio::new();
+    s.send(&book("b1", "massage"));
+    assert_eq!(s.fire(NOON + 4 * HOUR), 1);
+    assert_eq!(s.points(), Decimal::from(25));
+    s.send(&booking_event("cancel-b1", "booking.cancelled", r#"{"booking_id":"b1"}"#));
+    assert_eq!(s.points(), Decimal::ZERO);
+    let last = s.outputs().into_iter().last().unwrap_or_default();
+    assert_eq!(last["entry_type"], "reversal");
+    assert_eq!(last["amount"], "-25");
+    // A second cancellation is refused, not applied twice.
+    s.send(&booking_event("cancel-b1-again", "booking.cancelled", r#"{"booking_id":"b1"}"#));
+    assert_eq!(s.points(), Decimal::ZERO);
+    let last = s.outputs().into_iter().last().unwrap_or_default();
+    assert_eq!(last["type"], "booking.rejected");
+    assert_eq!(last["reason_code"], "not_active");
+}
+
+#[test]
+fn unknown_services_earn_nothing_and_unknown_bookings_are_rejected() {
+    let mut s = Studio::new();
+    s.send(&book("b1", "sauna"));
+    assert_eq!(s.timers(), 0);
+    s.send(&booking_event("x", "booking.cancelled", r#"{"booking_id":"nope"}"#));
+    let last = s.outputs().into_iter().last().unwrap_or_default();
+    assert_eq!(last["reason_code"], "unknown_booking");
+    s.send(&book("b1", "yoga").replace("create-b1", "create-b1-again"));
+    let last = s.outputs().into_iter().last().unwrap_or_default();
+    assert_eq!(last["reason_code"], "booking_exists");
+}
