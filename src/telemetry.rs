@@ -49,9 +49,17 @@ pub const TENANT_EVENTS_PROCESSED: &str = "accrue_tenant_events_processed_total"
 
 /// Every metric with its kind and help text, for `# HELP` lines and docs.
 pub const METRICS: [(&str, Kind, &str); 25] = [
-    (TIMERS_PENDING, Kind::Gauge, "Durable timers (delayed service-point credits) waiting to fire, in owned partitions."),
+    (
+        TIMERS_PENDING,
+        Kind::Gauge,
+        "Durable timers (delayed service-point credits) waiting to fire, in owned partitions.",
+    ),
     (TIMERS_FIRED, Kind::Counter, "Timers fired: service points credited."),
-    (TIMER_LAG, Kind::Histogram, "Seconds between a timer's due time and its firing."),
+    (
+        TIMER_LAG,
+        Kind::Histogram,
+        "Seconds between a timer's due time and its firing.",
+    ),
     (
         EVENTS_REJECTED,
         Kind::Counter,

@@ -8,8 +8,8 @@
 mod tenant;
 
 pub use tenant::{
-    BookingsConfig, BranchConfig, CustomerSeed, GiftCardConfig, GroupRule, NegativeBalance, ProgramConfig, ProgramStatus, ProgramType,
-    RedemptionConfig, RefundConfig, SalePair, SalesConfig, TenantConfig, BUILTIN_ACCOUNTS,
+    BookingsConfig, BranchConfig, CustomerSeed, GiftCardConfig, GroupRule, NegativeBalance, ProgramConfig,
+    ProgramStatus, ProgramType, RedemptionConfig, RefundConfig, SalePair, SalesConfig, TenantConfig, BUILTIN_ACCOUNTS,
 };
 
 use std::collections::{BTreeMap, HashMap};

@@ -536,7 +536,10 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
     for (service, points) in &tenant.bookings.points {
         let v = points.value();
         if v <= Decimal::ZERO || !v.fract().is_zero() {
-            issues.push(format!("bookings.points.{service}"), format!("must be a whole number of points above zero, got {v}"));
+            issues.push(
+                format!("bookings.points.{service}"),
+                format!("must be a whole number of points above zero, got {v}"),
+            );
         }
     }
     let mut seen = BTreeSet::new();

@@ -312,7 +312,12 @@ impl Processor {
         let prefix = keys::balance_prefix(p, &event.tenant, &event.customer);
         self.load_balances(batch, &prefix)?;
         let original_key = match &event.body {
-            Body::OrderRefunded(refund) => Some(keys::order(p, &event.tenant, &refund.original_event_id)),
+            Body::OrderRefunded(refund) => Some(keys::order(
+                p,
+                &event.tenant,
+                &event.customer,
+                &refund.original_event_id,
+            )),
             _ => None,
         };
         let original = match &original_key {
@@ -457,7 +462,7 @@ impl Processor {
             batch.customers.insert(key, profile.clone());
         }
         if let Some((order_event, order)) = &outcome.order_record {
-            let key = keys::order(p, &tenant.id, order_event);
+            let key = keys::order(p, &tenant.id, customer, order_event);
             batch.set.put(Family::Orders, key.clone(), to_json(order)?);
             batch.orders.insert(key, Some(order.clone()));
         }
@@ -479,11 +484,15 @@ impl Processor {
             batch.set.put(Family::Bookings, key.clone(), to_json(booking)?);
             batch.bookings.insert(key, Some(booking.clone()));
             if let Some(due) = outcome.timers.delete {
-                batch.set.delete(Family::Timers, keys::timer(p, due, &tenant.id, booking_id));
+                batch
+                    .set
+                    .delete(Family::Timers, keys::timer(p, due, &tenant.id, booking_id));
                 add_timers(batch, p, -1);
             }
             if let Some(due) = outcome.timers.set {
-                batch.set.put(Family::Timers, keys::timer(p, due, &tenant.id, booking_id), Vec::new());
+                batch
+                    .set
+                    .put(Family::Timers, keys::timer(p, due, &tenant.id, booking_id), Vec::new());
                 add_timers(batch, p, 1);
             }
         }

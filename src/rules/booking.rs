@@ -73,9 +73,17 @@ fn reject(code: &'static str, reason: String) -> Outcome {
 /// booking, which the rules do not see.
 pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Outcome {
     if input.booking.is_some() {
-        return reject("booking_exists", format!("booking {:?} was already created", body.booking_id));
+        return reject(
+            "booking_exists",
+            format!("booking {:?} was already created", body.booking_id),
+        );
     }
-    let points = input.tenant.bookings.points.get(&body.service).map_or(Decimal::ZERO, |p| p.value());
+    let points = input
+        .tenant
+        .bookings
+        .points
+        .get(&body.service)
+        .map_or(Decimal::ZERO, |p| p.value());
     let due = (points > Decimal::ZERO).then(|| due_ms(input.tenant, body.ends_at));
     Outcome {
         booking: Some((
@@ -99,12 +107,18 @@ pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Outcome {
 
 pub(super) fn rescheduled(input: &Input<'_>, body: &BookingRescheduled) -> Outcome {
     let Some(booking) = input.booking else {
-        return reject("unknown_booking", format!("no booking {:?} for this customer", body.booking_id));
+        return reject(
+            "unknown_booking",
+            format!("no booking {:?} for this customer", body.booking_id),
+        );
     };
     if booking.state != BookingState::Scheduled {
         return reject(
             "not_scheduled",
-            format!("booking {:?} is {:?}; only a scheduled booking moves", body.booking_id, booking.state),
+            format!(
+                "booking {:?} is {:?}; only a scheduled booking moves",
+                body.booking_id, booking.state
+            ),
         );
     }
     let mut moved = booking.clone();
@@ -122,10 +136,17 @@ pub(super) fn rescheduled(input: &Input<'_>, body: &BookingRescheduled) -> Outco
 /// `booking.cancelled` (`no_show = false`) or `booking.no_show`.
 pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outcome {
     let Some(booking) = input.booking else {
-        return reject("unknown_booking", format!("no booking {booking_id:?} for this customer"));
+        return reject(
+            "unknown_booking",
+            format!("no booking {booking_id:?} for this customer"),
+        );
     };
     let mut closed = booking.clone();
-    closed.state = if no_show { BookingState::NoShow } else { BookingState::Cancelled };
+    closed.state = if no_show {
+        BookingState::NoShow
+    } else {
+        BookingState::Cancelled
+    };
     closed.due_ms = None;
     match booking.state {
         BookingState::Scheduled => Outcome {
@@ -150,7 +171,11 @@ pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outco
                     program: "service_points".into(),
                     amount: -points,
                     base: None,
-                    description: Some(format!("{} {}", if no_show { "no-show" } else { "cancelled" }, booking.service)),
+                    description: Some(format!(
+                        "{} {}",
+                        if no_show { "no-show" } else { "cancelled" },
+                        booking.service
+                    )),
                 }]
             } else {
                 Vec::new()

@@ -38,6 +38,12 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
                 ),
             );
         }
+        if amount.normalize().scale() > super::scale_of(tenant, account) {
+            return reject(
+                "bad_precision",
+                format!("{amount} has more decimals than the {account} account holds (points are whole)"),
+            );
+        }
         let balance = input.balance(account);
         if balance < *amount {
             return reject(

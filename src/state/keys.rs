@@ -23,7 +23,7 @@ pub enum Family {
     Meta,
     /// `p | tenant 0 customer` -> customer profile (JSON).
     Customers,
-    /// `p | tenant 0 event_id` -> what an order accrued and redeemed (JSON), for refunds.
+    /// `p | tenant 0 customer 0 event_id` -> what an order accrued and redeemed (JSON), for refunds.
     Orders,
     /// `p | tenant 0 booking_id` -> a booking and its credit state (JSON).
     Bookings,
@@ -98,9 +98,11 @@ pub fn customer(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 0)
 }
 
-/// The record of an order (by its `event_id`), for refunds.
-pub fn order(p: u32, tenant: &str, event_id: &str) -> Vec<u8> {
-    with_parts(p, &[tenant.as_bytes(), event_id.as_bytes()], 0)
+/// The record of a customer's order (by its `event_id`), for refunds. The
+/// customer is part of the key: a refund sent for another customer finds
+/// nothing.
+pub fn order(p: u32, tenant: &str, customer: &str, event_id: &str) -> Vec<u8> {
+    with_parts(p, &[tenant.as_bytes(), customer.as_bytes(), event_id.as_bytes()], 0)
 }
 
 /// A booking of a tenant.
@@ -211,7 +213,7 @@ mod tests {
             outbox(p, 1),
             next_seq(p),
             customer(p, "t", "c"),
-            order(p, "t", "e"),
+            order(p, "t", "c", "e"),
             booking(p, "t", "b"),
             timer(p, 5, "t", "b"),
         ] {

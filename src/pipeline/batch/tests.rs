@@ -319,7 +319,11 @@ struct Studio {
 impl Studio {
     fn new() -> Self {
         let (store, processor) = studio();
-        Studio { store, processor, offset: 0 }
+        Studio {
+            store,
+            processor,
+            offset: 0,
+        }
     }
 
     fn send(&mut self, payload: &str) -> Applied {
@@ -355,7 +359,14 @@ impl Studio {
     }
 
     fn timers(&self) -> usize {
-        self.store.scan(Family::Timers, &keys::partition_prefix(1), &keys::partition_prefix(1), 100).map_or(0, |v| v.len())
+        self.store
+            .scan(
+                Family::Timers,
+                &keys::partition_prefix(1),
+                &keys::partition_prefix(1),
+                100,
+            )
+            .map_or(0, |v| v.len())
     }
 
     fn outputs(&self) -> Vec<serde_json::Value> {
@@ -429,7 +440,11 @@ fn reschedule_moves_the_timer_and_cancel_or_no_show_remove_it() {
     assert_eq!(s.fire(NOON + 27 * HOUR), 1, "the new one does");
 
     s.send(&book("b2", "yoga"));
-    s.send(&booking_event("cancel-b2", "booking.cancelled", r#"{"booking_id":"b2"}"#));
+    s.send(&booking_event(
+        "cancel-b2",
+        "booking.cancelled",
+        r#"{"booking_id":"b2"}"#,
+    ));
     s.send(&book("b3", "massage"));
     s.send(&booking_event("noshow-b3", "booking.no_show", r#"{"booking_id":"b3"}"#));
     assert_eq!(s.timers(), 0);
@@ -443,13 +458,21 @@ fn a_cancellation_after_the_credit_reverses_it() {
     s.send(&book("b1", "massage"));
     assert_eq!(s.fire(NOON + 4 * HOUR), 1);
     assert_eq!(s.points(), Decimal::from(25));
-    s.send(&booking_event("cancel-b1", "booking.cancelled", r#"{"booking_id":"b1"}"#));
+    s.send(&booking_event(
+        "cancel-b1",
+        "booking.cancelled",
+        r#"{"booking_id":"b1"}"#,
+    ));
     assert_eq!(s.points(), Decimal::ZERO);
     let last = s.outputs().into_iter().last().unwrap_or_default();
     assert_eq!(last["entry_type"], "reversal");
     assert_eq!(last["amount"], "-25");
     // A second cancellation is refused, not applied twice.
-    s.send(&booking_event("cancel-b1-again", "booking.cancelled", r#"{"booking_id":"b1"}"#));
+    s.send(&booking_event(
+        "cancel-b1-again",
+        "booking.cancelled",
+        r#"{"booking_id":"b1"}"#,
+    ));
     assert_eq!(s.points(), Decimal::ZERO);
     let last = s.outputs().into_iter().last().unwrap_or_default();
     assert_eq!(last["type"], "booking.rejected");
@@ -467,4 +490,34 @@ fn unknown_services_earn_nothing_and_unknown_bookings_are_rejected() {
     s.send(&book("b1", "yoga").replace("create-b1", "create-b1-again"));
     let last = s.outputs().into_iter().last().unwrap_or_default();
     assert_eq!(last["reason_code"], "booking_exists");
+}
+
+#[test]
+fn a_refund_only_finds_the_same_customers_order() {
+    let (store, mut processor) = setup();
+    let mut batch = Batch::default();
+    let paid = order("e1", "c1", "80.00", "downtown");
+    let refund = |customer: &str| {
+        format!(
+            r#"{{"schema_version":1,"event_id":"r-{customer}","type":"order.refunded","tenant":"cafe","branch":"downtown",
+            "customer":"{customer}","occurred_at":"2026-11-23T13:00:00Z","body":{{"refund_id":"r","original_event_id":"e1",
+            "amount":"80.00","currency":"AZN"}}}}"#
+        )
+    };
+    let other = refund("c2");
+    let own = refund("c1");
+    assert!(processor.apply(&mut batch, &record(0, "cafe:c1", &paid)).is_ok());
+    assert!(processor.apply(&mut batch, &record(1, "cafe:c2", &other)).is_ok());
+    assert!(processor.commit(batch).is_ok());
+    assert_eq!(
+        balance(&store, "c1"),
+        Some(Decimal::new(400, 2)),
+        "another customer's refund changes nothing"
+    );
+    let last = outbox(&store).pop().map(|(_, r)| r.payload).unwrap_or_default();
+    assert!(String::from_utf8_lossy(&last).contains("unknown_order"));
+    let mut batch = Batch::default();
+    assert!(processor.apply(&mut batch, &record(2, "cafe:c1", &own)).is_ok());
+    assert!(processor.commit(batch).is_ok());
+    assert_eq!(balance(&store, "c1"), Some(Decimal::new(0, 2)));
 }
