@@ -48,7 +48,12 @@ pub const READY: &str = "accrue_ready";
 pub const TENANT_EVENTS_PROCESSED: &str = "accrue_tenant_events_processed_total";
 
 /// Every metric with its kind and help text, for `# HELP` lines and docs.
-pub const METRICS: [(&str, Kind, &str); 25] = [
+pub const METRICS: [(&str, Kind, &str); 26] = [
+    (
+        TIMERS_OVERDUE,
+        Kind::Gauge,
+        "Seconds the earliest pending timer is past its due time (0 when none is due): timers are late.",
+    ),
     (
         TIMERS_PENDING,
         Kind::Gauge,
@@ -436,6 +441,13 @@ pub const TIMERS_PENDING: &str = "accrue_timers_pending";
 pub const TIMERS_FIRED: &str = "accrue_timers_fired_total";
 /// Seconds between a timer's due time and its firing.
 pub const TIMER_LAG: &str = "accrue_timer_lag_seconds";
+/// How far past due the earliest pending timer is (0 if none is due).
+pub const TIMERS_OVERDUE: &str = "accrue_timers_overdue_seconds";
+
+/// The earliest pending timer is `overdue_ms` past due (negative: not yet due).
+pub fn timers_overdue(overdue_ms: i64) {
+    gauge!(TIMERS_OVERDUE).set(overdue_ms.max(0) as f64 / 1000.0);
+}
 
 /// One timer fired `lag_ms` after it was due.
 pub fn timer_fired(lag_ms: i64) {

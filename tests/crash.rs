@@ -277,6 +277,9 @@ fn sigkill_mid_stream_never_loses_or_doubles_an_accrual() {
         expected.len(),
         "no balance for a customer without accruals"
     );
+    if std::env::var("ACCRUE_TEST_SHOW_LOGS").is_ok() {
+        eprintln!("{}", env.logs());
+    }
     eprintln!(
         "crash test: {} records ({} orders, {} duplicates, {} bad), {kills} SIGKILLs, {checked} balances and ledgers checked, {} accruals once each",
         stream.len(),

@@ -617,6 +617,19 @@ impl Processor {
         Ok(fired)
     }
 
+    /// The due time of the earliest timer of partition `p` in state, if any.
+    ///
+    /// # Errors
+    /// [`StateError`] if the store fails.
+    pub fn earliest_due(&self, p: u32) -> Result<Option<i64>, StateError> {
+        let prefix = keys::partition_prefix(p);
+        let first = self.store.scan(Family::Timers, &prefix, &prefix, 1)?;
+        Ok(first
+            .first()
+            .and_then(|(key, _)| keys::parse_timer(key))
+            .map(|(due, _, _)| due))
+    }
+
     /// Pending timers of every partition this processor has committed.
     pub fn timers_pending(&self) -> i64 {
         self.committed.values().map(|c| c.timers).sum()

@@ -232,9 +232,14 @@ pub fn run(
         if Instant::now() >= next_timer_check && !paused {
             let now = clock.now_ms();
             let partitions: HashSet<u32> = owned.iter().map(|(_, p)| *p).collect();
+            let mut overdue_ms = 0;
             for p in partitions {
+                if let Some(due) = processor.earliest_due(p)? {
+                    overdue_ms = overdue_ms.max(now - due);
+                }
                 processor.fire_due(&mut batch, p, now, timers::FIRE_LIMIT)?;
             }
+            telemetry::timers_overdue(overdue_ms);
             if batch_started.is_none() && !batch.is_empty() {
                 batch_started = Some(Instant::now());
             }

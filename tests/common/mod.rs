@@ -246,6 +246,18 @@ dir = "tenants"
             .expect("spawn accrue run")
     }
 
+    /// Moves the processor to a fresh consumer group. State and positions
+    /// live in RocksDB, so the group id does not matter for correctness;
+    /// this sidesteps tansu 0.6.0, which can leave a member that joins a
+    /// group after its previous member died unassigned indefinitely.
+    pub fn new_group(&self) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        let start = text.find("group_id = \"").expect("group_id line") + "group_id = \"".len();
+        let end = start + text[start..].find('"').expect("closing quote");
+        let updated = format!("{}{}{}", &text[..start], unique("group"), &text[end..]);
+        std::fs::write(&self.config, updated).expect("write config");
+    }
+
     /// Every run log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
