@@ -137,6 +137,35 @@ pub fn produce_files(config: &Config, topic: &str, files: &[impl AsRef<Path>]) -
     Ok(sent)
 }
 
+/// Produces `(key, value)` records to `topic` as fast as the producer
+/// queue allows; returns how many were delivered.
+///
+/// # Errors
+/// [`AdminError`] if delivery fails.
+pub fn produce_stream(
+    config: &Config,
+    topic: &str,
+    records: impl Iterator<Item = (String, String)>,
+) -> Result<u64, AdminError> {
+    let producer: BaseProducer = config.kafka.client_config(ClientRole::Producer).create()?;
+    let mut sent = 0;
+    for (key, value) in records {
+        loop {
+            match producer.send(BaseRecord::to(topic).key(key.as_str()).payload(value.as_str())) {
+                Ok(()) => break,
+                Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((err, _)) => return Err(err.into()),
+            }
+        }
+        producer.poll(Duration::ZERO);
+        sent += 1;
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(sent)
+}
+
 /// A file holds either one pretty-printed JSON document or NDJSON.
 fn split_documents(text: &str) -> Vec<&str> {
     let trimmed = text.trim();
@@ -247,4 +276,52 @@ pub fn print_topic(
         }
     }
     Ok(printed)
+}
+
+/// Reads every record of `topic` from the beginning with a plain rdkafka
+/// consumer that does no processing: the broker's consume ceiling, for
+/// `scripts/bench`. Returns records read and seconds from the first record
+/// to the last.
+///
+/// # Errors
+/// [`AdminError`] if the topic cannot be read.
+pub fn raw_consume(config: &Config, topic: &str) -> Result<(u64, f64), AdminError> {
+    let consumer: BaseConsumer<KafkaLog> = config
+        .kafka
+        .client_config(ClientRole::TailReader)
+        .create_with_context(KafkaLog)?;
+    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let Some(t) = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && !t.partitions().is_empty())
+    else {
+        return Err(AdminError::MissingTopic(topic.to_owned()));
+    };
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for p in t.partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), METADATA_TIMEOUT)?;
+        remaining += high - low;
+        tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
+    }
+    consumer.assign(&tpl)?;
+    let mut read = 0u64;
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    let mut idle = Instant::now();
+    while (read as i64) < remaining && idle.elapsed() < Duration::from_secs(30) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => {
+                first.get_or_insert_with(Instant::now);
+                read += 1;
+                last = Instant::now();
+                idle = last;
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(err)) => return Err(err.into()),
+        }
+    }
+    let secs = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+    Ok((read, secs))
 }

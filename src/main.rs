@@ -56,6 +56,25 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Generate realistic events (Zipf customers, real catalogue) to Kafka or NDJSON.
+    Gen(GenArgs),
+    /// Run NDJSON events through the processor into a state directory, no broker.
+    Replay {
+        /// NDJSON file of events.
+        file: PathBuf,
+        /// State directory (default: [state] dir of the config).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Partitions to spread keys over (as the input topics have).
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+    },
+    /// Read a topic from the beginning with a plain consumer and print the rate (bench baseline).
+    RawConsume {
+        /// Topic (default: the first input topic).
+        #[arg(long)]
+        topic: Option<String>,
+    },
     /// Print a topic's records from the beginning as JSON lines.
     Tail {
         /// `accruals`, `dead-letter`, or a topic name.
@@ -70,6 +89,34 @@ enum Command {
         #[arg(long)]
         pretty: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Events to generate.
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Target rate in events per second; 0 for as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Customers per tenant.
+    #[arg(long, default_value_t = 10_000)]
+    customers: u64,
+    /// Zipf exponent of customer popularity.
+    #[arg(long, default_value_t = 1.1)]
+    zipf: f64,
+    /// Seed; the same seed gives the same events.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Mix in percent: orders,refunds,bookings,adjustments,upserts,gift_cards.
+    #[arg(long, default_value = "80,3,10,2,4,1")]
+    mix: String,
+    /// Write NDJSON to this file instead of producing to Kafka.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Topic to produce to (default: the first input topic).
+    #[arg(long)]
+    topic: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +190,40 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 .context("no input topic configured")?;
             let n = admin::produce_files(&config, &topic, &files)?;
             println!("produced {n} event{} to {topic}", if n == 1 { "" } else { "s" });
+            Ok(())
+        }
+        Command::Gen(args) => generate(&load(&cli.config)?, args),
+        Command::Replay {
+            file,
+            state,
+            partitions,
+        } => {
+            let config = load(&cli.config)?;
+            let state = state.unwrap_or_else(|| config.state.dir.clone());
+            let stats = accrue::replay::replay(&config, &file, &state, partitions, true)?;
+            println!(
+                "{{\"records\":{},\"processed\":{},\"dead_lettered\":{},\"duplicates\":{},\"batches\":{},\"seconds\":{:.3},\"events_per_second\":{:.0},\"cpu_seconds\":{:.2}}}",
+                stats.records,
+                stats.processed,
+                stats.dead_lettered,
+                stats.duplicates,
+                stats.batches,
+                stats.seconds,
+                stats.records as f64 / stats.seconds.max(1e-9),
+                stats.cpu_seconds
+            );
+            Ok(())
+        }
+        Command::RawConsume { topic } => {
+            let config = load(&cli.config)?;
+            let topic = topic
+                .or_else(|| config.topics.input.first().cloned())
+                .context("no input topic")?;
+            let (n, secs) = admin::raw_consume(&config, &topic)?;
+            println!(
+                "{{\"records\":{n},\"seconds\":{secs:.3},\"records_per_second\":{:.0}}}",
+                n as f64 / secs.max(1e-9)
+            );
             Ok(())
         }
         Command::Tail {
@@ -221,4 +302,51 @@ fn reload(path: &std::path::Path, programs: &Programs) {
         }
         Err(err) => tracing::error!("SIGHUP: reload failed, the old programs stay in force: {err}"),
     }
+}
+
+fn generate(config: &Config, args: GenArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let shares: Vec<u32> = args
+        .mix
+        .split(',')
+        .map(|s| s.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .context("--mix takes six whole percentages: orders,refunds,bookings,adjustments,upserts,gift_cards")?;
+    let [orders, refunds, bookings, adjustments, upserts, gift_cards] = shares[..] else {
+        anyhow::bail!("--mix takes six whole percentages: orders,refunds,bookings,adjustments,upserts,gift_cards");
+    };
+    let settings = accrue::gen::Settings {
+        events: args.events,
+        customers: args.customers,
+        zipf: args.zipf,
+        mix: accrue::gen::Mix {
+            orders,
+            refunds,
+            bookings,
+            adjustments,
+            upserts,
+            gift_cards,
+        },
+        seed: args.seed,
+    };
+    let generator = accrue::gen::Generator::new(config.tenants.values().cloned().collect(), settings)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut pacer = accrue::gen::Pacer::new(args.rate, args.events);
+    if let Some(path) = args.out {
+        let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        for (_, json) in generator {
+            writeln!(out, "{json}")?;
+            pacer.tick();
+        }
+        out.flush()?;
+    } else {
+        let topic = args
+            .topic
+            .or_else(|| config.topics.input.first().cloned())
+            .context("no input topic")?;
+        admin::produce_stream(config, &topic, generator.inspect(|_| pacer.tick()))?;
+    }
+    pacer.report(" (done)");
+    Ok(())
 }
