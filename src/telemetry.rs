@@ -279,6 +279,8 @@ fn register(setup: &MetricsSetup) {
     }
     counter!(RECORDS_REPLAYED).absolute(0);
     counter!(TIMERS_FIRED).absolute(0);
+    gauge!(TIMERS_PENDING).set(0.0);
+    gauge!(TIMERS_OVERDUE).set(0.0);
     counter!(OUTBOX_RECOVERED).absolute(0);
     counter!(OUTBOX_ERRORS).absolute(0);
     gauge!(OUTBOX_DEPTH).set(0.0);

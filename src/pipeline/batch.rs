@@ -143,6 +143,19 @@ impl Processor {
         read_offset(self.store.as_ref(), topic, partition)
     }
 
+    /// Loads the committed progress of a newly assigned `partition`, so its
+    /// pending timers count before its first batch.
+    ///
+    /// # Errors
+    /// [`StateError`] if the store fails.
+    pub fn warm(&mut self, partition: u32) -> Result<(), StateError> {
+        if !self.committed.contains_key(&partition) {
+            let cursor = self.load_cursor(partition)?;
+            self.committed.insert(partition, cursor);
+        }
+        Ok(())
+    }
+
     /// Forgets cached progress of `partition` (it was revoked); the next
     /// touch reloads it from the store.
     pub fn forget(&mut self, partition: u32) {
@@ -331,10 +344,7 @@ impl Processor {
             _ => None,
         };
         let booking = match booking_id {
-            Some(id) => self
-                .booking(batch, &keys::booking(p, &event.tenant, id))?
-                // Bookings are the customer's own: another customer's id is unknown here.
-                .filter(|b| b.customer == event.customer),
+            Some(id) => self.booking(batch, &keys::booking(p, &event.tenant, &event.customer, id))?,
             None => None,
         };
         let mut outcome = {
@@ -480,19 +490,21 @@ impl Processor {
             }
         }
         if let Some((booking_id, booking)) = &outcome.booking {
-            let key = keys::booking(p, &tenant.id, booking_id);
+            let key = keys::booking(p, &tenant.id, customer, booking_id);
             batch.set.put(Family::Bookings, key.clone(), to_json(booking)?);
             batch.bookings.insert(key, Some(booking.clone()));
             if let Some(due) = outcome.timers.delete {
                 batch
                     .set
-                    .delete(Family::Timers, keys::timer(p, due, &tenant.id, booking_id));
+                    .delete(Family::Timers, keys::timer(p, due, &tenant.id, customer, booking_id));
                 add_timers(batch, p, -1);
             }
             if let Some(due) = outcome.timers.set {
-                batch
-                    .set
-                    .put(Family::Timers, keys::timer(p, due, &tenant.id, booking_id), Vec::new());
+                batch.set.put(
+                    Family::Timers,
+                    keys::timer(p, due, &tenant.id, customer, booking_id),
+                    Vec::new(),
+                );
                 add_timers(batch, p, 1);
             }
         }
@@ -567,7 +579,13 @@ impl Processor {
         let due = self.store.scan(Family::Timers, &prefix, &prefix, limit)?;
         let mut fired = 0;
         for (key, _) in due {
-            let Some((due_ms, tenant_id, booking_id)) = keys::parse_timer(&key) else {
+            let Some(keys::TimerKey {
+                due_ms,
+                tenant: tenant_id,
+                customer: customer_id,
+                booking_id,
+            }) = keys::parse_timer(&key)
+            else {
                 continue;
             };
             if due_ms > now_ms {
@@ -577,7 +595,7 @@ impl Processor {
                 slot.insert(self.load_cursor(p)?);
             }
             let tenants = self.tenants.clone();
-            let booking_key = keys::booking(p, &tenant_id, &booking_id);
+            let booking_key = keys::booking(p, &tenant_id, &customer_id, &booking_id);
             let booking = self.booking(batch, &booking_key)?;
             let live = booking.as_ref().is_some_and(|b| b.due_ms == Some(due_ms));
             let (Some(tenant), Some(booking), true) = (tenants.get(&tenant_id), booking, live) else {
@@ -627,7 +645,7 @@ impl Processor {
         Ok(first
             .first()
             .and_then(|(key, _)| keys::parse_timer(key))
-            .map(|(due, _, _)| due))
+            .map(|t| t.due_ms))
     }
 
     /// Pending timers of every partition this processor has committed.

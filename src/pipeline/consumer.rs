@@ -229,7 +229,7 @@ pub fn run(
         }
 
         // Due timers fire into the open batch, and commit with it.
-        if Instant::now() >= next_timer_check && !paused {
+        if Instant::now() >= next_timer_check {
             let now = clock.now_ms();
             let partitions: HashSet<u32> = owned.iter().map(|(_, p)| *p).collect();
             let mut overdue_ms = 0;
@@ -237,7 +237,10 @@ pub fn run(
                 if let Some(due) = processor.earliest_due(p)? {
                     overdue_ms = overdue_ms.max(now - due);
                 }
-                processor.fire_due(&mut batch, p, now, timers::FIRE_LIMIT)?;
+                // Under outbox backpressure, measure but do not add output.
+                if !paused {
+                    processor.fire_due(&mut batch, p, now, timers::FIRE_LIMIT)?;
+                }
             }
             telemetry::timers_overdue(overdue_ms);
             if batch_started.is_none() && !batch.is_empty() {
@@ -342,6 +345,7 @@ fn apply_changes(
             Change::Assigned(parts) => {
                 for (topic, p) in parts {
                     check_not_truncated(consumer, store, &topic, p)?;
+                    processor.warm(p)?;
                     progress.own(p, read_next_seq(store, p)?);
                     tracing::info!(topic = %topic, partition = p, "partition assigned");
                     owned.insert((topic, p));

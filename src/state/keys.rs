@@ -105,31 +105,50 @@ pub fn order(p: u32, tenant: &str, customer: &str, event_id: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), customer.as_bytes(), event_id.as_bytes()], 0)
 }
 
-/// A booking of a tenant.
-pub fn booking(p: u32, tenant: &str, booking_id: &str) -> Vec<u8> {
-    with_parts(p, &[tenant.as_bytes(), booking_id.as_bytes()], 0)
+/// A customer's booking. The customer is part of the key: another
+/// customer reusing the booking id can neither see nor overwrite it.
+pub fn booking(p: u32, tenant: &str, customer: &str, booking_id: &str) -> Vec<u8> {
+    with_parts(p, &[tenant.as_bytes(), customer.as_bytes(), booking_id.as_bytes()], 0)
 }
 
-/// The timer of `booking_id`, due at `due_ms` (Unix milliseconds). Timers
-/// of a partition sort by due time.
-pub fn timer(p: u32, due_ms: i64, tenant: &str, booking_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(14 + tenant.len() + booking_id.len());
+/// The timer of a customer's booking, due at `due_ms` (Unix milliseconds;
+/// earlier than 1970 counts as 1970). Timers of a partition sort by due time.
+pub fn timer(p: u32, due_ms: i64, tenant: &str, customer: &str, booking_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(14 + tenant.len() + customer.len() + booking_id.len());
     key.extend_from_slice(&p.to_be_bytes());
     key.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
     key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(customer.as_bytes());
     key.push(0);
     key.extend_from_slice(booking_id.as_bytes());
     key
 }
 
-/// Splits a timer key into due time, tenant and booking id.
-pub fn parse_timer(key: &[u8]) -> Option<(i64, String, String)> {
+/// A timer: when it is due and whose booking it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerKey {
+    /// Due time, Unix milliseconds.
+    pub due_ms: i64,
+    /// Tenant id.
+    pub tenant: String,
+    /// Customer id.
+    pub customer: String,
+    /// Booking id.
+    pub booking_id: String,
+}
+
+/// Splits a timer key made by [`timer`].
+pub fn parse_timer(key: &[u8]) -> Option<TimerKey> {
     let due = u64::from_be_bytes(key.get(4..12)?.try_into().ok()?);
-    let rest = key.get(12..)?;
-    let split = rest.iter().position(|b| *b == 0)?;
-    let tenant = String::from_utf8(rest[..split].to_vec()).ok()?;
-    let booking = String::from_utf8(rest[split + 1..].to_vec()).ok()?;
-    Some((i64::try_from(due).ok()?, tenant, booking))
+    let mut parts = key.get(12..)?.splitn(3, |b| *b == 0);
+    let mut text = || parts.next().and_then(|p| String::from_utf8(p.to_vec()).ok());
+    Some(TimerKey {
+        due_ms: i64::try_from(due).ok()?,
+        tenant: text()?,
+        customer: text()?,
+        booking_id: text()?,
+    })
 }
 
 /// Prefix of one customer's ledger entries, in sequence order.
@@ -214,8 +233,8 @@ mod tests {
             next_seq(p),
             customer(p, "t", "c"),
             order(p, "t", "c", "e"),
-            booking(p, "t", "b"),
-            timer(p, 5, "t", "b"),
+            booking(p, "t", "c", "b"),
+            timer(p, 5, "t", "c", "b"),
         ] {
             assert!(key.starts_with(&partition_prefix(p)));
         }
@@ -248,8 +267,9 @@ mod tests {
 
         #[test]
         fn timer_keys_round_trip_and_sort_by_due(a in 0i64..i64::MAX / 2, b in 0i64..i64::MAX / 2, id in "[a-z0-9-]{1,20}") {
-            prop_assert_eq!(parse_timer(&timer(3, a, "t", &id)), Some((a, "t".to_owned(), id.clone())));
-            prop_assert_eq!(timer(3, a, "t", &id) < timer(3, b, "t", &id), a < b);
+            let parsed = parse_timer(&timer(3, a, "t", "c", &id));
+            prop_assert_eq!(parsed, Some(TimerKey { due_ms: a, tenant: "t".into(), customer: "c".into(), booking_id: id.clone() }));
+            prop_assert_eq!(timer(3, a, "t", "c", &id) < timer(3, b, "t", "c", &id), a < b);
         }
 
         #[test]
