@@ -175,33 +175,45 @@ fn split_documents(text: &str) -> Vec<&str> {
     trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
 }
 
-/// One human-readable line for an accrual or a dead letter.
+/// One human-readable line for any output record.
 fn summarize(headers: &BTreeMap<String, String>, value: &serde_json::Value) -> String {
     let id = headers.get(crate::contract::HEADER_ID).map_or("-", String::as_str);
     if let Some(kind) = headers.get(crate::contract::HEADER_ERROR_KIND) {
-        let reason = headers
-            .get(crate::contract::HEADER_ERROR_REASON)
-            .map_or("", String::as_str);
+        let reason = headers.get(crate::contract::HEADER_ERROR_REASON).map_or("", String::as_str);
         return format!("[{id}] dead letter: {kind}: {reason}");
     }
-    let field = |name: &str| {
-        value
-            .get(name)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("?")
-            .to_owned()
-    };
-    format!(
-        "[{id}] {}/{}: {} +{} {} -> balance {} {} (event {})",
-        field("tenant"),
-        field("customer"),
-        field("account"),
-        field("amount"),
-        field("currency"),
-        field("balance"),
-        field("currency"),
-        field("source_event_id"),
-    )
+    let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str).unwrap_or("").to_owned();
+    let who = format!("{}/{}", field("tenant"), field("customer"));
+    let kind = field("type");
+    match kind.as_str() {
+        "accrual.recorded" => {
+            let amount = field("amount");
+            let sign = if amount.starts_with('-') { "" } else { "+" };
+            format!(
+                "[{id}] {who}: {} {} {sign}{amount} -> balance {} ({}, event {})",
+                field("entry_type"),
+                field("account"),
+                field("balance"),
+                field("program"),
+                field("source_event_id"),
+            )
+        }
+        "giftcard.issued" => format!(
+            "[{id}] {who}: gift card {} issued, code {} worth {} {}",
+            field("gift_card"),
+            field("code"),
+            field("value"),
+            field("currency")
+        ),
+        k if k.ends_with(".rejected") => format!("[{id}] {who}: {k}: {} ({})", field("reason_code"), field("reason")),
+        _ => format!(
+            "[{id}] {who}: {kind}: {} {} -> {} \"{}\"",
+            field("account"),
+            field("amount"),
+            field("balance"),
+            field("description")
+        ),
+    }
 }
 
 /// Prints records of `topic` from the beginning as JSON lines (key, headers,

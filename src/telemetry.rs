@@ -418,7 +418,12 @@ pub fn partitions_owned(n: usize) {
 /// A librdkafka client-level error. Reaching the end of a partition is
 /// reported here too when `enable.partition.eof` is on; it is not an error.
 pub fn librdkafka_error(error: &rdkafka::error::KafkaError, reason: &str) {
-    if matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+    if matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    ) {
         return;
     }
     tracing::error!(target: "librdkafka", %error, "librdkafka: {reason}");

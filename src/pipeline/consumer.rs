@@ -184,6 +184,7 @@ pub fn run(
     let mut batch_started: Option<Instant> = None;
     let mut paused = false;
     let mut next_timer_check = Instant::now();
+    let mut consumed: Vec<(String, u64)> = Vec::new();
     let max_events = config.batch.max_events;
     let linger = config.batch.linger();
     let mut lag_reported = Instant::now();
@@ -192,6 +193,9 @@ pub fn run(
         let stopping = stop.load(Ordering::SeqCst);
         let due = batch_started.is_some_and(|t| t.elapsed() >= linger);
         if !batch.is_empty() && (stopping || due || batch.events() >= max_events) {
+            for (topic, n) in consumed.drain(..) {
+                telemetry::consumed(&topic, n);
+            }
             let b = std::mem::take(&mut batch);
             commit(&mut processor, b, &consumer, &progress)?;
             batch_started = None;
@@ -292,7 +296,11 @@ pub fn run(
             key: message.key(),
             payload: message.payload(),
         };
-        telemetry::consumed(record.topic, 1);
+        // Counted per batch, not per record: a labelled counter is a map lookup.
+        match consumed.iter_mut().find(|(t, _)| t == record.topic) {
+            Some((_, n)) => *n += 1,
+            None => consumed.push((record.topic.to_owned(), 1)),
+        }
         processor.apply(&mut batch, &record)?;
         if batch_started.is_none() && !batch.is_empty() {
             batch_started = Some(Instant::now());
