@@ -24,9 +24,17 @@ impl RocksStore {
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // One block cache for every family; bloom filters make the common
+        // point-read misses (new event ids, unknown customers) cheap.
+        let cache = rocksdb::Cache::new_lru_cache(256 << 20);
         let cfs = Family::ALL.iter().map(|f| {
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_bloom_filter(10.0, false);
+            table.set_cache_index_and_filter_blocks(true);
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            cf_opts.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(f.name(), cf_opts)
         });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
