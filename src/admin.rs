@@ -179,10 +179,18 @@ fn split_documents(text: &str) -> Vec<&str> {
 fn summarize(headers: &BTreeMap<String, String>, value: &serde_json::Value) -> String {
     let id = headers.get(crate::contract::HEADER_ID).map_or("-", String::as_str);
     if let Some(kind) = headers.get(crate::contract::HEADER_ERROR_KIND) {
-        let reason = headers.get(crate::contract::HEADER_ERROR_REASON).map_or("", String::as_str);
+        let reason = headers
+            .get(crate::contract::HEADER_ERROR_REASON)
+            .map_or("", String::as_str);
         return format!("[{id}] dead letter: {kind}: {reason}");
     }
-    let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str).unwrap_or("").to_owned();
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
     let who = format!("{}/{}", field("tenant"), field("customer"));
     let kind = field("type");
     match kind.as_str() {
