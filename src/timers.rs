@@ -59,3 +59,73 @@ impl Clock for ManualClock {
         self.now.load(Ordering::SeqCst)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Batch, InputRecord, Processor};
+    use crate::state::MemoryStore;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    const STUDIO: &str = r#"
+id = "studio"
+currency = "EUR"
+[branches.main]
+[bookings]
+credit_delay = "3h"
+points = { yoga = "10" }
+"#;
+
+    #[test]
+    fn the_schedule_follows_the_injected_clock_without_sleeping() {
+        let tenant = match toml::from_str(STUDIO) {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"),
+        };
+        let mut processor = Processor::new(
+            Arc::new(MemoryStore::default()),
+            Arc::new(HashMap::from([("studio".to_owned(), tenant)])),
+            Arc::from(&b"k"[..]),
+        );
+        // The class ends at 12:00 UTC; the clock starts at 11:00.
+        let ends_at = time::macros::datetime!(2026-11-23 12:00 UTC);
+        let ends_ms = (ends_at.unix_timestamp_nanos() / 1_000_000) as i64;
+        let clock = ManualClock::at(ends_ms - 3_600_000);
+        let json = r#"{"schema_version":1,"event_id":"e","type":"booking.created","tenant":"studio","branch":"main",
+            "customer":"ann","occurred_at":"2026-11-23T10:00:00Z","body":{"booking_id":"b","service":"yoga",
+            "starts_at":"2026-11-23T11:00:00Z","ends_at":"2026-11-23T12:00:00Z"}}"#;
+        let mut batch = Batch::default();
+        let record = InputRecord {
+            topic: "t",
+            partition: 0,
+            offset: 0,
+            key: Some(b"studio:ann"),
+            payload: Some(json.as_bytes()),
+        };
+        assert!(processor.apply(&mut batch, &record).is_ok());
+        assert!(processor.commit(batch).is_ok());
+
+        let mut fired_at = Vec::new();
+        // Step through four hours a minute at a time: exactly one firing, at 15:00.
+        for _ in 0..240 {
+            clock.advance(Duration::from_secs(60));
+            let mut batch = Batch::default();
+            let fired = processor
+                .fire_due(&mut batch, 0, clock.now_ms(), FIRE_LIMIT)
+                .unwrap_or(usize::MAX);
+            assert!(processor.commit(batch).is_ok());
+            if fired > 0 {
+                fired_at.push((clock.now_ms() - ends_ms) / 60_000);
+            }
+        }
+        assert_eq!(fired_at, vec![180], "one firing, 3h after the end");
+        assert_eq!(processor.timers_pending(), 0);
+    }
+
+    #[test]
+    fn system_clock_is_unix_milliseconds() {
+        let now = SystemClock.now_ms();
+        assert!(now > 1_700_000_000_000 && now < 4_000_000_000_000);
+    }
+}
