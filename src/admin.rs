@@ -237,21 +237,10 @@ pub fn print_topic(
     pretty: bool,
     out: &mut impl Write,
 ) -> Result<usize, AdminError> {
-    let consumer: BaseConsumer<KafkaLog> = config
-        .kafka
-        .client_config(ClientRole::TailReader)
-        .create_with_context(KafkaLog)?;
-    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let Some(t) = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && !t.partitions().is_empty())
-    else {
-        return Err(AdminError::MissingTopic(topic.to_owned()));
-    };
+    let (consumer, partitions) = topic_reader(config, topic)?;
     let mut tpl = TopicPartitionList::new();
-    for p in t.partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+    for p in partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
     let mut printed = 0;
@@ -298,6 +287,25 @@ pub fn print_topic(
     Ok(printed)
 }
 
+/// An unsubscribed reader of `topic` and its partition ids.
+fn topic_reader(config: &Config, topic: &str) -> Result<(BaseConsumer<KafkaLog>, Vec<i32>), AdminError> {
+    let consumer: BaseConsumer<KafkaLog> = config
+        .kafka
+        .client_config(ClientRole::TailReader)
+        .create_with_context(KafkaLog)?;
+    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(AdminError::MissingTopic(topic.to_owned()));
+    }
+    Ok((consumer, partitions))
+}
+
 /// Reads every record of `topic` from the beginning with a plain rdkafka
 /// consumer that does no processing: the broker's consume ceiling, for
 /// `scripts/bench`. Returns records read and seconds from the first record
@@ -306,24 +314,13 @@ pub fn print_topic(
 /// # Errors
 /// [`AdminError`] if the topic cannot be read.
 pub fn raw_consume(config: &Config, topic: &str) -> Result<(u64, f64), AdminError> {
-    let consumer: BaseConsumer<KafkaLog> = config
-        .kafka
-        .client_config(ClientRole::TailReader)
-        .create_with_context(KafkaLog)?;
-    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let Some(t) = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && !t.partitions().is_empty())
-    else {
-        return Err(AdminError::MissingTopic(topic.to_owned()));
-    };
+    let (consumer, partitions) = topic_reader(config, topic)?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining = 0i64;
-    for p in t.partitions() {
-        let (low, high) = consumer.fetch_watermarks(topic, p.id(), METADATA_TIMEOUT)?;
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT)?;
         remaining += high - low;
-        tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
+        tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
     }
     consumer.assign(&tpl)?;
     let mut read = 0u64;

@@ -8,7 +8,7 @@
 mod tenant;
 
 pub use tenant::{
-    BookingsConfig, BranchConfig, CustomerSeed, GiftCardConfig, GroupRule, NegativeBalance, ProgramConfig,
+    BookingsConfig, BranchConfig, CustomerProfile, GiftCardConfig, GroupRule, NegativeBalance, ProgramConfig,
     ProgramStatus, ProgramType, RedemptionConfig, RefundConfig, SalePair, SalesConfig, TenantConfig, BUILTIN_ACCOUNTS,
 };
 

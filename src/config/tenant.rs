@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{parse_toml, ConfigIssue, Issues};
@@ -46,9 +46,9 @@ pub struct TenantConfig {
     /// Gift cards customers can buy with points (seed 004).
     #[serde(default)]
     pub gift_cards: Vec<GiftCardConfig>,
-    /// Customers known before any `customer.upserted` event.
+    /// Customers known before any `customer.upserted` event, by id.
     #[serde(default)]
-    pub customers: Vec<CustomerSeed>,
+    pub customers: BTreeMap<String, CustomerProfile>,
     /// Service points for bookings (seed 004).
     #[serde(default)]
     pub bookings: BookingsConfig,
@@ -309,12 +309,11 @@ fn default_giftcard_account() -> String {
     "service_points".into()
 }
 
-/// A customer known from config.
-#[derive(Debug, Clone, Deserialize)]
+/// A customer's profile: from `customer.upserted`, or seeded in the
+/// tenant file under `[customers.<id>]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CustomerSeed {
-    /// Customer id.
-    pub id: String,
+pub struct CustomerProfile {
     /// Phone number.
     #[serde(default)]
     pub phone: Option<String>,
@@ -361,8 +360,8 @@ impl TenantConfig {
     }
 
     /// The seeded profile of `customer`, if any.
-    pub fn seeded_customer(&self, customer: &str) -> Option<&CustomerSeed> {
-        self.customers.iter().find(|c| c.id == customer)
+    pub fn seeded_customer(&self, customer: &str) -> Option<&CustomerProfile> {
+        self.customers.get(customer)
     }
 }
 
@@ -542,12 +541,11 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
             );
         }
     }
-    let mut seen = BTreeSet::new();
-    for (i, customer) in tenant.customers.iter().enumerate() {
-        if customer.id.is_empty() || customer.id.contains(':') || !seen.insert(customer.id.as_str()) {
+    for id in tenant.customers.keys() {
+        if id.is_empty() || id.len() > 128 || id.contains(':') || id.chars().any(char::is_control) {
             issues.push(
-                format!("customers[{i}].id"),
-                "must be a unique, non-empty id without ':'",
+                format!("customers.{id}"),
+                "a customer id is 1 to 128 bytes without ':' or control characters",
             );
         }
     }

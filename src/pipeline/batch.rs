@@ -526,15 +526,7 @@ impl Processor {
         }
         let profile = match self.store.get(Family::Customers, &key)? {
             Some(raw) => serde_json::from_slice(&raw).map_err(|e| corrupt(Family::Customers, &e.to_string()))?,
-            None => tenant
-                .seeded_customer(customer)
-                .map(|seed| Customer {
-                    phone: seed.phone.clone(),
-                    groups: seed.groups.clone(),
-                    registered: seed.registered,
-                    marketing_consent: seed.marketing_consent,
-                })
-                .unwrap_or_default(),
+            None => tenant.seeded_customer(customer).cloned().unwrap_or_default(),
         };
         batch.customers.insert(key, profile.clone());
         Ok(profile)

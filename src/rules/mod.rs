@@ -9,7 +9,7 @@ mod booking;
 mod giftcard;
 mod order;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
@@ -98,21 +98,7 @@ pub struct IssuedCard {
 }
 
 /// A customer's profile, from `customer.upserted` or config.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Customer {
-    /// Phone number.
-    #[serde(default)]
-    pub phone: Option<String>,
-    /// Groups the customer belongs to.
-    #[serde(default)]
-    pub groups: BTreeSet<String>,
-    /// Signed up; only registered customers earn.
-    #[serde(default)]
-    pub registered: bool,
-    /// Agreed to marketing notifications.
-    #[serde(default)]
-    pub marketing_consent: bool,
-}
+pub use crate::config::CustomerProfile as Customer;
 
 impl Customer {
     /// The profile a `customer.upserted` body describes.

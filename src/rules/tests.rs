@@ -24,8 +24,7 @@ id = "gc-50"
 name = "Gift card 50"
 points = "500"
 value = "50.00"
-[[customers]]
-id = "regular"
+[customers.regular]
 groups = ["Regulars"]
 registered = true
 marketing_consent = true

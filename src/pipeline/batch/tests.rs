@@ -273,8 +273,7 @@ currency = "EUR"
 [bookings]
 credit_delay = "3h"
 points = { yoga = "10", massage = "25" }
-[[customers]]
-id = "ann"
+[customers.ann]
 registered = true
 marketing_consent = true
 "#;
