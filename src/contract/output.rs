@@ -43,20 +43,10 @@ pub struct SourceRef {
 /// and stored in the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccrualEvent {
-    /// Deterministic id, `partition-sequence`; unique per output record.
-    pub id: String,
-    /// Always `accrual.recorded` in v1: one per ledger entry, whatever its
-    /// `entry_type`.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// Envelope version of this output.
-    pub schema_version: u32,
-    /// Tenant of the customer.
-    pub tenant: String,
-    /// The customer whose balance moved.
-    pub customer: String,
-    /// Branch where the source event happened.
-    pub branch: String,
+    /// Id (`partition-sequence`), type (always `accrual.recorded` in v1:
+    /// one per ledger entry, whatever its `entry_type`), customer and source.
+    #[serde(flatten)]
+    pub header: OutputHeader,
     /// The account that moved: `cashback`, `bonus`, ...
     pub account: String,
     /// Ledger entry type: `accrual`, `redemption`, `reversal`, ...
@@ -71,13 +61,7 @@ pub struct AccrualEvent {
     pub base_amount: String,
     /// Currency of `amount` and `balance`.
     pub currency: String,
-    /// `event_id` of the input event.
-    pub source_event_id: String,
-    /// Where the input event was read.
-    pub source: SourceRef,
-    /// `occurred_at` of the input event (RFC 3339).
-    pub occurred_at: String,
-    /// For manual adjustments: the description the customer sees.
+    /// Text the customer sees (manual adjustments, gift cards, service points).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }

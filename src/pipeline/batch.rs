@@ -402,12 +402,7 @@ impl Processor {
             let seq = next_seq(batch, p);
             let scale = rules::scale_of(tenant, &entry.account);
             let accrual = AccrualEvent {
-                id: contract::output_id(p, seq),
-                event_type: AccrualEvent::TYPE.to_owned(),
-                schema_version: contract::SCHEMA_VERSION,
-                tenant: tenant.id.clone(),
-                customer: customer.to_owned(),
-                branch: out.branch.to_owned(),
+                header: out.header(seq, AccrualEvent::TYPE),
                 account: entry.account.clone(),
                 entry_type: entry.entry_type.as_str().to_owned(),
                 program: entry.program.clone(),
@@ -415,9 +410,6 @@ impl Processor {
                 balance: money(new_balance, scale),
                 base_amount: entry.base.map(|b| money(b, tenant.minor_units)).unwrap_or_default(),
                 currency: tenant.currency.clone(),
-                source_event_id: out.event_id.to_owned(),
-                source: out.source.clone(),
-                occurred_at: out.occurred_at.clone(),
                 description: entry.description.clone(),
             };
             let payload = to_json(&accrual)?;

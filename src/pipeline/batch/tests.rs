@@ -91,11 +91,11 @@ fn seed_example_credits_four_and_writes_everything_in_one_batch() {
     let Some(event) = event else {
         panic!("accrual payload must be an AccrualEvent")
     };
-    assert_eq!(event.id, "3-0");
+    assert_eq!(event.header.id, "3-0");
     assert_eq!(event.amount, "4.00");
     assert_eq!(event.balance, "4.00");
     assert_eq!(event.entry_type, "accrual");
-    assert_eq!(event.source.offset, 10);
+    assert_eq!(event.header.source.offset, 10);
     let ledger = store
         .scan(
             Family::Ledger,
