@@ -36,6 +36,7 @@ pub mod contract;
 pub mod http;
 pub mod outbox;
 pub mod pipeline;
+pub mod read;
 pub mod rules;
 pub mod state;
 pub mod telemetry;
