@@ -119,7 +119,9 @@ impl Snapshot<'_> {
     /// # Errors
     /// [`StateError`] if the store fails or the family is missing.
     pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self.snap.get_cf(self.store.cf(family)?, key)?)
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.fill_cache(false);
+        Ok(self.snap.get_cf_opt(self.store.cf(family)?, key, opts)?)
     }
 
     /// Iterates `family` forward from the first key at or after `from`, as
@@ -132,9 +134,13 @@ impl Snapshot<'_> {
         family: Family,
         from: &[u8],
     ) -> Result<impl Iterator<Item = Result<Entry, StateError>> + '_, StateError> {
+        // A long scan (an export) must not evict the processor's hot blocks,
+        // nor grow this process by the cache's size.
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.fill_cache(false);
         let iter = self
             .snap
-            .iterator_cf(self.store.cf(family)?, IteratorMode::From(from, Direction::Forward));
+            .iterator_cf_opt(self.store.cf(family)?, opts, IteratorMode::From(from, Direction::Forward));
         Ok(iter.map(|item| {
             item.map(|(k, v)| (k.into_vec(), v.into_vec()))
                 .map_err(StateError::from)
