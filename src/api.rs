@@ -217,7 +217,10 @@ impl ChunkWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        let tx = self.tx.as_mut().ok_or_else(|| std::io::Error::other("export aborted"))?;
+        let tx = self
+            .tx
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("export aborted"))?;
         self.runtime
             .block_on(tx.send_data(chunk))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))

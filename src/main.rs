@@ -224,7 +224,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
-        Command::Balance { tenant, customer, state } => balance(&cli.config, &tenant, &customer, state),
+        Command::Balance {
+            tenant,
+            customer,
+            state,
+        } => balance(&cli.config, &tenant, &customer, state),
         Command::Ledger {
             tenant,
             customer,
@@ -285,7 +289,13 @@ fn balance(cli_config: &std::path::Path, tenant: &str, customer: &str, state: Op
     Ok(())
 }
 
-fn ledger(cli_config: &std::path::Path, tenant: &str, filters: &[(&str, Option<String>)], csv: bool, state: Option<PathBuf>) -> anyhow::Result<()> {
+fn ledger(
+    cli_config: &std::path::Path,
+    tenant: &str,
+    filters: &[(&str, Option<String>)],
+    csv: bool,
+    state: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let params = filters
         .iter()
         .filter_map(|(name, value)| value.as_deref().map(|v| (*name, v)));
@@ -293,7 +303,11 @@ fn ledger(cli_config: &std::path::Path, tenant: &str, filters: &[(&str, Option<S
     let store = open_state(&state_dir(cli_config, state)?)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let format = if csv { read::Format::Csv } else { read::Format::JsonLines };
+    let format = if csv {
+        read::Format::Csv
+    } else {
+        read::Format::JsonLines
+    };
     let rows = read::export(&store.snapshot(), &query, format, &mut out)?;
     tracing::info!(rows, "ledger written");
     Ok(())

@@ -26,14 +26,23 @@ fn get(port: u16, path: &str, token: Option<&str>) -> (u16, BTreeMap<String, Str
         return (0, BTreeMap::new(), String::new());
     };
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
@@ -130,11 +139,27 @@ branches = {{ downtown = "active" }}
         let day = format!("2026-11-{:02}T10:00:00Z", i + 1);
         events.push((
             Some(format!("cafe-central:{customer}")),
-            at(order(&format!("r-{i}"), "cafe-central", branch, &customer, 10_000 + i * 100, "AZN"), &day),
+            at(
+                order(
+                    &format!("r-{i}"),
+                    "cafe-central",
+                    branch,
+                    &customer,
+                    10_000 + i * 100,
+                    "AZN",
+                ),
+                &day,
+            ),
         ));
     }
-    events.push((Some("cafe-central:c-1".into()), adjust("adj-1", "c-1", "50", "2026-11-05T12:00:00Z")));
-    events.push((Some("cafe-central:c-1".into()), adjust("adj-2", "c-1", "-20", "2026-11-20T12:00:00Z")));
+    events.push((
+        Some("cafe-central:c-1".into()),
+        adjust("adj-1", "c-1", "50", "2026-11-05T12:00:00Z"),
+    ));
+    events.push((
+        Some("cafe-central:c-1".into()),
+        adjust("adj-2", "c-1", "-20", "2026-11-20T12:00:00Z"),
+    ));
     expected += 2;
     for i in 0..3 {
         events.push((
@@ -153,7 +178,11 @@ branches = {{ downtown = "active" }}
                 .map(|v| v["entries"].as_array().map_or(0, Vec::len) == expected)
                 .unwrap_or(false)
     });
-    assert!(ready, "the ledger never reached {expected} entries; logs:\n{}", env.logs());
+    assert!(
+        ready,
+        "the ledger never reached {expected} entries; logs:\n{}",
+        env.logs()
+    );
 
     // Pagination: small pages, no duplicates, no gaps, time order.
     let full = json(port, "/v1/tenants/cafe-central/ledger?limit=1000", CAFE_TOKEN)["entries"]
@@ -222,13 +251,21 @@ branches = {{ downtown = "active" }}
     let balances = json(port, "/v1/tenants/cafe-central/customers/c-1/balances", CAFE_TOKEN);
     let mut last: BTreeMap<String, String> = BTreeMap::new();
     for e in full.iter().filter(|e| e["customer"] == "c-1") {
-        last.insert(e["account"].as_str().unwrap().into(), e["balance"].as_str().unwrap().into());
+        last.insert(
+            e["account"].as_str().unwrap().into(),
+            e["balance"].as_str().unwrap().into(),
+        );
     }
     let got: BTreeMap<String, String> = balances["balances"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["account"].as_str().unwrap().into(), b["balance"].as_str().unwrap().into()))
+        .map(|b| {
+            (
+                b["account"].as_str().unwrap().into(),
+                b["balance"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     // The ledger is in time order, but balances follow apply order; compare
     // with the entry of the highest sequence per account instead.
@@ -246,7 +283,11 @@ branches = {{ downtown = "active" }}
     assert_eq!(got, want);
 
     // CSV export of a filtered query opens in a CSV parser, same rows.
-    let (status, headers, body) = get(port, "/v1/tenants/cafe-central/ledger.csv?branch=downtown", Some(CAFE_TOKEN));
+    let (status, headers, body) = get(
+        port,
+        "/v1/tenants/cafe-central/ledger.csv?branch=downtown",
+        Some(CAFE_TOKEN),
+    );
     assert_eq!(status, 200);
     assert!(headers["content-type"].starts_with("text/csv"));
     let mut reader = csv::Reader::from_reader(body.as_bytes());
@@ -260,11 +301,21 @@ branches = {{ downtown = "active" }}
         assert_eq!(&row[8], entry["amount"].as_str().unwrap());
     }
     let described: Vec<&str> = rows.iter().map(|r| &r[13]).filter(|d| !d.is_empty()).collect();
-    assert_eq!(described, vec!["'=gift, \"thanks\""; 2], "quotes, commas and formulas survive");
+    assert_eq!(
+        described,
+        vec!["'=gift, \"thanks\""; 2],
+        "quotes, commas and formulas survive"
+    );
 
     // The CLI reads the same state while the processor runs.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_accrue"))
-        .args(["--config", env.config.to_str().unwrap(), "ledger", "--tenant", "cafe-central"])
+        .args([
+            "--config",
+            env.config.to_str().unwrap(),
+            "ledger",
+            "--tenant",
+            "cafe-central",
+        ])
         .args(["--branch", "downtown", "--csv"])
         .output()
         .unwrap();
@@ -272,7 +323,13 @@ branches = {{ downtown = "active" }}
     let cli_rows = csv::Reader::from_reader(out.stdout.as_slice()).records().count();
     assert_eq!(cli_rows, want.len());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_accrue"))
-        .args(["--config", env.config.to_str().unwrap(), "balance", "--tenant", "cafe-central"])
+        .args([
+            "--config",
+            env.config.to_str().unwrap(),
+            "balance",
+            "--tenant",
+            "cafe-central",
+        ])
         .args(["--customer", "c-1"])
         .output()
         .unwrap();
@@ -289,7 +346,11 @@ branches = {{ downtown = "active" }}
     assert_eq!(status, 401);
     let not_found = get(port, "/v1/tenants/studio-flow/customers/s-1/balances", Some(CAFE_TOKEN));
     let missing = get(port, "/v1/tenants/nobody/customers/s-1/balances", Some(CAFE_TOKEN));
-    let unknown_customer = get(port, "/v1/tenants/cafe-central/customers/s-1/balances", Some(CAFE_TOKEN));
+    let unknown_customer = get(
+        port,
+        "/v1/tenants/cafe-central/customers/s-1/balances",
+        Some(CAFE_TOKEN),
+    );
     assert_eq!(not_found.0, 404);
     assert_eq!((not_found.0, &not_found.2), (missing.0, &missing.2), "no difference");
     assert_eq!((not_found.0, &not_found.2), (unknown_customer.0, &unknown_customer.2));
@@ -306,11 +367,23 @@ branches = {{ downtown = "active" }}
     assert_eq!(studio["balances"][0]["balance"], "4.50");
     let (status, _, body) = get(port, "/v1/tenants/studio-flow/ledger?customer=c-1", Some(STUDIO_TOKEN));
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["entries"], serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["entries"],
+        serde_json::json!([])
+    );
 
     // Bad filters name the parameter.
-    for (query, name) in [("limit=0", "limit"), ("from=yesterday", "from"), ("colour=red", "colour"), ("cursor=xyz", "cursor")] {
-        let (status, _, body) = get(port, &format!("/v1/tenants/cafe-central/ledger?{query}"), Some(CAFE_TOKEN));
+    for (query, name) in [
+        ("limit=0", "limit"),
+        ("from=yesterday", "from"),
+        ("colour=red", "colour"),
+        ("cursor=xyz", "cursor"),
+    ] {
+        let (status, _, body) = get(
+            port,
+            &format!("/v1/tenants/cafe-central/ledger?{query}"),
+            Some(CAFE_TOKEN),
+        );
         assert_eq!(status, 400, "{query}");
         assert!(body.contains(&format!("`{name}`")), "{query}: {body}");
     }
@@ -318,5 +391,8 @@ branches = {{ downtown = "active" }}
     assert_eq!(get(port, "/health/live", None).0, 200);
     assert_eq!(get(port, "/metrics", None).0, 200);
 
-    assert_eq!(terminate(&mut child, Duration::from_secs(30)).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        terminate(&mut child, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
 }

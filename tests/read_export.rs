@@ -62,11 +62,14 @@ fn a_large_csv_export_streams_in_bounded_memory() {
     // memtables are flushed over time; the read-only open then replays little.
     drop(RocksStore::open(&state).unwrap());
     let data_bytes: u64 = walk_size(&state);
-    
 
     let (peak_kb, out_path) = export(&state, dir.path(), &[], "all.csv");
     let csv_bytes = std::fs::metadata(&out_path).unwrap().len();
-    let rows = csv::Reader::from_path(&out_path).unwrap().records().map(Result::unwrap).count();
+    let rows = csv::Reader::from_path(&out_path)
+        .unwrap()
+        .records()
+        .map(Result::unwrap)
+        .count();
     assert_eq!(rows, ENTRIES);
     let (small_kb, small_path) = export(&state, dir.path(), &["--customer", "c-1"], "one.csv");
     let small_rows = csv::Reader::from_path(&small_path).unwrap().records().count();

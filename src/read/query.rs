@@ -97,8 +97,16 @@ impl Cursor {
     /// Parses [`Cursor::encode`]'s output; `None` if it is not one.
     pub fn decode(text: &str) -> Option<Cursor> {
         let raw = URL_SAFE_NO_PAD.decode(text).ok()?;
-        let u32_at = |i: usize| raw.get(i..i + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
-        let u64_at = |i: usize| raw.get(i..i + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+        let u32_at = |i: usize| {
+            raw.get(i..i + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+        };
+        let u64_at = |i: usize| {
+            raw.get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+        };
         match (raw.first(), raw.len()) {
             (Some(b'c'), 13) => Some(Cursor::Customer {
                 p: u32_at(1)?,
@@ -354,13 +362,19 @@ mod tests {
             (vec![("limit", "0")], "limit"),
             (vec![("limit", "1001")], "limit"),
             (vec![("from", "yesterday")], "from"),
-            (vec![("from", "2026-11-02T00:00:00Z"), ("to", "2026-11-01T00:00:00Z")], "to"),
+            (
+                vec![("from", "2026-11-02T00:00:00Z"), ("to", "2026-11-01T00:00:00Z")],
+                "to",
+            ),
             (vec![("colour", "red")], "colour"),
             (vec![("branch", "a"), ("branch", "b")], "branch"),
             (vec![("cursor", "!!")], "cursor"),
             (vec![("customer", "")], "customer"),
             (
-                vec![("cursor", Cursor::Time { ms: 1, p: 0, seq: 0 }.encode().leak() as &str), ("customer", "c")],
+                vec![
+                    ("cursor", Cursor::Time { ms: 1, p: 0, seq: 0 }.encode().leak() as &str),
+                    ("customer", "c"),
+                ],
                 "cursor",
             ),
         ] {
@@ -373,7 +387,9 @@ mod tests {
 
     #[test]
     fn query_strings_are_percent_decoded() {
-        let pairs = split_query(Some("branch=down%20town&program=a+b&to=2026-11-01T00%3A00%3A00%2B04%3A00"));
+        let pairs = split_query(Some(
+            "branch=down%20town&program=a+b&to=2026-11-01T00%3A00%3A00%2B04%3A00",
+        ));
         assert_eq!(
             pairs,
             Ok(vec![
@@ -396,7 +412,10 @@ mod tests {
         csv_field("=HYPERLINK(1)", true, &mut out);
         out.push(b'|');
         csv_field("-4.00", false, &mut out);
-        assert_eq!(String::from_utf8_lossy(&out), "plain|\"a,\"\"b\"\"\nc\"|\"'=HYPERLINK(1)\"|-4.00");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "plain|\"a,\"\"b\"\"\nc\"|\"'=HYPERLINK(1)\"|-4.00"
+        );
     }
 
     proptest! {

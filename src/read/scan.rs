@@ -76,11 +76,7 @@ pub enum Format {
 ///
 /// # Errors
 /// [`StateError`] if the store fails or holds a corrupt balance.
-pub fn balances(
-    snap: &Snapshot<'_>,
-    tenant: &TenantConfig,
-    customer: &str,
-) -> Result<Option<Balances>, StateError> {
+pub fn balances(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> Result<Option<Balances>, StateError> {
     let mut found: std::collections::BTreeMap<String, Decimal> = Default::default();
     for p in snap.partitions(Family::Balances)? {
         let prefix = keys::balance_prefix(p, &tenant.id, customer);
@@ -119,7 +115,10 @@ pub fn balances(
 
 fn has_profile(snap: &Snapshot<'_>, tenant: &str, customer: &str) -> Result<bool, StateError> {
     for p in snap.partitions(Family::Customers)? {
-        if snap.get(Family::Customers, &keys::customer(p, tenant, customer))?.is_some() {
+        if snap
+            .get(Family::Customers, &keys::customer(p, tenant, customer))?
+            .is_some()
+        {
             return Ok(true);
         }
     }
@@ -332,10 +331,5 @@ fn next_head(
     if ms >= to_ms {
         return Ok(None);
     }
-    Ok(Some(Head {
-        ms,
-        p,
-        seq,
-        ledger_key,
-    }))
+    Ok(Some(Head { ms, p, seq, ledger_key }))
 }

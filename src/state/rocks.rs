@@ -138,9 +138,11 @@ impl Snapshot<'_> {
         // nor grow this process by the cache's size.
         let mut opts = rocksdb::ReadOptions::default();
         opts.fill_cache(false);
-        let iter = self
-            .snap
-            .iterator_cf_opt(self.store.cf(family)?, opts, IteratorMode::From(from, Direction::Forward));
+        let iter = self.snap.iterator_cf_opt(
+            self.store.cf(family)?,
+            opts,
+            IteratorMode::From(from, Direction::Forward),
+        );
         Ok(iter.map(|item| {
             item.map(|(k, v)| (k.into_vec(), v.into_vec()))
                 .map_err(StateError::from)
@@ -161,7 +163,11 @@ impl Snapshot<'_> {
                 break;
             };
             let (key, _) = item?;
-            let Some(p) = key.get(0..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes) else {
+            let Some(p) = key
+                .get(0..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+            else {
                 break;
             };
             found.push(p);
