@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread;
 
 use crate::admin;
+use crate::api::StoreSlot;
 use crate::config::Config;
 use crate::outbox::Publisher;
 use crate::pipeline::{self, Programs, Progress};
@@ -48,6 +49,20 @@ pub fn run(
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
 ) -> Result<(), RunError> {
+    run_serving_reads(config, programs, stop, progress, &StoreSlot::default())
+}
+
+/// [`run`], also putting the opened store into `reads` for the read API.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_serving_reads(
+    config: &Config,
+    programs: Arc<Programs>,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+    reads: &StoreSlot,
+) -> Result<(), RunError> {
     let partitions = admin::check_topics(config)?;
     tracing::info!(partitions, "topics are co-partitioned");
     std::fs::create_dir_all(&config.state.dir).map_err(|e| RunError::State {
@@ -57,10 +72,12 @@ pub fn run(
             detail: e.to_string(),
         },
     })?;
-    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&config.state.dir).map_err(|source| RunError::State {
+    let rocks = Arc::new(RocksStore::open(&config.state.dir).map_err(|source| RunError::State {
         dir: config.state.dir.display().to_string(),
         source,
     })?);
+    let _ = reads.set(rocks.clone());
+    let store: Arc<dyn Store> = rocks;
     let code_key = gift_card_key(&config.state.dir).map_err(|e| RunError::State {
         dir: config.state.dir.display().to_string(),
         source: crate::state::StateError::Corrupt {

@@ -1,7 +1,8 @@
 //! The HTTP surface on `[http] listen`: `/metrics` (Prometheus text),
-//! `/health/live` and `/health/ready`.
+//! `/health/live` and `/health/ready`, and the read API under `/v1/`
+//! ([`crate::api`]).
 //!
-//! It runs on the tokio runtime and never touches RocksDB or Kafka: the
+//! The unauthenticated endpoints never touch RocksDB or Kafka: the
 //! readiness answer comes from [`Progress`], which the consume loop and the
 //! publisher keep up to date.
 
@@ -20,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::api::{self, ReadApi};
 use crate::pipeline::Progress;
 use crate::telemetry;
 
@@ -28,12 +30,23 @@ use crate::telemetry;
 pub struct Surface {
     metrics: PrometheusHandle,
     progress: Arc<Progress>,
+    read: Option<ReadApi>,
 }
 
 impl Surface {
     /// Serves `metrics` and the readiness held in `progress`.
     pub fn new(metrics: PrometheusHandle, progress: Arc<Progress>) -> Self {
-        Surface { metrics, progress }
+        Surface {
+            metrics,
+            progress,
+            read: None,
+        }
+    }
+
+    /// Also serves the read API under `/v1/`.
+    pub fn with_read_api(mut self, read: ReadApi) -> Self {
+        self.read = Some(read);
+        self
     }
 }
 
@@ -61,7 +74,7 @@ pub async fn serve(listener: TcpListener, surface: Surface) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let surface = surface.clone();
-                async move { Ok::<_, Infallible>(route(&surface, &req)) }
+                async move { Ok::<_, Infallible>(dispatch(&surface, &req).await) }
             });
             if let Err(err) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -71,6 +84,15 @@ pub async fn serve(listener: TcpListener, surface: Surface) {
             }
         });
     }
+}
+
+async fn dispatch(surface: &Surface, req: &Request<Incoming>) -> Response<api::Body> {
+    if let Some(read) = &surface.read {
+        if req.uri().path().starts_with("/v1/") && req.method() == Method::GET {
+            return api::handle(read, req).await;
+        }
+    }
+    route(surface, req).map(http_body_util::Either::Left)
 }
 
 fn route(surface: &Surface, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -27,9 +27,12 @@
 //!
 //! [`app`] wires these into `accrue run`; [`admin`] creates and checks topics;
 //! [`telemetry`] owns every metric name; [`http`] serves `/metrics` and the
-//! health endpoints, reading readiness from [`pipeline::Progress`].
+//! health endpoints, reading readiness from [`pipeline::Progress`], and the
+//! read API ([`api`]), which reads balances and the ledger ([`read`]) from
+//! RocksDB snapshots while the pipeline writes.
 
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod contract;
@@ -37,6 +40,7 @@ pub mod gen;
 pub mod http;
 pub mod outbox;
 pub mod pipeline;
+pub mod read;
 pub mod replay;
 pub mod rules;
 pub mod state;

@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 
 use accrue::config::Config;
 use accrue::pipeline::{Programs, Progress};
-use accrue::{admin, app, http, telemetry};
+use accrue::state::RocksStore;
+use accrue::{admin, api, app, http, read, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -89,6 +90,62 @@ enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Print a customer's balances, every account, as JSON (reads the state directory).
+    Balance {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Customer id.
+        #[arg(long)]
+        customer: String,
+        /// State directory (default: `[state] dir` of the config).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Print a tenant's ledger as JSON lines or CSV (reads the state directory).
+    Ledger {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Only this customer.
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only this entry type, e.g. referral_accrual.
+        #[arg(long)]
+        entry_type: Option<String>,
+        /// Only this program.
+        #[arg(long)]
+        program: Option<String>,
+        /// Only this branch.
+        #[arg(long)]
+        branch: Option<String>,
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Entries that occurred at or after this RFC 3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Entries that occurred before this RFC 3339 time.
+        #[arg(long)]
+        to: Option<String>,
+        /// CSV with a header row instead of JSON lines.
+        #[arg(long)]
+        csv: bool,
+        /// State directory (default: `[state] dir` of the config).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Read API tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Read a token from stdin and print its SHA-256 for `api_tokens_sha256`.
+    Hash,
 }
 
 #[derive(clap::Args)]
@@ -248,7 +305,93 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
+        Command::Balance {
+            tenant,
+            customer,
+            state,
+        } => balance(&cli.config, &tenant, &customer, state),
+        Command::Ledger {
+            tenant,
+            customer,
+            entry_type,
+            program,
+            branch,
+            account,
+            from,
+            to,
+            csv,
+            state,
+        } => {
+            let filters = [
+                ("customer", customer),
+                ("entry_type", entry_type),
+                ("program", program),
+                ("branch", branch),
+                ("account", account),
+                ("from", from),
+                ("to", to),
+            ];
+            ledger(&cli.config, &tenant, &filters, csv, state)
+        }
+        Command::Token {
+            action: TokenAction::Hash,
+        } => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token)?;
+            let token = token.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!token.is_empty(), "no token on stdin");
+            println!("{}", api::hash_token(token));
+            Ok(())
+        }
     }
+}
+
+fn state_dir(cli_config: &std::path::Path, state: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match state {
+        Some(dir) => Ok(dir),
+        None => Ok(load(cli_config)?.state.dir),
+    }
+}
+
+fn open_state(dir: &std::path::Path) -> anyhow::Result<RocksStore> {
+    RocksStore::open_read_only(dir).with_context(|| format!("cannot open the state directory {}", dir.display()))
+}
+
+fn balance(cli_config: &std::path::Path, tenant: &str, customer: &str, state: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load(cli_config)?;
+    let tenant = config
+        .tenants
+        .get(tenant)
+        .with_context(|| format!("tenant {tenant:?} is not configured"))?;
+    let store = open_state(&state.unwrap_or(config.state.dir.clone()))?;
+    let found = read::balances(&store.snapshot(), tenant, customer)?
+        .with_context(|| format!("no customer {customer:?} in tenant {:?}", tenant.id))?;
+    println!("{}", serde_json::to_string_pretty(&found)?);
+    Ok(())
+}
+
+fn ledger(
+    cli_config: &std::path::Path,
+    tenant: &str,
+    filters: &[(&str, Option<String>)],
+    csv: bool,
+    state: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let params = filters
+        .iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| (*name, v)));
+    let (query, _) = read::LedgerQuery::parse(tenant, params)?;
+    let store = open_state(&state_dir(cli_config, state)?)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let format = if csv {
+        read::Format::Csv
+    } else {
+        read::Format::JsonLines
+    };
+    let rows = read::export(&store.snapshot(), &query, format, &mut out)?;
+    tracing::info!(rows, "ledger written");
+    Ok(())
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
@@ -267,12 +410,17 @@ fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot serve HTTP on {} ([http] listen)", config.http.listen))?;
         let progress = Arc::new(Progress::default());
-        let server = tokio::spawn(http::serve(listener, http::Surface::new(handle, progress.clone())));
+        let reads = api::StoreSlot::default();
+        let surface = http::Surface::new(handle, progress.clone())
+            .with_read_api(api::ReadApi::new(reads.clone(), programs.clone()));
+        let server = tokio::spawn(http::serve(listener, surface));
         tracing::info!(listen = %config.http.listen, state = %config.state.dir.display(), "accrue starting");
         let worker_stop = stop.clone();
         let path = config.path.clone();
         let worker_programs = programs.clone();
-        let worker = tokio::task::spawn_blocking(move || app::run(&config, worker_programs, worker_stop, progress));
+        let worker = tokio::task::spawn_blocking(move || {
+            app::run_serving_reads(&config, worker_programs, worker_stop, progress, &reads)
+        });
         tokio::pin!(worker);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

@@ -410,9 +410,24 @@ impl Config {
             }),
             Ok(files) => {
                 let mut seen: HashMap<String, PathBuf> = HashMap::new();
+                let mut token_owner: HashMap<String, String> = HashMap::new();
                 for tenant_path in files {
                     match tenant::load(&tenant_path) {
                         Ok(tenant) => {
+                            for (i, hash) in tenant.api_tokens_sha256.iter().enumerate() {
+                                match token_owner.get(hash) {
+                                    Some(owner) if *owner != tenant.id => all.push(ConfigIssue {
+                                        file: tenant_path.clone(),
+                                        field: format!("api_tokens_sha256[{i}]"),
+                                        message: format!(
+                                            "this token is also a token of tenant {owner:?}; a token must map to one tenant"
+                                        ),
+                                    }),
+                                    _ => {
+                                        token_owner.insert(hash.clone(), tenant.id.clone());
+                                    }
+                                }
+                            }
                             if let Some(other) = seen.get(&tenant.id) {
                                 all.push(ConfigIssue {
                                     file: tenant_path.clone(),

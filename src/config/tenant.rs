@@ -52,6 +52,10 @@ pub struct TenantConfig {
     /// Service points for bookings (seed 004).
     #[serde(default)]
     pub bookings: BookingsConfig,
+    /// Bearer tokens of the read API for this tenant, stored as the
+    /// lower-case hex SHA-256 of the token (`accrue token hash` prints it).
+    #[serde(default)]
+    pub api_tokens_sha256: Vec<String>,
 }
 
 /// `[bookings]`: points per booked service or class, credited a delay
@@ -391,6 +395,14 @@ fn check_percent(issues: &mut Issues<'_>, field: String, pct: Decimal) {
 }
 
 fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
+    for (i, hash) in tenant.api_tokens_sha256.iter().enumerate() {
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            issues.push(
+                format!("api_tokens_sha256[{i}]"),
+                "must be 64 lower-case hex digits, the SHA-256 of the token; make one with `accrue token hash`",
+            );
+        }
+    }
     if !valid_id(&tenant.id) {
         issues.push("id", "must be 1 to 64 characters of [a-zA-Z0-9_.-]");
     }

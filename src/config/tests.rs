@@ -247,3 +247,47 @@ fn the_consumer_reports_statistics_for_the_lag_metric() {
     let producer = config.kafka.client_config(ClientRole::Producer);
     assert_eq!(producer.get("statistics.interval.ms"), None);
 }
+
+const TOKEN_HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+#[test]
+fn api_tokens_are_loaded_hashed() {
+    let tenant = format!("api_tokens_sha256 = [\"{TOKEN_HASH}\"]\n{TENANT}");
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", &tenant)]) else {
+        panic!("fixture")
+    };
+    let Ok(config) = fx.load() else { panic!("valid config") };
+    assert_eq!(
+        config.tenants.get("cafe").map(|t| t.api_tokens_sha256.clone()),
+        Some(vec![TOKEN_HASH.to_owned()])
+    );
+}
+
+#[test]
+fn api_tokens_must_be_sha256_hex_and_unique_to_a_tenant() {
+    for bad in ["secret", &TOKEN_HASH.to_uppercase(), &TOKEN_HASH[1..]] {
+        let tenant = format!("api_tokens_sha256 = [\"{bad}\"]\n{TENANT}");
+        let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", &tenant)]) else {
+            panic!("fixture")
+        };
+        let found = issues(fx.load());
+        assert!(
+            found
+                .iter()
+                .any(|i| i.contains("cafe.toml") && i.contains("api_tokens_sha256[0]: must be 64 lower-case hex")),
+            "{bad}: {found:?}"
+        );
+    }
+    let a = format!("api_tokens_sha256 = [\"{TOKEN_HASH}\"]\n{TENANT}");
+    let b = a.replace("id = \"cafe\"", "id = \"bistro\"");
+    let Some(fx) = Fixture::new(PROCESSOR, &[("a.toml", &a), ("b.toml", &b)]) else {
+        panic!("fixture")
+    };
+    let found = issues(fx.load());
+    assert!(
+        found
+            .iter()
+            .any(|i| i.contains("b.toml") && i.contains("also a token of tenant \"cafe\"")),
+        "{found:?}"
+    );
+}

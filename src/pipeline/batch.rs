@@ -413,11 +413,15 @@ impl Processor {
                 description: entry.description.clone(),
             };
             let payload = to_json(&accrual)?;
+            let ledger_key = keys::ledger(p, &tenant.id, customer, seq);
+            // The read API's index by time, in the same atomic write.
+            let occurred_ms = keys::rfc3339_ms(&out.occurred_at).unwrap_or_default();
             batch.set.put(
-                Family::Ledger,
-                keys::ledger(p, &tenant.id, customer, seq),
-                payload.clone(),
+                Family::LedgerByTime,
+                keys::ledger_by_time(p, &tenant.id, occurred_ms, seq),
+                ledger_key.clone(),
             );
+            batch.set.put(Family::Ledger, ledger_key, payload.clone());
             out.push(batch, seq, payload);
             telemetry::ledger_entry(entry.entry_type.as_str());
         }

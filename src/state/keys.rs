@@ -29,11 +29,14 @@ pub enum Family {
     Bookings,
     /// `p | due_ms | tenant 0 booking_id` -> empty: durable timers, in due order.
     Timers,
+    /// `p | tenant 0 occurred_ms | seq` -> the ledger key: the read API's
+    /// secondary index of a tenant's ledger by time (see `docs/api.md`).
+    LedgerByTime,
 }
 
 impl Family {
     /// Every family, in creation order.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Balances,
         Family::Ledger,
         Family::Dedupe,
@@ -44,6 +47,7 @@ impl Family {
         Family::Orders,
         Family::Bookings,
         Family::Timers,
+        Family::LedgerByTime,
     ];
 
     /// The RocksDB column-family name.
@@ -59,6 +63,7 @@ impl Family {
             Family::Orders => "orders",
             Family::Bookings => "bookings",
             Family::Timers => "timers",
+            Family::LedgerByTime => "ledger_by_time",
         }
     }
 }
@@ -165,6 +170,38 @@ pub fn ledger(p: u32, tenant: &str, customer: &str, seq: u64) -> Vec<u8> {
     key
 }
 
+/// Prefix of a tenant's ledger index in partition `p`; the occurred time
+/// (Unix milliseconds, big-endian) and the sequence follow it.
+pub fn ledger_by_time_prefix(p: u32, tenant: &str) -> Vec<u8> {
+    let mut key = with_parts(p, &[tenant.as_bytes()], 17);
+    key.push(0);
+    key
+}
+
+/// Index entry of ledger entry `seq`, which occurred at `occurred_ms`
+/// (Unix milliseconds; earlier than 1970 sorts as 0).
+pub fn ledger_by_time(p: u32, tenant: &str, occurred_ms: i64, seq: u64) -> Vec<u8> {
+    let mut key = ledger_by_time_prefix(p, tenant);
+    key.extend_from_slice(&(occurred_ms.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The occurred time and sequence of an index key of `tenant`'s prefix
+/// length `prefix_len`.
+pub fn parse_ledger_by_time(key: &[u8], prefix_len: usize) -> Option<(i64, u64)> {
+    let ms = u64::from_be_bytes(key.get(prefix_len..prefix_len + 8)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(key.get(prefix_len + 8..prefix_len + 16)?.try_into().ok()?);
+    Some((i64::try_from(ms).ok()?, seq))
+}
+
+/// Unix milliseconds of an RFC 3339 time (`occurred_at` of a ledger
+/// entry); `None` if it is not one.
+pub fn rfc3339_ms(text: &str) -> Option<i64> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// Dedupe record of an input event id within a tenant.
 pub fn dedupe(p: u32, tenant: &str, event_id: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), event_id.as_bytes()], 0)
@@ -235,6 +272,7 @@ mod tests {
             order(p, "t", "c", "e"),
             booking(p, "t", "c", "b"),
             timer(p, 5, "t", "c", "b"),
+            ledger_by_time(p, "t", 5, 1),
         ] {
             assert!(key.starts_with(&partition_prefix(p)));
         }
@@ -270,6 +308,14 @@ mod tests {
             let parsed = parse_timer(&timer(3, a, "t", "c", &id));
             prop_assert_eq!(parsed, Some(TimerKey { due_ms: a, tenant: "t".into(), customer: "c".into(), booking_id: id.clone() }));
             prop_assert_eq!(timer(3, a, "t", "c", &id) < timer(3, b, "t", "c", &id), a < b);
+        }
+
+        #[test]
+        fn ledger_index_keys_round_trip_and_sort_by_time_then_seq(a in 0i64..i64::MAX / 2, b in 0i64..i64::MAX / 2, s in any::<u64>(), t in any::<u64>()) {
+            let n = ledger_by_time_prefix(2, "t").len();
+            prop_assert_eq!(parse_ledger_by_time(&ledger_by_time(2, "t", a, s), n), Some((a, s)));
+            prop_assert_eq!(ledger_by_time(2, "t", a, s) < ledger_by_time(2, "t", b, t), (a, s) < (b, t));
+            prop_assert!(!ledger_by_time(2, "t2", a, s).starts_with(&ledger_by_time_prefix(2, "t")));
         }
 
         #[test]

@@ -48,9 +48,25 @@ impl RocksStore {
     /// [`StateError::Rocks`] if the directory holds no accrue database.
     pub fn open_read_only(dir: &Path) -> Result<Self, StateError> {
         let opts = Options::default();
-        let names = Family::ALL.iter().map(|f| f.name());
+        // A directory written by an older version may lack newer families;
+        // open the ones it has (reads of the others fail with a message).
+        let existing = DB::list_cf(&opts, dir)?;
+        let names = Family::ALL
+            .iter()
+            .map(|f| f.name())
+            .filter(|name| existing.iter().any(|e| e == name));
         let db = DB::open_cf_for_read_only(&opts, dir, names, false)?;
         Ok(RocksStore { db })
+    }
+
+    /// A consistent point-in-time view for reads that must not see a batch
+    /// half-way (the read API). It never blocks writers; while it lives,
+    /// RocksDB keeps the versions it needs, so keep it short or streaming.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            store: self,
+            snap: self.db.snapshot(),
+        }
     }
 
     fn cf(&self, family: Family) -> Result<&rocksdb::ColumnFamily, StateError> {
@@ -98,3 +114,73 @@ impl Store for RocksStore {
 }
 
 use super::Durability;
+
+/// A point-in-time view of a [`RocksStore`]; see [`RocksStore::snapshot`].
+pub struct Snapshot<'a> {
+    store: &'a RocksStore,
+    snap: rocksdb::Snapshot<'a>,
+}
+
+impl Snapshot<'_> {
+    /// Reads one key as of the snapshot.
+    ///
+    /// # Errors
+    /// [`StateError`] if the store fails or the family is missing.
+    pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.fill_cache(false);
+        Ok(self.snap.get_cf_opt(self.store.cf(family)?, key, opts)?)
+    }
+
+    /// Iterates `family` forward from the first key at or after `from`, as
+    /// of the snapshot. The caller stops at the end of its prefix.
+    ///
+    /// # Errors
+    /// [`StateError`] if the family is missing; items carry read errors.
+    pub fn iter_from(
+        &self,
+        family: Family,
+        from: &[u8],
+    ) -> Result<impl Iterator<Item = Result<Entry, StateError>> + '_, StateError> {
+        // A long scan (an export) must not evict the processor's hot blocks,
+        // nor grow this process by the cache's size.
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.fill_cache(false);
+        let iter = self.snap.iterator_cf_opt(
+            self.store.cf(family)?,
+            opts,
+            IteratorMode::From(from, Direction::Forward),
+        );
+        Ok(iter.map(|item| {
+            item.map(|(k, v)| (k.into_vec(), v.into_vec()))
+                .map_err(StateError::from)
+        }))
+    }
+
+    /// The partitions holding at least one key of `family`, found with one
+    /// seek per partition.
+    ///
+    /// # Errors
+    /// [`StateError`] if the store fails.
+    pub fn partitions(&self, family: Family) -> Result<Vec<u32>, StateError> {
+        let mut found = Vec::new();
+        let mut next: u64 = 0;
+        while next <= u64::from(u32::MAX) {
+            let from = (next as u32).to_be_bytes();
+            let Some(item) = self.iter_from(family, &from)?.next() else {
+                break;
+            };
+            let (key, _) = item?;
+            let Some(p) = key
+                .get(0..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+            else {
+                break;
+            };
+            found.push(p);
+            next = u64::from(p) + 1;
+        }
+        Ok(found)
+    }
+}

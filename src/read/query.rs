@@ -1,0 +1,434 @@
+//! Pure parts of a ledger query: the filters, their parsing from query
+//! parameters, the opaque pagination cursor and the CSV row format.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use crate::contract::AccrualEvent;
+use crate::state::keys;
+
+/// Rows per page when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The largest `limit` accepted.
+pub const MAX_LIMIT: usize = 1000;
+
+/// A parameter the caller got wrong. The message names the parameter and
+/// never echoes stored data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("parameter `{name}`: {reason}")]
+pub struct QueryError {
+    /// The parameter.
+    pub name: String,
+    /// What is wrong and what is accepted.
+    pub reason: String,
+}
+
+fn bad(name: &str, reason: impl Into<String>) -> QueryError {
+    QueryError {
+        name: name.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Filters of a ledger query within one tenant. Every filter that is set
+/// must match; `from` is inclusive and `to` exclusive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerQuery {
+    /// The tenant (from the token or the command line, never from the query).
+    pub tenant: String,
+    /// Only this customer: narrows the scan to the customer's ledger prefix.
+    pub customer: Option<String>,
+    /// Only this entry type, e.g. `referral_accrual`.
+    pub entry_type: Option<String>,
+    /// Only this program (promotion).
+    pub program: Option<String>,
+    /// Only this branch (the source).
+    pub branch: Option<String>,
+    /// Only this account, e.g. `cashback`.
+    pub account: Option<String>,
+    /// Earliest `occurred_at`, Unix milliseconds, inclusive.
+    pub from_ms: Option<i64>,
+    /// Latest `occurred_at`, Unix milliseconds, exclusive.
+    pub to_ms: Option<i64>,
+}
+
+/// Where a page starts: after this position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// A customer's ledger: partition and sequence of the last row seen.
+    Customer {
+        /// Partition.
+        p: u32,
+        /// Sequence.
+        seq: u64,
+    },
+    /// A tenant's ledger by time: the last row seen, in (time, partition,
+    /// sequence) order.
+    Time {
+        /// `occurred_at`, Unix milliseconds.
+        ms: i64,
+        /// Partition.
+        p: u32,
+        /// Sequence.
+        seq: u64,
+    },
+}
+
+impl Cursor {
+    /// The opaque text form: URL-safe base64 of a tagged binary position.
+    pub fn encode(&self) -> String {
+        let mut raw = Vec::with_capacity(21);
+        match *self {
+            Cursor::Customer { p, seq } => {
+                raw.push(b'c');
+                raw.extend_from_slice(&p.to_be_bytes());
+                raw.extend_from_slice(&seq.to_be_bytes());
+            }
+            Cursor::Time { ms, p, seq } => {
+                raw.push(b't');
+                raw.extend_from_slice(&ms.to_be_bytes());
+                raw.extend_from_slice(&p.to_be_bytes());
+                raw.extend_from_slice(&seq.to_be_bytes());
+            }
+        }
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Parses [`Cursor::encode`]'s output; `None` if it is not one.
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let raw = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let u32_at = |i: usize| {
+            raw.get(i..i + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+        };
+        let u64_at = |i: usize| {
+            raw.get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+        };
+        match (raw.first(), raw.len()) {
+            (Some(b'c'), 13) => Some(Cursor::Customer {
+                p: u32_at(1)?,
+                seq: u64_at(5)?,
+            }),
+            (Some(b't'), 21) => Some(Cursor::Time {
+                ms: i64::try_from(u64_at(1)?).ok()?,
+                p: u32_at(9)?,
+                seq: u64_at(13)?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Paging of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageParams {
+    /// Rows per page, 1 to [`MAX_LIMIT`].
+    pub limit: usize,
+    /// Continue after this position.
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for PageParams {
+    fn default() -> Self {
+        PageParams {
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+impl LedgerQuery {
+    /// Builds a query of `tenant` from decoded query parameters: `customer`,
+    /// `entry_type`, `program`, `branch`, `account`, `from`, `to` (RFC 3339),
+    /// `limit` and `cursor`.
+    ///
+    /// # Errors
+    /// [`QueryError`] naming the first bad, repeated or unknown parameter.
+    pub fn parse<'a>(
+        tenant: &str,
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(LedgerQuery, PageParams), QueryError> {
+        let mut query = LedgerQuery {
+            tenant: tenant.to_owned(),
+            ..LedgerQuery::default()
+        };
+        let mut page = PageParams::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, value) in params {
+            if seen.contains(&name) {
+                return Err(bad(name, "given more than once"));
+            }
+            seen.push(name);
+            let text = || -> Result<Option<String>, QueryError> {
+                if value.is_empty() || value.len() > 256 || value.contains('\0') {
+                    Err(bad(name, "must be 1 to 256 characters, without NUL"))
+                } else {
+                    Ok(Some(value.to_owned()))
+                }
+            };
+            match name {
+                "customer" => query.customer = text()?,
+                "entry_type" => query.entry_type = text()?,
+                "program" => query.program = text()?,
+                "branch" => query.branch = text()?,
+                "account" => query.account = text()?,
+                "from" => query.from_ms = Some(time_param(name, value)?),
+                "to" => query.to_ms = Some(time_param(name, value)?),
+                "limit" => {
+                    page.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| bad(name, format!("must be a whole number from 1 to {MAX_LIMIT}")))?;
+                }
+                "cursor" => {
+                    page.cursor =
+                        Some(Cursor::decode(value).ok_or_else(|| bad(name, "is not a cursor this API returned"))?);
+                }
+                _ => {
+                    return Err(bad(
+                        name,
+                        "unknown; use customer, entry_type, program, branch, account, from, to, limit or cursor",
+                    ))
+                }
+            }
+        }
+        if let (Some(from), Some(to)) = (query.from_ms, query.to_ms) {
+            if from >= to {
+                return Err(bad("to", "must be later than `from`"));
+            }
+        }
+        let kind_ok = match page.cursor {
+            None => true,
+            Some(Cursor::Customer { .. }) => query.customer.is_some(),
+            Some(Cursor::Time { .. }) => query.customer.is_none(),
+        };
+        if !kind_ok {
+            return Err(bad(
+                "cursor",
+                "belongs to a query with different filters; keep the filters of the first page",
+            ));
+        }
+        Ok((query, page))
+    }
+
+    /// Whether `entry`, which occurred at `occurred_ms`, passes every filter.
+    pub fn matches(&self, entry: &AccrualEvent, occurred_ms: i64) -> bool {
+        let eq = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f == value);
+        entry.header.tenant == self.tenant
+            && eq(&self.customer, &entry.header.customer)
+            && eq(&self.entry_type, &entry.entry_type)
+            && eq(&self.program, &entry.program)
+            && eq(&self.branch, &entry.header.branch)
+            && eq(&self.account, &entry.account)
+            && self.from_ms.is_none_or(|from| occurred_ms >= from)
+            && self.to_ms.is_none_or(|to| occurred_ms < to)
+    }
+}
+
+fn time_param(name: &str, value: &str) -> Result<i64, QueryError> {
+    keys::rfc3339_ms(value)
+        .filter(|ms| *ms >= 0)
+        .ok_or_else(|| bad(name, "must be an RFC 3339 time after 1970, e.g. 2026-11-01T00:00:00Z"))
+}
+
+/// Splits a raw query string into percent-decoded pairs (`+` is a space).
+///
+/// # Errors
+/// [`QueryError`] if a name or value is not valid percent-encoded UTF-8.
+pub fn split_query(raw: Option<&str>) -> Result<Vec<(String, String)>, QueryError> {
+    let mut out = Vec::new();
+    for part in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        let name = percent_decode(name).ok_or_else(|| bad("?", "the query string is not valid percent-encoding"))?;
+        let value = percent_decode(value).ok_or_else(|| bad(&name, "is not valid percent-encoded UTF-8"))?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// Decodes `%XX` escapes and `+`; `None` if the result is not UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The CSV columns, in order.
+pub const CSV_HEADER: &str = "id,occurred_at,tenant,customer,branch,account,entry_type,program,amount,balance,base_amount,currency,source_event_id,description\r\n";
+
+/// Appends one CSV row (RFC 4180, CRLF) of `entry` to `out`.
+///
+/// Text a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
+/// `@`, tab or CR) is prefixed with `'`; amounts are numbers and left as
+/// they are.
+pub fn csv_row(entry: &AccrualEvent, out: &mut Vec<u8>) {
+    let text = [
+        (&entry.header.id, false),
+        (&entry.header.occurred_at, false),
+        (&entry.header.tenant, true),
+        (&entry.header.customer, true),
+        (&entry.header.branch, true),
+        (&entry.account, true),
+        (&entry.entry_type, true),
+        (&entry.program, true),
+        (&entry.amount, false),
+        (&entry.balance, false),
+        (&entry.base_amount, false),
+        (&entry.currency, true),
+        (&entry.header.source_event_id, true),
+    ];
+    for (value, guard) in text {
+        csv_field(value, guard, out);
+        out.push(b',');
+    }
+    csv_field(entry.description.as_deref().unwrap_or_default(), true, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn csv_field(value: &str, guard_formula: bool, out: &mut Vec<u8>) {
+    let formula = guard_formula && value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let quote = formula || value.contains([',', '"', '\r', '\n']);
+    if quote {
+        out.push(b'"');
+    }
+    if formula {
+        out.push(b'\'');
+    }
+    for b in value.bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    if quote {
+        out.push(b'"');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(params: &[(&str, &str)]) -> Result<(LedgerQuery, PageParams), QueryError> {
+        LedgerQuery::parse("t", params.iter().copied())
+    }
+
+    #[test]
+    fn parses_every_filter() {
+        let parsed = parse(&[
+            ("customer", "c-1"),
+            ("entry_type", "referral_accrual"),
+            ("program", "invite"),
+            ("branch", "downtown"),
+            ("account", "cashback"),
+            ("from", "2026-11-01T00:00:00Z"),
+            ("to", "2026-12-01T00:00:00+04:00"),
+            ("limit", "5"),
+        ]);
+        let Ok((q, page)) = parsed else { panic!("{parsed:?}") };
+        assert_eq!(q.customer.as_deref(), Some("c-1"));
+        assert_eq!(q.entry_type.as_deref(), Some("referral_accrual"));
+        assert_eq!(q.from_ms, Some(1_793_491_200_000));
+        assert_eq!(q.to_ms, Some(1_796_083_200_000 - 4 * 3_600_000));
+        assert_eq!(page.limit, 5);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (params, name) in [
+            (vec![("limit", "0")], "limit"),
+            (vec![("limit", "1001")], "limit"),
+            (vec![("from", "yesterday")], "from"),
+            (
+                vec![("from", "2026-11-02T00:00:00Z"), ("to", "2026-11-01T00:00:00Z")],
+                "to",
+            ),
+            (vec![("colour", "red")], "colour"),
+            (vec![("branch", "a"), ("branch", "b")], "branch"),
+            (vec![("cursor", "!!")], "cursor"),
+            (vec![("customer", "")], "customer"),
+            (
+                vec![
+                    ("cursor", Cursor::Time { ms: 1, p: 0, seq: 0 }.encode().leak() as &str),
+                    ("customer", "c"),
+                ],
+                "cursor",
+            ),
+        ] {
+            match parse(&params) {
+                Err(err) => assert_eq!(err.name, name, "{params:?}: {err}"),
+                Ok(ok) => panic!("{params:?} was accepted: {ok:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn query_strings_are_percent_decoded() {
+        let pairs = split_query(Some(
+            "branch=down%20town&program=a+b&to=2026-11-01T00%3A00%3A00%2B04%3A00",
+        ));
+        assert_eq!(
+            pairs,
+            Ok(vec![
+                ("branch".into(), "down town".into()),
+                ("program".into(), "a b".into()),
+                ("to".into(), "2026-11-01T00:00:00+04:00".into())
+            ])
+        );
+        assert!(split_query(Some("branch=%ZZ")).is_err());
+        assert!(split_query(Some("branch=%ff")).is_err());
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        let mut out = Vec::new();
+        csv_field("plain", true, &mut out);
+        out.push(b'|');
+        csv_field("a,\"b\"\nc", true, &mut out);
+        out.push(b'|');
+        csv_field("=HYPERLINK(1)", true, &mut out);
+        out.push(b'|');
+        csv_field("-4.00", false, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "plain|\"a,\"\"b\"\"\nc\"|\"'=HYPERLINK(1)\"|-4.00"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn cursors_round_trip(ms in 0i64..i64::MAX, p in any::<u32>(), seq in any::<u64>()) {
+            for cursor in [Cursor::Customer { p, seq }, Cursor::Time { ms, p, seq }] {
+                prop_assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+            }
+        }
+
+        #[test]
+        fn garbage_is_never_a_cursor_that_panics(text in ".{0,40}") {
+            let _ = Cursor::decode(&text);
+        }
+    }
+}
