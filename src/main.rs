@@ -446,7 +446,7 @@ fn reload(path: &std::path::Path, programs: &Programs) {
     match Config::load(path) {
         Ok(config) => {
             let version = programs.replace(config.tenants);
-            tracing::info!(version, "SIGHUP: programs reloaded; they apply from the next batch");
+            tracing::info!(version, "SIGHUP: programs reloaded; they apply from the next record");
         }
         Err(err) => tracing::error!("SIGHUP: reload failed, the old programs stay in force: {err}"),
     }

@@ -203,14 +203,6 @@ pub fn run(
         if stopping {
             break;
         }
-        if batch.is_empty() {
-            let (version, tenants) = programs.current();
-            if version != programs_version {
-                processor.set_tenants(tenants);
-                programs_version = version;
-                tracing::info!(version, "new programs in force");
-            }
-        }
         if let Some(failure) = consumer.context().take_failure() {
             return Err(PipelineError::Rebalance(failure));
         }
@@ -296,6 +288,13 @@ pub fn run(
             key: message.key(),
             payload: message.payload(),
         };
+        // A reload (SIGHUP) applies from the next record on.
+        if programs.version() != programs_version {
+            let (version, tenants) = programs.current();
+            processor.set_tenants(tenants);
+            programs_version = version;
+            tracing::info!(version, "new programs in force");
+        }
         // Counted per batch, not per record: a labelled counter is a map lookup.
         match consumed.iter_mut().find(|(t, _)| t == record.topic) {
             Some((_, n)) => *n += 1,

@@ -192,6 +192,11 @@ impl Programs {
         (guard.0, guard.1.clone())
     }
 
+    /// The current version number only.
+    pub fn version(&self) -> u64 {
+        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).0
+    }
+
     /// Installs new tenants; returns the new version number.
     pub fn replace(&self, tenants: Tenants) -> u64 {
         let mut guard = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
