@@ -25,6 +25,10 @@ use crate::telemetry;
 
 /// Records read from the outbox per scan.
 const SCAN_CHUNK: usize = 2_000;
+/// Most records handed to librdkafka and not yet acknowledged. Below the
+/// producer's own queue limit, so sends never fail with a full queue and the
+/// loop never rescans records it cannot send.
+const MAX_IN_FLIGHT: u64 = 50_000;
 /// Longest the shutdown drain waits for acknowledgements.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -250,6 +254,11 @@ impl Publisher {
         let mut sent = 0;
         let partitions: Vec<u32> = self.lanes.keys().copied().collect();
         for p in partitions {
+            let in_flight: u64 = self.in_flight.values().sum();
+            let budget = MAX_IN_FLIGHT.saturating_sub(in_flight) as usize;
+            if budget == 0 {
+                break;
+            }
             let (Some(durable), Some(lane)) = (self.progress.durable(p), self.lanes.get(&p)) else {
                 continue;
             };
@@ -261,7 +270,7 @@ impl Publisher {
                 Family::Outbox,
                 &keys::partition_prefix(p),
                 &keys::outbox(p, next),
-                SCAN_CHUNK,
+                SCAN_CHUNK.min(budget),
             )?;
             let mut already = WriteSet::new();
             for (key, value) in chunk {
