@@ -18,17 +18,6 @@ fn key_of(payload: &[u8]) -> Option<String> {
     Some(format!("{}:{}", v["tenant"].as_str()?, v["customer"].as_str()?))
 }
 
-fn scrape(port: u16) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body);
-    body
-}
-
 fn metric(scrape: &str, name: &str, label: &str) -> f64 {
     scrape
         .lines()
@@ -95,7 +84,7 @@ fn seed_example_dead_letters_duplicates_and_restart() {
     }
 
     // Metrics counted what happened.
-    let metrics = scrape(env.http_port);
+    let metrics = common::scrape(env.http_port);
     assert_eq!(
         metric(&metrics, "accrue_events_processed_total", "order.paid"),
         1.0,

@@ -40,17 +40,6 @@ fn event(id: &str, customer: &str, event_type: &str, body: serde_json::Value) ->
     (Some(format!("studio:{customer}")), value.to_string().into_bytes())
 }
 
-fn scrape(port: u16) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body);
-    body
-}
-
 fn counter(scrape: &str, name: &str) -> f64 {
     scrape
         .lines()
@@ -120,7 +109,7 @@ fn every_booking_is_credited_once_across_sigkills() {
     // Run until every booking event is applied, then kill before the due time.
     let mut child = env.spawn();
     let applied = wait_until(Duration::from_secs(30), || {
-        counter(&scrape(env.http_port), "accrue_events_processed_total") >= input.len() as f64
+        counter(&common::scrape(env.http_port), "accrue_events_processed_total") >= input.len() as f64
     });
     assert!(applied, "bookings not applied\n{}", env.logs());
     assert!(credits(&env).is_empty(), "nothing is due yet");
@@ -134,7 +123,7 @@ fn every_booking_is_credited_once_across_sigkills() {
     // Kill the moment the first timers fire: before or just after their
     // batch commits, before everything is published.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while counter(&scrape(env.http_port), "accrue_timers_fired_total") < 1.0 {
+    while counter(&common::scrape(env.http_port), "accrue_timers_fired_total") < 1.0 {
         assert!(
             std::time::Instant::now() < deadline,
             "no timer fired after restart\n{}",

@@ -226,46 +226,39 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Outcome {
     };
     let mut outcome = Outcome::default();
     let mut balances = input.balances.clone();
-    for movement in &mut record.accruals {
-        let target = round_for(tenant, &movement.account, movement.amount * share).min(movement.amount);
-        let mut delta = (target - movement.reversed).max(Decimal::ZERO);
-        if tenant.refunds.negative_balance == NegativeBalance::Clamp {
-            let available = balances
-                .get(&movement.account)
-                .copied()
-                .unwrap_or_default()
-                .max(Decimal::ZERO);
-            delta = delta.min(available);
+    let clamp = tenant.refunds.negative_balance == NegativeBalance::Clamp;
+    // Accruals come back out of the balance (within the policy); redeemed
+    // balance goes back in.
+    for (movements, entry_type, sign, limit) in [
+        (&mut record.accruals, EntryType::Reversal, -Decimal::ONE, clamp),
+        (
+            &mut record.redemptions,
+            EntryType::RedemptionReversal,
+            Decimal::ONE,
+            false,
+        ),
+    ] {
+        for movement in movements.iter_mut() {
+            let target = round_for(tenant, &movement.account, movement.amount * share).min(movement.amount);
+            let mut delta = (target - movement.reversed).max(Decimal::ZERO);
+            if limit {
+                let available = balances.get(&movement.account).copied().unwrap_or_default();
+                delta = delta.min(available.max(Decimal::ZERO));
+            }
+            if delta.is_zero() {
+                continue;
+            }
+            movement.reversed += delta;
+            *balances.entry(movement.account.clone()).or_default() += sign * delta;
+            outcome.entries.push(Entry {
+                account: movement.account.clone(),
+                entry_type,
+                program: movement.program.clone(),
+                amount: sign * delta,
+                base: None,
+                description: None,
+            });
         }
-        if delta.is_zero() {
-            continue;
-        }
-        movement.reversed += delta;
-        *balances.entry(movement.account.clone()).or_default() -= delta;
-        outcome.entries.push(Entry {
-            account: movement.account.clone(),
-            entry_type: EntryType::Reversal,
-            program: movement.program.clone(),
-            amount: -delta,
-            base: None,
-            description: None,
-        });
-    }
-    for movement in &mut record.redemptions {
-        let target = round_for(tenant, &movement.account, movement.amount * share).min(movement.amount);
-        let delta = (target - movement.reversed).max(Decimal::ZERO);
-        if delta.is_zero() {
-            continue;
-        }
-        movement.reversed += delta;
-        outcome.entries.push(Entry {
-            account: movement.account.clone(),
-            entry_type: EntryType::RedemptionReversal,
-            program: movement.program.clone(),
-            amount: delta,
-            base: None,
-            description: None,
-        });
     }
     outcome.order_record = Some((refund.original_event_id.clone(), record));
     outcome

@@ -419,6 +419,18 @@ pub fn terminate(child: &mut Child, timeout: Duration) -> Option<std::process::E
     None
 }
 
+/// The Prometheus exposition of an `accrue run` listening on `port`.
+pub fn scrape(port: u16) -> String {
+    use std::io::Read;
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body
+}
+
 /// SIGKILL, as a crash.
 pub fn kill9(child: &mut Child) {
     let _ = child.kill();
