@@ -552,6 +552,11 @@ pub fn customer_key(tenant: &str, customer: &str) -> String {
 }
 
 fn from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8], prefix: &str) -> Result<T, ContractError> {
+    // Fast path: plain serde_json. Tracking the field path costs more than
+    // the decoding itself, so it runs only to explain a failure.
+    if let Ok(value) = serde_json::from_slice::<T>(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = result.map_err(|err| classify(&err, prefix))?;
