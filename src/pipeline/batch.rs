@@ -435,19 +435,17 @@ impl Processor {
             out.push(batch, seq, payload);
             telemetry::rejected(rejection.output_type, rejection.code);
         }
-        if outcome.notify_adjustment {
-            if let Some(entry) = outcome.entries.first() {
-                let seq = next_seq(batch, p);
-                let scale = rules::scale_of(tenant, &entry.account);
-                let payload = to_json(&BalanceNotification {
-                    header: out.header(seq, "balance.manually_updated"),
-                    account: entry.account.clone(),
-                    amount: money(entry.amount, scale),
-                    balance: money(last_balance, scale),
-                    description: entry.description.clone().unwrap_or_default(),
-                })?;
-                out.push(batch, seq, payload);
-            }
+        if let (Some(notification), Some(entry)) = (outcome.notify, outcome.entries.first()) {
+            let seq = next_seq(batch, p);
+            let scale = rules::scale_of(tenant, &entry.account);
+            let payload = to_json(&BalanceNotification {
+                header: out.header(seq, notification),
+                account: entry.account.clone(),
+                amount: money(entry.amount, scale),
+                balance: money(last_balance, scale),
+                description: entry.description.clone().unwrap_or_default(),
+            })?;
+            out.push(batch, seq, payload);
         }
         if let Some(card) = &outcome.gift_card {
             let seq = next_seq(batch, p);
@@ -471,19 +469,6 @@ impl Processor {
             let key = keys::order(p, &tenant.id, customer, order_event);
             batch.set.put(Family::Orders, key.clone(), to_json(order)?);
             batch.orders.insert(key, Some(order.clone()));
-        }
-        if outcome.notify_auto_credit {
-            if let Some(entry) = outcome.entries.first() {
-                let seq = next_seq(batch, p);
-                let payload = to_json(&BalanceNotification {
-                    header: out.header(seq, "points.auto_credited"),
-                    account: entry.account.clone(),
-                    amount: money(entry.amount, 0),
-                    balance: money(last_balance, 0),
-                    description: entry.description.clone().unwrap_or_default(),
-                })?;
-                out.push(batch, seq, payload);
-            }
         }
         if let Some((booking_id, booking)) = &outcome.booking {
             let key = keys::booking(p, &tenant.id, customer, booking_id);
@@ -545,15 +530,7 @@ impl Processor {
     }
 
     fn booking(&self, batch: &mut Batch, key: &[u8]) -> Result<Option<Booking>, StateError> {
-        if let Some(found) = batch.bookings.get(key) {
-            return Ok(found.clone());
-        }
-        let record = match self.store.get(Family::Bookings, key)? {
-            Some(raw) => Some(serde_json::from_slice(&raw).map_err(|e| corrupt(Family::Bookings, &e.to_string()))?),
-            None => None,
-        };
-        batch.bookings.insert(key.to_vec(), record.clone());
-        Ok(record)
+        read_through(self.store.as_ref(), &mut batch.bookings, Family::Bookings, key)
     }
 
     /// Fires up to `limit` timers of partition `p` due at `now_ms` or
@@ -642,15 +619,7 @@ impl Processor {
     }
 
     fn order(&self, batch: &mut Batch, key: &[u8]) -> Result<Option<OrderRecord>, StateError> {
-        if let Some(found) = batch.orders.get(key) {
-            return Ok(found.clone());
-        }
-        let record = match self.store.get(Family::Orders, key)? {
-            Some(raw) => Some(serde_json::from_slice(&raw).map_err(|e| corrupt(Family::Orders, &e.to_string()))?),
-            None => None,
-        };
-        batch.orders.insert(key.to_vec(), record.clone());
-        Ok(record)
+        read_through(self.store.as_ref(), &mut batch.orders, Family::Orders, key)
     }
 
     fn dead_letter(&self, batch: &mut Batch, record: &InputRecord<'_>, err: &ContractError) {
@@ -678,6 +647,25 @@ impl Processor {
         telemetry::dead_lettered(err.kind.as_str());
         tracing::debug!(partition = p, offset = record.offset, topic = record.topic, reason = %err, "dead-lettered");
     }
+}
+
+/// A JSON record of `family`: this batch's copy if it has one, else the
+/// stored one, remembered (absent too) for the rest of the batch.
+fn read_through<T: serde::de::DeserializeOwned + Clone>(
+    store: &dyn Store,
+    cache: &mut HashMap<Vec<u8>, Option<T>>,
+    family: Family,
+    key: &[u8],
+) -> Result<Option<T>, StateError> {
+    if let Some(found) = cache.get(key) {
+        return Ok(found.clone());
+    }
+    let record = match store.get(family, key)? {
+        Some(raw) => Some(serde_json::from_slice(&raw).map_err(|e| corrupt(family, &e.to_string()))?),
+        None => None,
+    };
+    cache.insert(key.to_vec(), record.clone());
+    Ok(record)
 }
 
 fn add_timers(batch: &mut Batch, p: u32, delta: i64) {

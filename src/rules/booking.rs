@@ -210,7 +210,7 @@ pub fn fire(booking_id: &str, booking: &Booking, marketing_consent: bool) -> Out
             base: None,
             description: Some(format!("points for {}", booking.service)),
         }],
-        notify_auto_credit: marketing_consent,
+        notify: marketing_consent.then_some("points.auto_credited"),
         timers: TimerChange {
             delete: booking.due_ms,
             set: None,

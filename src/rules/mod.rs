@@ -149,8 +149,9 @@ pub struct Outcome {
     pub entries: Vec<Entry>,
     /// Set when the request was refused; then `entries` is empty.
     pub rejection: Option<Rejection>,
-    /// Emit `balance.manually_updated` for this adjustment.
-    pub notify_adjustment: bool,
+    /// A notification about the first entry (`balance.manually_updated`,
+    /// `points.auto_credited`); set only for customers with marketing consent.
+    pub notify: Option<&'static str>,
     /// A gift card to issue.
     pub gift_card: Option<IssuedCard>,
     /// The customer's new profile, to store.
@@ -158,8 +159,6 @@ pub struct Outcome {
     /// The order record to store, under `(event id)`: the new order's own
     /// record, or the refunded order's updated one.
     pub order_record: Option<(String, OrderRecord)>,
-    /// Emit `points.auto_credited` for this credit.
-    pub notify_auto_credit: bool,
     /// Durable timers to delete or set.
     pub timers: TimerChange,
     /// The booking record to store, under its booking id.
@@ -249,7 +248,7 @@ pub fn evaluate(input: &Input<'_>) -> Outcome {
                     base: None,
                     description: Some(adjust.description.clone()),
                 }],
-                notify_adjustment: input.customer.marketing_consent,
+                notify: input.customer.marketing_consent.then_some("balance.manually_updated"),
                 ..Outcome::default()
             }
         }

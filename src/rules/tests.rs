@@ -479,10 +479,13 @@ fn seed_004_manual_adjustments_and_notifications() {
     assert_eq!(credits(&got), pairs(&[("service_points", "50")]));
     assert_eq!(got.entries[0].entry_type, EntryType::ManualAdjustment);
     assert_eq!(got.entries[0].description.as_deref(), Some("Welcome gift"));
-    assert!(got.notify_adjustment, "consenting customers are notified");
+    assert!(
+        got.notify == Some("balance.manually_updated"),
+        "consenting customers are notified"
+    );
     let quiet = Customer::default();
     assert!(
-        !run(&t, &add, &quiet, &[]).notify_adjustment,
+        run(&t, &add, &quiet, &[]).notify.is_none(),
         "no consent, no notification"
     );
 
