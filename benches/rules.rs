@@ -90,6 +90,7 @@ fn bench(c: &mut Criterion) {
         original: None,
         booking: None,
         code_key: b"bench key",
+        network: &rules::NoNetwork,
     };
     assert_eq!(rules::evaluate(&input).entries.len(), 5, "redemption + 4 accruals");
     let mut group = c.benchmark_group("order.paid");

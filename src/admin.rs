@@ -45,6 +45,7 @@ fn all_topics(config: &Config) -> Vec<String> {
     topics.push(config.topics.accruals.clone());
     topics.push(config.topics.dead_letter.clone());
     topics.push(config.topics.internal.clone());
+    topics.push(config.topics.directory());
     topics
 }
 
@@ -56,9 +57,18 @@ fn all_topics(config: &Config) -> Vec<String> {
 pub async fn create_topics(config: &Config, partitions: i32, replication: i32) -> Result<(), AdminError> {
     let admin: AdminClient<DefaultClientContext> = config.kafka.client_config(ClientRole::Admin).create()?;
     let names = all_topics(config);
+    let directory = config.topics.directory();
     let new: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .map(|t| {
+            let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
+            // The directory keeps the last entry per customer, forever.
+            if *t == directory {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
         .collect();
     let results = admin
         .create_topics(&new, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)))

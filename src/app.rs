@@ -8,7 +8,9 @@ use std::thread;
 use crate::admin;
 use crate::api::StoreSlot;
 use crate::config::Config;
+use crate::directory::{self, Directory};
 use crate::outbox::Publisher;
+use crate::pipeline::batch::Routing;
 use crate::pipeline::{self, Programs, Progress};
 use crate::state::{RocksStore, Store};
 
@@ -88,6 +90,36 @@ pub fn run_serving_reads(
     progress.set_state_open();
     let publisher = Publisher::new(config, store.clone(), progress.clone())?;
 
+    let directory = Arc::new(Directory::default());
+    directory.seed(config.tenants.values());
+    progress.set_directory_loading(true);
+    let directory_thread = {
+        let (config, directory, progress, stop) = (config.clone(), directory.clone(), progress.clone(), stop.clone());
+        thread::Builder::new()
+            .name("directory".into())
+            .spawn(move || {
+                // Until it has read the topic, /health/ready stays false and
+                // lookups see only what this instance applied itself.
+                while !stop.load(Ordering::SeqCst) {
+                    match directory::run_reader(&config, directory.clone(), &stop, || {
+                        progress.set_directory_loading(false);
+                    }) {
+                        Ok(()) => break,
+                        Err(err) => {
+                            tracing::error!(error = %err, "cannot read the customer directory topic; retrying");
+                            thread::sleep(std::time::Duration::from_secs(2));
+                        }
+                    }
+                }
+            })
+            .map_err(|_| RunError::Panicked("directory reader could not start"))?
+    };
+    let routing = Routing {
+        internal_topic: config.topics.internal.clone(),
+        partitions: u32::try_from(partitions).unwrap_or(1),
+        directory,
+    };
+
     let publisher_thread = thread::Builder::new()
         .name("publisher".into())
         .spawn(move || publisher.run())
@@ -99,6 +131,7 @@ pub fn run_serving_reads(
         progress.clone(),
         &programs,
         code_key,
+        routing,
         &crate::timers::SystemClock,
         &stop,
     );
@@ -106,6 +139,9 @@ pub fn run_serving_reads(
     progress.finish_intake();
     stop.store(true, Ordering::SeqCst);
     let published = publisher_thread.join().map_err(|_| RunError::Panicked("publisher"))?;
+    directory_thread
+        .join()
+        .map_err(|_| RunError::Panicked("directory reader"))?;
     result?;
     published?;
     Ok(())

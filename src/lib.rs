@@ -36,6 +36,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod contract;
+pub mod directory;
 pub mod gen;
 pub mod http;
 pub mod outbox;

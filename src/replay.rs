@@ -10,6 +10,7 @@
 //! already applied. Outbox records stay in the state until a run publishes
 //! them.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
@@ -18,9 +19,15 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::gen::Pacer;
+use crate::outbox::{Destination, OutboxRecord};
+use crate::pipeline::batch::Routing;
 use crate::pipeline::{Applied, Batch, InputRecord, Processor};
-use crate::state::{RocksStore, StateError, Store};
+use crate::state::{keys, Family, RocksStore, StateError, Store};
+
+/// The pseudo-topic internal commands are delivered under in a replay.
+pub const REPLAY_INTERNAL_TOPIC: &str = "replay.internal";
 
 /// The pseudo-topic replay offsets are stored under.
 pub const REPLAY_TOPIC: &str = "replay";
@@ -63,11 +70,7 @@ struct KeyProbe<'a> {
     customer: Option<&'a str>,
 }
 
-/// librdkafka's default `consistent_random` partitioner: CRC-32 of the key
-/// modulo the partition count.
-pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
-    crc32fast::hash(key) % partitions.max(1)
-}
+pub use crate::contract::partition_for;
 
 /// Replays `file` into the state directory `state`.
 ///
@@ -88,7 +91,14 @@ pub fn replay(
     let code_key: Arc<[u8]> = std::fs::read(&key_file)
         .map(Arc::from)
         .unwrap_or_else(|_| Arc::from(&b"replay"[..]));
-    let mut processor = Processor::new(store, Arc::new(config.tenants.clone()), code_key);
+    let mut processor = Processor::new(store.clone(), Arc::new(config.tenants.clone()), code_key);
+    let directory = Directory::standalone();
+    directory.seed(config.tenants.values());
+    processor.set_routing(Routing {
+        internal_topic: REPLAY_INTERNAL_TOPIC.into(),
+        partitions,
+        directory: Arc::new(directory),
+    });
     let mut stats = ReplayStats::default();
     let mut batch = Batch::default();
     let mut pacer = Pacer::new(0, total);
@@ -125,20 +135,64 @@ pub fn replay(
             Applied::AlreadyApplied => {}
         }
         if batch.events() >= config.batch.max_events {
-            processor.commit(std::mem::take(&mut batch))?;
+            let committed = processor.commit(std::mem::take(&mut batch))?;
             stats.batches += 1;
+            stats.batches += deliver(&mut processor, store.as_ref(), &committed.commands)?;
         }
         if progress {
             pacer.tick();
         }
     }
     if !batch.is_empty() {
-        processor.commit(batch)?;
+        let committed = processor.commit(batch)?;
         stats.batches += 1;
+        stats.batches += deliver(&mut processor, store.as_ref(), &committed.commands)?;
     }
     stats.seconds = started.elapsed().as_secs_f64();
     stats.cpu_seconds = cpu_seconds() - cpu_start;
     Ok(stats)
+}
+
+/// Delivers the internal commands (referral credits, partner orders) that
+/// a committed batch wrote to their target partitions, as `accrue run` does
+/// through the internal topic, and commits them. The outbox records stay
+/// for a later run to publish; the target then drops them as duplicates by
+/// command id. Returns the batches written (0 or 1).
+fn deliver(processor: &mut Processor, store: &dyn Store, commands: &[(u32, u64)]) -> Result<u64, StateError> {
+    let mut batch = Batch::default();
+    let mut offsets: HashMap<u32, i64> = HashMap::new();
+    for (p, seq) in commands {
+        let Some(value) = store.get(Family::Outbox, &keys::outbox(*p, *seq))? else {
+            continue;
+        };
+        let Some(record) = OutboxRecord::decode(&value) else {
+            continue;
+        };
+        if record.destination != Destination::Internal {
+            continue;
+        }
+        let target = record.partition.unwrap_or(*p);
+        let offset = match offsets.get(&target) {
+            Some(next) => *next,
+            None => processor.stored_offset(REPLAY_INTERNAL_TOPIC, target)?.unwrap_or(0),
+        };
+        offsets.insert(target, offset + 1);
+        processor.apply(
+            &mut batch,
+            &InputRecord {
+                topic: REPLAY_INTERNAL_TOPIC,
+                partition: target,
+                offset,
+                key: record.key.as_deref(),
+                payload: Some(&record.payload),
+            },
+        )?;
+    }
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    processor.commit(batch)?;
+    Ok(1)
 }
 
 /// CPU seconds (user + system) of this process, from `/proc/self/stat`;

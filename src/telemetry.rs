@@ -48,7 +48,22 @@ pub const READY: &str = "accrue_ready";
 pub const TENANT_EVENTS_PROCESSED: &str = "accrue_tenant_events_processed_total";
 
 /// Every metric with its kind and help text, for `# HELP` lines and docs.
-pub const METRICS: [(&str, Kind, &str); 26] = [
+pub const METRICS: [(&str, Kind, &str); 29] = [
+    (
+        DIRECTORY_ENTRIES,
+        Kind::Gauge,
+        "Customers with a phone in this instance's customer directory (all tenants).",
+    ),
+    (
+        COMMANDS_SENT,
+        Kind::Counter,
+        "Internal commands written to the outbox (referral credits, partner orders), by type.",
+    ),
+    (
+        COMMANDS_APPLIED,
+        Kind::Counter,
+        "Internal commands applied in their target partition, by type and result (applied, rejected, duplicate).",
+    ),
     (
         TIMERS_OVERDUE,
         Kind::Gauge,
@@ -465,6 +480,28 @@ pub fn timer_fired(lag_ms: i64) {
 /// Timers pending now.
 pub fn timers_pending(n: i64) {
     gauge!(TIMERS_PENDING).set(n as f64);
+}
+
+/// Customers in the directory.
+pub const DIRECTORY_ENTRIES: &str = "accrue_directory_entries";
+/// Internal commands written.
+pub const COMMANDS_SENT: &str = "accrue_commands_sent_total";
+/// Internal commands applied at their target.
+pub const COMMANDS_APPLIED: &str = "accrue_commands_applied_total";
+
+/// The directory's size.
+pub fn directory_entries(n: usize) {
+    gauge!(DIRECTORY_ENTRIES).set(n as f64);
+}
+
+/// One internal command written to the outbox.
+pub fn command_sent(command_type: &'static str) {
+    counter!(COMMANDS_SENT, "type" => command_type).increment(1);
+}
+
+/// One internal command handled at its target.
+pub fn command_applied(command_type: &'static str, result: &'static str) {
+    counter!(COMMANDS_APPLIED, "type" => command_type, "result" => result).increment(1);
 }
 
 /// Business rejections (`redemption.rejected`, ...), by type and reason.

@@ -8,9 +8,49 @@
 mod tenant;
 
 pub use tenant::{
-    BookingsConfig, BranchConfig, CustomerProfile, GiftCardConfig, GroupRule, NegativeBalance, ProgramConfig,
-    ProgramStatus, ProgramType, RedemptionConfig, RefundConfig, SalePair, SalesConfig, TenantConfig, BUILTIN_ACCOUNTS,
+    deposit_at, BookingsConfig, BranchConfig, CustomerProfile, GiftCardConfig, GroupRule, NegativeBalance,
+    PartnerConditions, PartnerConfig, ProgramConfig, ProgramStatus, ProgramType, RedemptionConfig, ReferralConfig,
+    ReferralReward, RefundConfig, SalePair, SalesConfig, TenantConfig, BUILTIN_ACCOUNTS, DEPOSIT_AT,
 };
+
+/// The conditions `place` grants customers of `home`, if their partnership
+/// is active: both tenants sent an agreement and both accepted the other's.
+/// Anything less (one direction only, a tenant not configured) is `None`.
+pub fn partnership<'a>(
+    tenants: &'a HashMap<String, TenantConfig>,
+    place: &str,
+    home: &str,
+) -> Option<&'a PartnerConditions> {
+    if place == home {
+        return None;
+    }
+    let here = tenants.get(place)?.partners.get(home)?;
+    let there = tenants.get(home)?.partners.get(place)?;
+    if here.sent && there.sent && there.accepted.is_some() {
+        here.accepted.as_ref()
+    } else {
+        None
+    }
+}
+
+/// Agreements that are not (yet) active, as sentences for `check-config`.
+pub fn pending_partnerships(tenants: &HashMap<String, TenantConfig>) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut ids: Vec<&String> = tenants.keys().collect();
+    ids.sort();
+    for id in ids {
+        let Some(tenant) = tenants.get(id) else { continue };
+        for partner in tenant.partners.keys() {
+            if id < partner && partnership(tenants, id, partner).is_none() {
+                notes.push(format!(
+                    "partnership {id} <-> {partner} is not active: both tenants must set sent = true and an \
+                     [partners.<other>.accepted] table"
+                ));
+            }
+        }
+    }
+    notes
+}
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -135,12 +175,23 @@ pub struct TopicsConfig {
     pub dead_letter: String,
     /// Internal topic for cross-customer commands.
     pub internal: String,
+    /// Compacted topic of the customer directory (phones); default
+    /// `<internal>.directory`.
+    #[serde(default)]
+    pub directory: Option<String>,
 }
 
 impl TopicsConfig {
     /// Output topics, which must have as many partitions as the input.
     pub fn outputs(&self) -> [&str; 2] {
         [&self.accruals, &self.dead_letter]
+    }
+
+    /// The directory topic's name.
+    pub fn directory(&self) -> String {
+        self.directory
+            .clone()
+            .unwrap_or_else(|| format!("{}.directory", self.internal))
     }
 }
 
@@ -402,6 +453,7 @@ impl Config {
 
         let tenants_dir = base.join(&file.tenants.dir);
         let mut tenants = HashMap::new();
+        let mut paths: HashMap<String, PathBuf> = HashMap::new();
         match tenant_files(&tenants_dir) {
             Ok(files) if files.is_empty() => all.push(ConfigIssue {
                 file: path.to_path_buf(),
@@ -436,6 +488,7 @@ impl Config {
                                 });
                             } else {
                                 seen.insert(tenant.id.clone(), tenant_path.clone());
+                                paths.insert(tenant.id.clone(), tenant_path.clone());
                                 tenants.insert(tenant.id.clone(), tenant);
                             }
                         }
@@ -448,6 +501,19 @@ impl Config {
                 field: "tenants.dir".into(),
                 message: format!("cannot list {}: {err}", tenants_dir.display()),
             }),
+        }
+        for (id, tenant) in &tenants {
+            for partner in tenant.partners.keys() {
+                if !tenants.contains_key(partner) && partner != id {
+                    all.push(ConfigIssue {
+                        file: paths.get(id).cloned().unwrap_or_else(|| tenants_dir.clone()),
+                        field: format!("partners.{partner}"),
+                        message: format!(
+                            "{partner:?} is not a configured tenant; both partners must be served by this deployment"
+                        ),
+                    });
+                }
+            }
         }
         if !all.is_empty() {
             return Err(ConfigError { issues: all });
@@ -531,6 +597,8 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     names.push((&file.topics.accruals, "topics.accruals".into()));
     names.push((&file.topics.dead_letter, "topics.dead_letter".into()));
     names.push((&file.topics.internal, "topics.internal".into()));
+    let directory = file.topics.directory();
+    names.push((&directory, "topics.directory".into()));
     for (i, (name, field)) in names.iter().enumerate() {
         if !valid_topic_name(name) {
             issues.push(

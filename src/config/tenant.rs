@@ -15,6 +15,14 @@ use crate::contract::Amount;
 /// Accounts every tenant has besides named bonus accounts.
 pub const BUILTIN_ACCOUNTS: [&str; 5] = ["cashback", "bonus", "discount", "deposit", "service_points"];
 
+/// Prefix of a partner's shared-deposit bucket: `deposit@<partner>`.
+pub const DEPOSIT_AT: &str = "deposit@";
+
+/// The account of deposit accumulated at `partner` into the shared deposit.
+pub fn deposit_at(partner: &str) -> String {
+    format!("{DEPOSIT_AT}{partner}")
+}
+
 /// A tenant (a business or a network) and its programs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +64,102 @@ pub struct TenantConfig {
     /// lower-case hex SHA-256 of the token (`accrue token hash` prints it).
     #[serde(default)]
     pub api_tokens_sha256: Vec<String>,
+    /// The referral program (seed 002), if the tenant runs one.
+    #[serde(default)]
+    pub referral: Option<ReferralConfig>,
+    /// Partnership agreements (seed 000) by partner tenant id.
+    #[serde(default)]
+    pub partners: BTreeMap<String, PartnerConfig>,
+}
+
+/// `[referral]`: the invitee gets a discount on the first visit; the
+/// referrer gets a fixed cashback on the invitee's first visit, or on every
+/// visit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralConfig {
+    /// Program id in the ledger and in reports (default `referral`).
+    #[serde(default = "default_referral_id")]
+    pub id: String,
+    /// Public description.
+    #[serde(default)]
+    pub description: String,
+    /// The invitee's discount on the first visit, reported to the POS.
+    pub invitee_discount_percent: Amount,
+    /// The account (card) the referrer's reward is credited to.
+    #[serde(default = "default_referral_account")]
+    pub referrer_account: String,
+    /// A fixed reward per rewarded visit, at the account's scale.
+    #[serde(default)]
+    pub referrer_amount: Option<Amount>,
+    /// Or: a percentage of the invitee's bill paid with money.
+    #[serde(default)]
+    pub referrer_percent: Option<Amount>,
+    /// On the invitee's first visit only, or on every visit.
+    #[serde(default)]
+    pub reward: ReferralReward,
+}
+
+/// When the referrer is rewarded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferralReward {
+    /// Only for the invitee's first visit.
+    #[default]
+    FirstVisit,
+    /// For every visit of the invitee.
+    EveryVisit,
+}
+
+fn default_referral_id() -> String {
+    "referral".into()
+}
+
+fn default_referral_account() -> String {
+    "cashback".into()
+}
+
+/// `[partners.<tenant>]`: one side of a partnership agreement (seed 000).
+/// The partnership is active only when both tenants have `sent = true` and
+/// an `[partners.<other>.accepted]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConfig {
+    /// This tenant sent its agreement to the partner.
+    #[serde(default)]
+    pub sent: bool,
+    /// This tenant accepted the partner's agreement, with these conditions
+    /// for the partner's customers here.
+    #[serde(default)]
+    pub accepted: Option<PartnerConditions>,
+}
+
+/// What a tenant grants the partner's customers (set by the accepting side).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConditions {
+    /// The partner's customers keep their own discount and accrual
+    /// percentages (their client card at the partner) here.
+    #[serde(default)]
+    pub copy_privileges: bool,
+    /// Discount for the partner's customers (without `copy_privileges`).
+    #[serde(default)]
+    pub discount_percent: Amount,
+    /// Accrual for the partner's customers (without `copy_privileges`).
+    #[serde(default)]
+    pub accrual_percent: Amount,
+    /// The partner's customers pay from, and accrue into, their one deposit
+    /// kept by the partner.
+    #[serde(default)]
+    pub shared_deposit: bool,
+    /// Most of a bill here payable from deposit accumulated here (percent);
+    /// deposit accumulated at the partner may pay up to the whole bill.
+    #[serde(default = "hundred")]
+    pub payment_percent: Amount,
+}
+
+fn hundred() -> Amount {
+    Amount::new(Decimal::ONE_HUNDRED)
 }
 
 /// `[bookings]`: points per booked service or class, credited a delay
@@ -330,6 +434,21 @@ pub struct CustomerProfile {
     /// Agreed to marketing notifications.
     #[serde(default)]
     pub marketing_consent: bool,
+    /// The customer's own discount percentage (client card).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount_percent: Option<Amount>,
+    /// The customer's own accrual percentage (client card).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accrual_percent: Option<Amount>,
+    /// Has visited (an order or visit was applied). Kept by accrue; set it
+    /// in config for customers imported with a history, so they do not count
+    /// as first-time visitors for referrals.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub visited: bool,
+    /// The customer who referred this one (kept by accrue), for referral
+    /// rewards on every visit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referred_by: Option<String>,
 }
 
 impl TenantConfig {
@@ -361,6 +480,14 @@ impl TenantConfig {
     /// The gift card `id` of the catalogue.
     pub fn gift_card(&self, id: &str) -> Option<&GiftCardConfig> {
         self.gift_cards.iter().find(|g| g.id == id)
+    }
+
+    /// Whether `account` is the shared-deposit bucket of a partner:
+    /// `deposit@<partner>`, money accumulated at that partner.
+    pub fn partner_bucket<'a>(&self, account: &'a str) -> Option<&'a str> {
+        account
+            .strip_prefix(DEPOSIT_AT)
+            .filter(|partner| self.partners.contains_key(*partner))
     }
 
     /// The seeded profile of `customer`, if any.
@@ -551,6 +678,82 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
                 format!("bookings.points.{service}"),
                 format!("must be a whole number of points above zero, got {v}"),
             );
+        }
+    }
+    if let Some(referral) = &tenant.referral {
+        if !valid_id(&referral.id) {
+            issues.push("referral.id", "must be 1 to 64 characters of [a-zA-Z0-9_.-]");
+        }
+        let discount = referral.invitee_discount_percent.value();
+        if discount < Decimal::ZERO || discount > Decimal::ONE_HUNDRED {
+            issues.push(
+                "referral.invitee_discount_percent",
+                format!("must be between 0 and 100, got {discount}"),
+            );
+        }
+        if !tenant.has_account(&referral.referrer_account) {
+            issues.push(
+                "referral.referrer_account",
+                format!("{:?} is not an account of this tenant", referral.referrer_account),
+            );
+        }
+        match (referral.referrer_amount, referral.referrer_percent) {
+            (Some(amount), None) => {
+                let v = amount.value();
+                let scale = if tenant.is_points(&referral.referrer_account) {
+                    0
+                } else {
+                    tenant.minor_units
+                };
+                if v <= Decimal::ZERO || v.normalize().scale() > scale {
+                    issues.push(
+                        "referral.referrer_amount",
+                        format!("must be above zero with at most {scale} decimals for this account, got {v}"),
+                    );
+                }
+            }
+            (None, Some(pct)) => check_percent(issues, "referral.referrer_percent".into(), pct.value()),
+            _ => issues.push(
+                "referral",
+                "set exactly one of referrer_amount (a fixed reward) and referrer_percent (of the invitee's bill)",
+            ),
+        }
+    }
+    for (partner, agreement) in &tenant.partners {
+        let at = format!("partners.{partner}");
+        if partner == &tenant.id {
+            issues.push(at.clone(), "a tenant cannot be its own partner");
+        }
+        if let Some(conditions) = &agreement.accepted {
+            for (field, pct) in [
+                ("discount_percent", conditions.discount_percent),
+                ("accrual_percent", conditions.accrual_percent),
+                ("payment_percent", conditions.payment_percent),
+            ] {
+                let v = pct.value();
+                if v < Decimal::ZERO || v > Decimal::ONE_HUNDRED {
+                    issues.push(
+                        format!("{at}.accepted.{field}"),
+                        format!("must be between 0 and 100, got {v}"),
+                    );
+                }
+            }
+        }
+    }
+    for (id, profile) in &tenant.customers {
+        for (field, pct) in [
+            ("discount_percent", profile.discount_percent),
+            ("accrual_percent", profile.accrual_percent),
+        ] {
+            if let Some(pct) = pct {
+                let v = pct.value();
+                if v < Decimal::ZERO || v > Decimal::ONE_HUNDRED {
+                    issues.push(
+                        format!("customers.{id}.{field}"),
+                        format!("must be between 0 and 100, got {v}"),
+                    );
+                }
+            }
         }
     }
     for id in tenant.customers.keys() {

@@ -4,9 +4,11 @@
 //! The contract imports nothing else of accrue. It is documented for POS
 //! developers in `docs/events.md`, with JSON Schema files in `docs/schemas/`.
 
+mod command;
 mod money;
 mod output;
 
+pub use command::{Command, CommandBody, PartnerOrder, ReferralCredit};
 pub use money::Amount;
 pub use output::*;
 
@@ -135,11 +137,13 @@ pub enum EventType {
     BookingCancelled,
     /// The customer did not come (`booking.no_show`).
     BookingNoShow,
+    /// A paid visit to a salon or studio (`visit.completed`).
+    VisitCompleted,
 }
 
 impl EventType {
     /// Every type, for documentation and metric labels.
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::OrderPaid,
         EventType::OrderRefunded,
         EventType::CustomerUpserted,
@@ -149,6 +153,7 @@ impl EventType {
         EventType::BookingRescheduled,
         EventType::BookingCancelled,
         EventType::BookingNoShow,
+        EventType::VisitCompleted,
     ];
 
     /// The wire name of the type.
@@ -163,6 +168,7 @@ impl EventType {
             EventType::BookingRescheduled => "booking.rescheduled",
             EventType::BookingCancelled => "booking.cancelled",
             EventType::BookingNoShow => "booking.no_show",
+            EventType::VisitCompleted => "visit.completed",
         }
     }
 
@@ -202,6 +208,7 @@ impl Event {
             Body::BookingRescheduled(_) => EventType::BookingRescheduled,
             Body::BookingCancelled(_) => EventType::BookingCancelled,
             Body::BookingNoShow(_) => EventType::BookingNoShow,
+            Body::VisitCompleted(_) => EventType::VisitCompleted,
         }
     }
 }
@@ -227,6 +234,19 @@ pub enum Body {
     BookingCancelled(BookingRef),
     /// `booking.no_show`.
     BookingNoShow(BookingRef),
+    /// `visit.completed`: decoded into the shape of an order (its
+    /// `visit_id` as `order_id`, sale type `visit` unless given).
+    VisitCompleted(OrderPaid),
+}
+
+impl Body {
+    /// The order or visit of the event, if it is one.
+    pub fn purchase(&self) -> Option<&OrderPaid> {
+        match self {
+            Body::OrderPaid(order) | Body::VisitCompleted(order) => Some(order),
+            _ => None,
+        }
+    }
 }
 
 /// `booking.created`: a booked service or class (seed 004). Its points are
@@ -291,6 +311,14 @@ pub struct CustomerUpserted {
     pub registered: bool,
     /// Agreed to marketing notifications.
     pub marketing_consent: bool,
+    /// The customer's own discount percentage (client card). A partner that
+    /// accepted an agreement with "copy privileges" grants it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount_percent: Option<Amount>,
+    /// The customer's own accrual percentage (client card), copied by
+    /// partners like `discount_percent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accrual_percent: Option<Amount>,
 }
 
 /// `balance.adjust`: staff add or subtract balance by hand (seed 004).
@@ -329,6 +357,43 @@ pub struct OrderPaid {
     pub total: Amount,
     /// ISO 4217 code; must be the tenant's currency.
     pub currency: String,
+    /// Referral (seed 002): the phone of the customer who invited this one.
+    /// Only on the invitee's first visit to the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer_phone: Option<String>,
+    /// Partnership (seed 000): the customer was identified as a customer of
+    /// a partner tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner: Option<PartnerRef>,
+}
+
+/// A customer of a partner tenant, identified by phone at the POS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerRef {
+    /// The partner tenant the customer belongs to.
+    pub tenant: String,
+    /// The customer's phone, as the partner records it.
+    pub phone: String,
+}
+
+/// `visit.completed` on the wire: an order with a `visit_id`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct VisitCompleted {
+    visit_id: String,
+    #[serde(default = "visit_sale_type")]
+    sale_type: String,
+    lines: Vec<OrderLine>,
+    payments: Vec<Payment>,
+    total: Amount,
+    currency: String,
+    #[serde(default)]
+    referrer_phone: Option<String>,
+    #[serde(default)]
+    partner: Option<PartnerRef>,
+}
+
+fn visit_sale_type() -> String {
+    "visit".into()
 }
 
 /// One line of an order.
@@ -434,8 +499,23 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
     let body = match event_type {
         EventType::OrderPaid => {
             let order: OrderPaid = from_slice(raw, "body.")?;
-            validate_order(&order)?;
+            validate_order(&order, "body.order_id")?;
             Body::OrderPaid(order)
+        }
+        EventType::VisitCompleted => {
+            let visit: VisitCompleted = from_slice(raw, "body.")?;
+            let order = OrderPaid {
+                order_id: visit.visit_id,
+                sale_type: visit.sale_type,
+                lines: visit.lines,
+                payments: visit.payments,
+                total: visit.total,
+                currency: visit.currency,
+                referrer_phone: visit.referrer_phone,
+                partner: visit.partner,
+            };
+            validate_order(&order, "body.visit_id")?;
+            Body::VisitCompleted(order)
         }
         EventType::OrderRefunded => {
             let refund: OrderRefunded = from_slice(raw, "body.")?;
@@ -458,6 +538,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             }
             if let Some(phone) = &customer.phone {
                 check_id("body.phone", phone)?;
+            }
+            for (field, pct) in [
+                ("body.discount_percent", customer.discount_percent),
+                ("body.accrual_percent", customer.accrual_percent),
+            ] {
+                if let Some(pct) = pct {
+                    check_percent(field, pct.value())?;
+                }
             }
             Body::CustomerUpserted(customer)
         }
@@ -521,12 +609,20 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
 /// # Errors
 /// [`ErrorKind::KeyMismatch`] when the key is absent or names someone else.
 pub fn check_key(key: Option<&[u8]>, event: &Event) -> Result<(), ContractError> {
-    let expected_len = event.tenant.len() + 1 + event.customer.len();
+    check_key_of(key, &event.tenant, &event.customer)
+}
+
+/// Checks that a Kafka key is `tenant:customer`.
+///
+/// # Errors
+/// [`ErrorKind::KeyMismatch`] when the key is absent or names someone else.
+pub fn check_key_of(key: Option<&[u8]>, tenant: &str, customer: &str) -> Result<(), ContractError> {
+    let expected_len = tenant.len() + 1 + customer.len();
     let matches = key.is_some_and(|k| {
         k.len() == expected_len
-            && k.starts_with(event.tenant.as_bytes())
-            && k[event.tenant.len()] == b':'
-            && k.ends_with(event.customer.as_bytes())
+            && k.starts_with(tenant.as_bytes())
+            && k[tenant.len()] == b':'
+            && k.ends_with(customer.as_bytes())
     });
     if matches {
         Ok(())
@@ -534,12 +630,16 @@ pub fn check_key(key: Option<&[u8]>, event: &Event) -> Result<(), ContractError>
         let shown = key.map_or_else(|| "no key".to_owned(), |k| format!("{:?}", String::from_utf8_lossy(k)));
         Err(ContractError::new(
             ErrorKind::KeyMismatch,
-            format!(
-                "the Kafka key must be \"{}:{}\" (tenant:customer), got {shown}",
-                event.tenant, event.customer
-            ),
+            format!("the Kafka key must be \"{tenant}:{customer}\" (tenant:customer), got {shown}"),
         ))
     }
+}
+
+/// The partition of a key, as librdkafka's default `consistent_random`
+/// partitioner chooses it (CRC-32 of the key modulo the partition count).
+/// Every topic of accrue is co-partitioned by this function.
+pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
+    crc32fast::hash(key) % partitions.max(1)
 }
 
 /// The Kafka key of a customer's records: `tenant:customer`.
@@ -637,8 +737,21 @@ fn check_id(field: &str, value: &str) -> Result<(), ContractError> {
     Ok(())
 }
 
-fn validate_order(order: &OrderPaid) -> Result<(), ContractError> {
-    check_id("body.order_id", &order.order_id)?;
+fn validate_order(order: &OrderPaid, id_field: &str) -> Result<(), ContractError> {
+    check_id(id_field, &order.order_id)?;
+    if let Some(phone) = &order.referrer_phone {
+        check_id("body.referrer_phone", phone)?;
+    }
+    if let Some(partner) = &order.partner {
+        check_id("body.partner.tenant", &partner.tenant)?;
+        check_id("body.partner.phone", &partner.phone)?;
+        if order.referrer_phone.is_some() {
+            return Err(ContractError::new(
+                ErrorKind::InvalidField,
+                "body.referrer_phone and body.partner cannot both be set: a referral stays within one tenant",
+            ));
+        }
+    }
     check_id("body.sale_type", &order.sale_type)?;
     check_currency_code(&order.currency)?;
     if order.lines.is_empty() {
@@ -693,6 +806,22 @@ fn validate_order(order: &OrderPaid) -> Result<(), ContractError> {
         return Err(ContractError::new(
             ErrorKind::Unbalanced,
             format!("the payments add up to {payments_sum}, but body.total is {total}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_percent(field: &str, pct: Decimal) -> Result<(), ContractError> {
+    if pct.is_sign_negative() && !pct.is_zero() {
+        return Err(ContractError::new(
+            ErrorKind::NegativeAmount,
+            format!("{field} is {pct}; a percentage must not be negative"),
+        ));
+    }
+    if pct > Decimal::ONE_HUNDRED {
+        return Err(ContractError::new(
+            ErrorKind::InvalidAmount,
+            format!("{field} is {pct}; a percentage is at most 100"),
         ));
     }
     Ok(())

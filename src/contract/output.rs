@@ -146,6 +146,49 @@ pub struct GiftCardIssued {
     pub account: String,
 }
 
+/// `referral.applied`: an invitee's first visit with a referrer (seed 002).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralApplied {
+    /// Id, type and source; the customer is the invitee.
+    #[serde(flatten)]
+    pub header: OutputHeader,
+    /// The referral program.
+    pub program: String,
+    /// The referrer, found by phone within the tenant.
+    pub referrer: String,
+    /// The invitee's discount on this visit, percent.
+    pub invitee_discount_percent: String,
+    /// The account the referrer's reward is credited to.
+    pub referrer_account: String,
+    /// The referrer's reward (credited in the referrer's partition).
+    pub referrer_amount: String,
+    /// Id of the internal command that carries the reward, if any; the
+    /// referrer's `accrual.recorded` has it as `source_event_id`'s command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+}
+
+/// `partner.identified`: a partner tenant's customer at this tenant (seed 000).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerIdentified {
+    /// Id, type and source; tenant and customer are the event's.
+    #[serde(flatten)]
+    pub header: OutputHeader,
+    /// The tenant the customer belongs to.
+    pub partner_tenant: String,
+    /// The customer's id there.
+    pub partner_customer: String,
+    /// Discount granted here, percent.
+    pub discount_percent: String,
+    /// Accrual here, percent.
+    pub accrual_percent: String,
+    /// Whether payment and accrual go to the shared deposit at the partner.
+    pub shared_deposit: bool,
+    /// Id of the internal command that carries the order to the partner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,6 +196,8 @@ proptest! {
             payments,
             total: Amount::new(total),
             currency: "AZN".into(),
+            referrer_phone: None,
+            partner: None,
         };
         let body = serde_json::to_string(&order).unwrap_or_default();
         let decoded = decode(order_json(&body).as_bytes());

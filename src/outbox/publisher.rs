@@ -5,6 +5,10 @@
 //! Recovery: before publishing a partition it reads the tail of every
 //! destination partition, finds the highest sequence already there, and
 //! deletes (without re-sending) every outbox record at or below it.
+//! Internal commands and directory entries go to the target customer's
+//! partition instead; they are re-sent after a crash, which is harmless:
+//! commands are deduplicated by id where they are applied, and a directory
+//! entry is an idempotent upsert.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -100,6 +104,8 @@ impl Publisher {
         let topics = HashMap::from([
             (Destination::Accruals, config.topics.accruals.clone()),
             (Destination::DeadLetter, config.topics.dead_letter.clone()),
+            (Destination::Internal, config.topics.internal.clone()),
+            (Destination::Directory, config.topics.directory()),
         ]);
         Ok(Publisher {
             store,
@@ -204,7 +210,7 @@ impl Publisher {
     /// records from the outbox.
     fn recover(&mut self, p: u32) -> Result<Lane, OutboxError> {
         let mut published = HashMap::new();
-        for dest in Destination::ALL {
+        for dest in Destination::TAILED {
             let topic = &self.topics[&dest];
             if let Some(seq) = self.tail.last_seq(topic, p)? {
                 published.insert(dest, seq);
@@ -318,7 +324,7 @@ impl Publisher {
         let topic = &self.topics[&record.destination];
         let mut base: BaseRecord<'_, [u8], [u8], _> =
             BaseRecord::with_opaque_to(topic, Box::new((p, seq, record.destination, Instant::now())))
-                .partition(p as i32)
+                .partition(record.partition.unwrap_or(p) as i32)
                 .payload(record.payload.as_slice())
                 .headers(headers);
         if let Some(key) = &record.key {

@@ -7,16 +7,37 @@ pub enum Destination {
     Accruals,
     /// The dead-letter topic.
     DeadLetter,
+    /// The internal commands topic, partition of the target customer.
+    Internal,
+    /// The compacted customer-directory topic, partition of the customer.
+    Directory,
 }
 
 impl Destination {
     /// Every destination.
-    pub const ALL: [Destination; 2] = [Destination::Accruals, Destination::DeadLetter];
+    pub const ALL: [Destination; 4] = [
+        Destination::Accruals,
+        Destination::DeadLetter,
+        Destination::Internal,
+        Destination::Directory,
+    ];
+
+    /// Destinations written to the source partition, whose tail tells what
+    /// was published (recovery). The others go to the target's partition and
+    /// are idempotent at the reader: a re-send after a crash is harmless.
+    pub const TAILED: [Destination; 2] = [Destination::Accruals, Destination::DeadLetter];
+
+    /// Whether records go to an explicit partition of the target.
+    pub fn routed(self) -> bool {
+        matches!(self, Destination::Internal | Destination::Directory)
+    }
 
     fn tag(self) -> u8 {
         match self {
             Destination::Accruals => 0,
             Destination::DeadLetter => 1,
+            Destination::Internal => 2,
+            Destination::Directory => 3,
         }
     }
 
@@ -24,6 +45,8 @@ impl Destination {
         match tag {
             0 => Some(Destination::Accruals),
             1 => Some(Destination::DeadLetter),
+            2 => Some(Destination::Internal),
+            3 => Some(Destination::Directory),
             _ => None,
         }
     }
@@ -34,6 +57,9 @@ impl Destination {
 pub struct OutboxRecord {
     /// The topic it goes to; the partition is always the source partition.
     pub destination: Destination,
+    /// For [`Destination::routed`] destinations: the target partition
+    /// (encoded only for them; others go to the source partition).
+    pub partition: Option<u32>,
     /// The Kafka key.
     pub key: Option<Vec<u8>>,
     /// Extra headers (the id header is added at publish time).
@@ -52,6 +78,9 @@ impl OutboxRecord {
         let mut out = Vec::with_capacity(16 + key_len + headers_len + self.payload.len());
         out.push(VERSION);
         out.push(self.destination.tag());
+        if self.destination.routed() {
+            out.extend_from_slice(&self.partition.unwrap_or(0).to_be_bytes());
+        }
         match &self.key {
             Some(key) => {
                 out.push(1);
@@ -75,6 +104,11 @@ impl OutboxRecord {
             return None;
         }
         let destination = Destination::from_tag(r.byte()?)?;
+        let partition = if destination.routed() {
+            Some(u32::try_from(r.len()?).ok()?)
+        } else {
+            None
+        };
         let key = match r.byte()? {
             0 => None,
             1 => Some(r.bytes()?.to_vec()),
@@ -89,6 +123,7 @@ impl OutboxRecord {
         let payload = bytes.get(r.pos..)?.to_vec();
         Some(OutboxRecord {
             destination,
+            partition,
             key,
             headers,
             payload,
@@ -139,13 +174,16 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips(
-            dlq in any::<bool>(),
+            tag in 0u8..4,
+            target in any::<u32>(),
             key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
             headers in proptest::collection::vec(("[a-z-]{1,20}", proptest::collection::vec(any::<u8>(), 0..40)), 0..6),
             payload in proptest::collection::vec(any::<u8>(), 0..200),
         ) {
+            let destination = Destination::ALL[usize::from(tag)];
             let record = OutboxRecord {
-                destination: if dlq { Destination::DeadLetter } else { Destination::Accruals },
+                destination,
+                partition: destination.routed().then_some(target),
                 key,
                 headers,
                 payload,

@@ -14,11 +14,12 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::TenantConfig;
 use crate::contract::{
-    self, AccrualEvent, BalanceNotification, Body, ContractError, ErrorKind, Event, GiftCardIssued, OutputHeader,
-    RejectionEvent, SourceRef,
+    self, AccrualEvent, BalanceNotification, Body, Command, ContractError, ErrorKind, Event, GiftCardIssued,
+    OutputHeader, PartnerIdentified, ReferralApplied, RejectionEvent, SourceRef,
 };
+use crate::directory::{Directory, DirectoryEntry, NetworkView};
 use crate::outbox::{Destination, OutboxRecord};
-use crate::rules::{self, Booking, Customer, OrderRecord, Outcome};
+use crate::rules::{self, Booking, Customer, Notice, OrderRecord, Outcome};
 use crate::state::{keys, read_next_seq, read_offset, Durability, Family, StateError, Store, WriteSet};
 use crate::telemetry;
 
@@ -75,6 +76,10 @@ pub struct Batch {
     seen: HashSet<Vec<u8>>,
     /// Timer keys deleted (fired or stale) in this batch.
     timers_deleted: HashSet<Vec<u8>>,
+    /// Directory entries to apply to this instance's copy once committed.
+    directory: Vec<DirectoryEntry>,
+    /// Outbox records (partition, sequence) that carry internal commands.
+    commands: Vec<(u32, u64)>,
     cursors: HashMap<u32, Cursor>,
     events: usize,
     /// For the latency metrics: the oldest `occurred_at` and the first apply.
@@ -102,10 +107,35 @@ pub struct Committed {
     pub durable_seq: Vec<(u32, u64)>,
     /// Per (topic, partition): the next input offset.
     pub offsets: Vec<(String, u32, i64)>,
+    /// Outbox records (partition, sequence) of the internal commands written.
+    pub commands: Vec<(u32, u64)>,
 }
 
 /// Tenants by id, as configured.
 pub type Tenants = HashMap<String, TenantConfig>;
+
+/// Where effects on other customers go.
+#[derive(Clone)]
+pub struct Routing {
+    /// The internal commands topic: its records are commands, not events.
+    pub internal_topic: String,
+    /// Partitions of every (co-partitioned) topic; a command goes to the
+    /// partition of its target's key, as librdkafka's default partitioner
+    /// puts the target's own events.
+    pub partitions: u32,
+    /// The customer directory.
+    pub directory: Arc<Directory>,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            internal_topic: "internal".into(),
+            partitions: 1,
+            directory: Arc::new(Directory::standalone()),
+        }
+    }
+}
 
 /// Applies records and commits batches against a [`Store`].
 pub struct Processor {
@@ -113,6 +143,7 @@ pub struct Processor {
     tenants: Arc<Tenants>,
     committed: HashMap<u32, Cursor>,
     code_key: Arc<[u8]>,
+    routing: Routing,
 }
 
 impl Processor {
@@ -124,7 +155,19 @@ impl Processor {
             tenants,
             committed: HashMap::new(),
             code_key,
+            routing: Routing::default(),
         }
+    }
+
+    /// Sets where commands and directory entries go (`accrue run` and
+    /// replay; tests default to one partition and an empty directory).
+    pub fn set_routing(&mut self, routing: Routing) {
+        self.routing = routing;
+    }
+
+    /// The routing in use.
+    pub fn routing(&self) -> &Routing {
+        &self.routing
     }
 
     /// Replaces the programs (a reload). Call between batches.
@@ -187,12 +230,22 @@ impl Processor {
         }
         batch.events += 1;
         batch.first_applied.get_or_insert_with(Instant::now);
-        let applied = match self.decode(record) {
-            Err(err) => {
-                self.dead_letter(batch, record, &err);
-                Applied::DeadLettered(err.kind)
+        let applied = if record.topic == self.routing.internal_topic {
+            match self.decode_command(record) {
+                Err(err) => {
+                    self.dead_letter(batch, record, &err);
+                    Applied::DeadLettered(err.kind)
+                }
+                Ok(command) => self.apply_command(batch, record, &command)?,
             }
-            Ok(event) => self.apply_event(batch, record, &event)?,
+        } else {
+            match self.decode(record) {
+                Err(err) => {
+                    self.dead_letter(batch, record, &err);
+                    Applied::DeadLettered(err.kind)
+                }
+                Ok(event) => self.apply_event(batch, record, &event)?,
+            }
         };
         if let Some(cursor) = batch.cursors.get_mut(&p) {
             cursor.offsets.insert(record.topic.to_owned(), record.offset + 1);
@@ -213,6 +266,8 @@ impl Processor {
             events,
             oldest_occurred_at,
             first_applied,
+            directory,
+            commands,
             ..
         } = batch;
         for (prefix, account) in dirty {
@@ -225,7 +280,10 @@ impl Processor {
             key.extend_from_slice(account.as_bytes());
             set.put(Family::Balances, key, keys::encode_decimal(balance).to_vec());
         }
-        let mut committed = Committed::default();
+        let mut committed = Committed {
+            commands,
+            ..Committed::default()
+        };
         for (p, cursor) in &cursors {
             set.put(
                 Family::Meta,
@@ -244,6 +302,9 @@ impl Processor {
         }
         let started = Instant::now();
         self.store.write(&set, Durability::Synced)?;
+        for entry in &directory {
+            self.routing.directory.upsert(entry);
+        }
         telemetry::batch_committed(events, started.elapsed());
         telemetry::batch_latency(oldest_occurred_at, first_applied);
         self.committed.extend(cursors);
@@ -282,7 +343,7 @@ impl Processor {
             ));
         }
         match &event.body {
-            Body::OrderPaid(order) => {
+            Body::OrderPaid(order) | Body::VisitCompleted(order) => {
                 let amounts = order
                     .lines
                     .iter()
@@ -358,6 +419,10 @@ impl Processor {
                 original: original.as_ref(),
                 booking: booking.as_ref(),
                 code_key: &self.code_key,
+                network: &NetworkView {
+                    directory: &self.routing.directory,
+                    tenants: &tenants,
+                },
             })
         };
         if let (Body::BookingCreated(_), Some((_, created))) = (&event.body, outcome.booking.as_mut()) {
@@ -367,6 +432,9 @@ impl Processor {
         let out = Emitter::for_event(p, tenant, record, event);
         let first_seq = batch.cursors.get(&p).map_or(0, |c| c.next_seq);
         let entries = self.apply_outcome(batch, &out, &prefix, &outcome)?;
+        if let (Body::CustomerUpserted(_), Some(profile)) = (&event.body, &outcome.customer) {
+            self.publish_directory_entry(batch, p, tenant, &event.customer, profile);
+        }
         let written = batch.cursors.get(&p).map_or(0, |c| c.next_seq) > first_seq;
         let marker = if written { first_seq } else { u64::MAX };
         batch
@@ -446,6 +514,76 @@ impl Processor {
                 description: entry.description.clone().unwrap_or_default(),
             })?;
             out.push(batch, seq, payload);
+        }
+        let mut command_id = None;
+        if let Some(command) = &outcome.command {
+            let seq = next_seq(batch, p);
+            let id = contract::output_id(p, seq);
+            let body = Command {
+                schema_version: contract::SCHEMA_VERSION,
+                id: id.clone(),
+                tenant: command.tenant.clone(),
+                customer: command.customer.clone(),
+                source_tenant: tenant.id.clone(),
+                source_customer: customer.to_owned(),
+                branch: out.branch.to_owned(),
+                source_event_id: out.event_id.to_owned(),
+                occurred_at: out.occurred,
+                body: command.body.clone(),
+            };
+            let key = contract::customer_key(&command.tenant, &command.customer).into_bytes();
+            let record = OutboxRecord {
+                destination: Destination::Internal,
+                partition: Some(contract::partition_for(&key, self.routing.partitions)),
+                key: Some(key),
+                headers: Vec::new(),
+                payload: body.encode().map_err(|e| corrupt(Family::Outbox, &e.to_string()))?,
+            };
+            batch.set.put(Family::Outbox, keys::outbox(p, seq), record.encode());
+            telemetry::command_sent(body.type_name());
+            batch.commands.push((p, seq));
+            command_id = Some(id);
+        }
+        match &outcome.notice {
+            Some(Notice::Referral {
+                program,
+                referrer,
+                invitee_discount_percent,
+                reward,
+            }) => {
+                let seq = next_seq(batch, p);
+                let scale = rules::scale_of(tenant, &reward.0);
+                let payload = to_json(&ReferralApplied {
+                    header: out.header(seq, "referral.applied"),
+                    program: program.clone(),
+                    referrer: referrer.clone(),
+                    invitee_discount_percent: invitee_discount_percent.normalize().to_string(),
+                    referrer_account: reward.0.clone(),
+                    referrer_amount: money(reward.1, scale),
+                    command_id: command_id.clone(),
+                })?;
+                out.push(batch, seq, payload);
+            }
+            Some(Notice::Partner {
+                partner_tenant,
+                partner_customer,
+                discount_percent,
+                accrual_percent,
+                shared_deposit,
+            }) => {
+                let seq = next_seq(batch, p);
+                let payload = to_json(&PartnerIdentified {
+                    header: out.header(seq, "partner.identified"),
+                    partner_tenant: partner_tenant.clone(),
+                    partner_customer: partner_customer.clone(),
+                    discount_percent: discount_percent.normalize().to_string(),
+                    accrual_percent: accrual_percent.normalize().to_string(),
+                    shared_deposit: *shared_deposit,
+                    command_id: command_id.clone(),
+                })?;
+                out.push(batch, seq, payload);
+            }
+            None => {}
         }
         if let Some(card) = &outcome.gift_card {
             let seq = next_seq(batch, p);
@@ -576,6 +714,8 @@ impl Processor {
             let prefix = keys::balance_prefix(p, &tenant_id, &booking.customer);
             self.load_balances(batch, &prefix)?;
             let outcome = rules::fire(&booking_id, &booking, customer.marketing_consent);
+            let due_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(due_ms) * 1_000_000)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
             let out = Emitter {
                 p,
                 tenant,
@@ -587,10 +727,8 @@ impl Processor {
                     partition: p,
                     offset: booking.source_offset,
                 },
-                occurred_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(due_ms) * 1_000_000)
-                    .ok()
-                    .and_then(|t| t.format(&Rfc3339).ok())
-                    .unwrap_or_default(),
+                occurred_at: due_at.format(&Rfc3339).unwrap_or_default(),
+                occurred: due_at,
             };
             batch.timers_deleted.insert(key.clone());
             self.apply_outcome(batch, &out, &prefix, &outcome)?;
@@ -618,6 +756,116 @@ impl Processor {
         self.committed.values().map(|c| c.timers).sum()
     }
 
+    fn decode_command(&self, record: &InputRecord<'_>) -> Result<Command, ContractError> {
+        let Some(payload) = record.payload else {
+            return Err(ContractError::new(ErrorKind::MalformedJson, "the record has no value"));
+        };
+        let command = Command::decode(record.key, payload)?;
+        if !self.tenants.contains_key(&command.tenant) {
+            return Err(ContractError::new(
+                ErrorKind::UnknownTenant,
+                format!("command for tenant {:?}, which is not configured", command.tenant),
+            ));
+        }
+        Ok(command)
+    }
+
+    /// Applies an internal command to its target customer, exactly once:
+    /// its dedupe record (`cmd:` + origin partition-sequence) is written in
+    /// the same batch as its effect.
+    fn apply_command(
+        &mut self,
+        batch: &mut Batch,
+        record: &InputRecord<'_>,
+        command: &Command,
+    ) -> Result<Applied, StateError> {
+        let p = record.partition;
+        let command_type = command.type_name();
+        // ':' never occurs in an input event_id, so no event can take this key.
+        let dedupe_key = keys::dedupe(p, &command.tenant, &format!("cmd:{}", command.id));
+        if batch.seen.contains(&dedupe_key) || self.store.get(Family::Dedupe, &dedupe_key)?.is_some() {
+            telemetry::command_applied(command_type, "duplicate");
+            return Ok(Applied::Duplicate);
+        }
+        let tenants = self.tenants.clone();
+        let Some(tenant) = tenants.get(&command.tenant) else {
+            return Ok(Applied::Processed(0));
+        };
+        let prefix = keys::balance_prefix(p, &command.tenant, &command.customer);
+        self.load_balances(batch, &prefix)?;
+        let outcome = {
+            let empty = BTreeMap::new();
+            let balances = batch.balances.get(&prefix).unwrap_or(&empty);
+            let network = NetworkView {
+                directory: &self.routing.directory,
+                tenants: &tenants,
+            };
+            rules::apply_command(tenant, balances, &network, command)
+        };
+        let out = Emitter {
+            p,
+            tenant,
+            customer: &command.customer,
+            branch: &command.branch,
+            event_id: &command.source_event_id,
+            source: SourceRef {
+                topic: record.topic.to_owned(),
+                partition: p,
+                offset: record.offset,
+            },
+            occurred_at: command.occurred_at.format(&Rfc3339).unwrap_or_default(),
+            occurred: command.occurred_at,
+        };
+        let first_seq = batch.cursors.get(&p).map_or(0, |c| c.next_seq);
+        let entries = self.apply_outcome(batch, &out, &prefix, &outcome)?;
+        let written = batch.cursors.get(&p).map_or(0, |c| c.next_seq) > first_seq;
+        let marker = if written { first_seq } else { u64::MAX };
+        batch
+            .set
+            .put(Family::Dedupe, dedupe_key.clone(), keys::encode_u64(marker).to_vec());
+        batch.seen.insert(dedupe_key);
+        let result = if outcome.rejection.is_some() {
+            "rejected"
+        } else {
+            "applied"
+        };
+        telemetry::command_applied(command_type, result);
+        Ok(Applied::Processed(entries))
+    }
+
+    /// Writes a customer's directory entry to the outbox (for every
+    /// instance) and remembers it for this instance's copy at commit.
+    fn publish_directory_entry(
+        &self,
+        batch: &mut Batch,
+        p: u32,
+        tenant: &TenantConfig,
+        customer: &str,
+        profile: &Customer,
+    ) {
+        let entry = DirectoryEntry {
+            tenant: tenant.id.clone(),
+            customer: customer.to_owned(),
+            phone: profile.phone.clone(),
+            discount_percent: profile.discount_percent,
+            accrual_percent: profile.accrual_percent,
+        };
+        let key = contract::customer_key(&tenant.id, customer).into_bytes();
+        let Ok(payload) = serde_json::to_vec(&entry) else {
+            return;
+        };
+        let seq = next_seq(batch, p);
+        let record = OutboxRecord {
+            destination: Destination::Directory,
+            partition: Some(contract::partition_for(&key, self.routing.partitions)),
+            key: Some(key),
+            headers: Vec::new(),
+            payload,
+        };
+        batch.set.put(Family::Outbox, keys::outbox(p, seq), record.encode());
+        batch.directory.push(entry);
+    }
+
     fn order(&self, batch: &mut Batch, key: &[u8]) -> Result<Option<OrderRecord>, StateError> {
         read_through(self.store.as_ref(), &mut batch.orders, Family::Orders, key)
     }
@@ -627,6 +875,7 @@ impl Processor {
         let seq = next_seq(batch, p);
         let out = OutboxRecord {
             destination: Destination::DeadLetter,
+            partition: None,
             key: record.key.map(<[u8]>::to_vec),
             headers: vec![
                 (
@@ -716,6 +965,7 @@ struct Emitter<'a> {
     event_id: &'a str,
     source: SourceRef,
     occurred_at: String,
+    occurred: time::OffsetDateTime,
 }
 
 impl<'a> Emitter<'a> {
@@ -732,6 +982,7 @@ impl<'a> Emitter<'a> {
                 offset: record.offset,
             },
             occurred_at: event.occurred_at.format(&Rfc3339).unwrap_or_default(),
+            occurred: event.occurred_at,
         }
     }
 
@@ -753,6 +1004,7 @@ impl<'a> Emitter<'a> {
     fn push(&self, batch: &mut Batch, seq: u64, payload: Vec<u8>) {
         let out = OutboxRecord {
             destination: Destination::Accruals,
+            partition: None,
             key: Some(contract::customer_key(&self.tenant.id, self.customer).into_bytes()),
             headers: Vec::new(),
             payload,

@@ -15,7 +15,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
-use super::batch::{Batch, InputRecord, Processor};
+use super::batch::{Batch, InputRecord, Processor, Routing};
 use super::shared::{Programs, Progress};
 use super::PipelineError;
 use crate::config::{ClientRole, Config};
@@ -159,6 +159,7 @@ pub fn run(
     progress: Arc<Progress>,
     programs: &Programs,
     code_key: Arc<[u8]>,
+    routing: Routing,
     clock: &dyn Clock,
     stop: &AtomicBool,
 ) -> Result<(), PipelineError> {
@@ -173,12 +174,21 @@ pub fn run(
         .client_config(ClientRole::Consumer)
         .create_with_context(context)
         .map_err(PipelineError::Kafka)?;
-    let topics: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
+    // The internal topic is co-partitioned with the input: partition p of
+    // every topic is owned together, by whoever owns the state of p.
+    let topics: Vec<&str> = config
+        .topics
+        .input
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(config.topics.internal.as_str()))
+        .collect();
     consumer.subscribe(&topics).map_err(PipelineError::Kafka)?;
     tracing::info!(topics = ?topics, group = %config.kafka.group_id, "subscribed");
 
     let (mut programs_version, tenants) = programs.current();
     let mut processor = Processor::new(store.clone(), tenants, code_key);
+    processor.set_routing(routing);
     let mut owned: HashSet<(String, u32)> = HashSet::new();
     let mut batch = Batch::default();
     let mut batch_started: Option<Instant> = None;

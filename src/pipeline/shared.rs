@@ -26,6 +26,8 @@ pub struct Progress {
     state_open: AtomicBool,
     /// The group has assigned this instance its partitions (possibly none).
     assigned: AtomicBool,
+    /// The customer directory is still reading its topic up to the end.
+    directory_loading: AtomicBool,
     /// Milliseconds since `epoch` of the last acknowledgement; 0 = none yet.
     last_ack_ms: AtomicU64,
     epoch: OnceLock<Instant>,
@@ -46,12 +48,14 @@ pub struct Readiness {
     pub outbox_draining: bool,
     /// Intake has stopped (shutting down).
     pub stopping: bool,
+    /// The customer directory has read its topic up to the end at start-up.
+    pub directory_loaded: bool,
 }
 
 impl Readiness {
     /// Ready to serve: every condition holds and it is not shutting down.
     pub fn is_ready(&self) -> bool {
-        self.partitions_assigned && self.state_open && self.outbox_draining && !self.stopping
+        self.partitions_assigned && self.state_open && self.outbox_draining && self.directory_loaded && !self.stopping
     }
 }
 
@@ -118,6 +122,11 @@ impl Progress {
         self.assigned.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the customer directory is still loading (start-up).
+    pub fn set_directory_loading(&self, loading: bool) {
+        self.directory_loading.store(loading, Ordering::SeqCst);
+    }
+
     /// The broker acknowledged outbox records just now.
     pub fn note_acked(&self) {
         let ms = self.epoch().elapsed().as_millis() as u64;
@@ -134,6 +143,7 @@ impl Progress {
             state_open: self.state_open.load(Ordering::SeqCst),
             outbox_draining: self.pending() == 0 || recent_ack,
             stopping: self.intake_done(),
+            directory_loaded: !self.directory_loading.load(Ordering::SeqCst),
         }
     }
 
@@ -222,6 +232,10 @@ mod tests {
         assert!(!p.readiness().outbox_draining, "pending and no ack yet");
         p.note_acked();
         assert!(p.readiness().is_ready(), "acks are arriving");
+        p.set_directory_loading(true);
+        assert!(!p.readiness().is_ready(), "directory not read yet");
+        p.set_directory_loading(false);
+        assert!(p.readiness().is_ready());
         p.finish_intake();
         assert!(!p.readiness().is_ready(), "shutting down");
     }

@@ -7,6 +7,7 @@
 
 mod booking;
 mod giftcard;
+mod network;
 mod order;
 
 use std::collections::BTreeMap;
@@ -14,11 +15,48 @@ use std::collections::BTreeMap;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::config::TenantConfig;
-use crate::contract::{Body, CustomerUpserted, Event};
+use crate::config::{PartnerConditions, TenantConfig};
+use crate::contract::{Body, CommandBody, CustomerUpserted, Event};
 
 pub use booking::{fire, Booking, BookingState, TimerChange, SERVICE_POINTS};
 pub use giftcard::gift_card_code;
+pub use network::{apply_command, split_deposit, DepositSplit};
+
+/// A customer found by phone in the customer directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The customer id within the tenant.
+    pub customer: String,
+    /// The customer's own discount percentage (client card), if any.
+    pub discount_percent: Option<Decimal>,
+    /// The customer's own accrual percentage (client card), if any.
+    pub accrual_percent: Option<Decimal>,
+}
+
+/// What the rules may know beyond the event's own tenant: the customer
+/// directory (every tenant's customers by phone) and partnerships.
+pub trait Network: Sync {
+    /// The customer of `tenant` with `phone`, if the directory has one.
+    fn find(&self, tenant: &str, phone: &str) -> Option<Listed>;
+
+    /// The conditions `place` grants customers of `home`, if their
+    /// partnership is active in both directions.
+    fn partnership(&self, place: &str, home: &str) -> Option<&PartnerConditions>;
+}
+
+/// A network with no directory and no partners: referrals and partner
+/// orders are rejected (benchmarks and tests of single-tenant rules).
+pub struct NoNetwork;
+
+impl Network for NoNetwork {
+    fn find(&self, _tenant: &str, _phone: &str) -> Option<Listed> {
+        None
+    }
+
+    fn partnership(&self, _place: &str, _home: &str) -> Option<&PartnerConditions> {
+        None
+    }
+}
 
 /// The type of a ledger entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +75,10 @@ pub enum EntryType {
     GiftCardExchange,
     /// Points credited for a booked service or class, after the delay.
     ServicePoints,
+    /// A referrer's reward for an invitee's visit (seed 002).
+    ReferralAccrual,
+    /// Accrued for a partner's customer (seed 000).
+    PartnerAccrual,
 }
 
 impl EntryType {
@@ -50,6 +92,8 @@ impl EntryType {
             EntryType::ManualAdjustment => "manual_adjustment",
             EntryType::GiftCardExchange => "gift_card_exchange",
             EntryType::ServicePoints => "service_points",
+            EntryType::ReferralAccrual => "referral_accrual",
+            EntryType::PartnerAccrual => "partner_accrual",
         }
     }
 }
@@ -101,13 +145,19 @@ pub struct IssuedCard {
 pub use crate::config::CustomerProfile as Customer;
 
 impl Customer {
-    /// The profile a `customer.upserted` body describes.
-    pub fn from_upsert(body: &CustomerUpserted) -> Self {
+    /// The profile a `customer.upserted` body describes; what accrue keeps
+    /// about the customer's history (`visited`, `referred_by`) comes from
+    /// `previous`.
+    pub fn from_upsert(body: &CustomerUpserted, previous: &Customer) -> Self {
         Customer {
             phone: body.phone.clone(),
             groups: body.groups.iter().cloned().collect(),
             registered: body.registered,
             marketing_consent: body.marketing_consent,
+            discount_percent: body.discount_percent,
+            accrual_percent: body.accrual_percent,
+            visited: previous.visited,
+            referred_by: previous.referred_by.clone(),
         }
     }
 }
@@ -163,6 +213,50 @@ pub struct Outcome {
     pub timers: TimerChange,
     /// The booking record to store, under its booking id.
     pub booking: Option<(String, Booking)>,
+    /// An effect on another customer's balance, sent as an internal command.
+    pub command: Option<CommandOut>,
+    /// What the POS is told about a referral or a partner identification.
+    pub notice: Option<Notice>,
+}
+
+/// A command to send to another customer's partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOut {
+    /// The target tenant.
+    pub tenant: String,
+    /// The target customer.
+    pub customer: String,
+    /// What to do there.
+    pub body: CommandBody,
+}
+
+/// An informational output about the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `referral.applied`: the invitee's first visit with a referrer.
+    Referral {
+        /// The referral program.
+        program: String,
+        /// The referrer found by phone.
+        referrer: String,
+        /// The invitee's discount.
+        invitee_discount_percent: Decimal,
+        /// The referrer's reward: account and amount (zero if none).
+        reward: (String, Decimal),
+    },
+    /// `partner.identified`: a partner's customer at this tenant.
+    Partner {
+        /// The partner tenant the customer belongs to.
+        partner_tenant: String,
+        /// The customer's id at the partner.
+        partner_customer: String,
+        /// Discount granted here.
+        discount_percent: Decimal,
+        /// Accrual percentage here.
+        accrual_percent: Decimal,
+        /// Whether the order goes to the shared deposit at the partner.
+        shared_deposit: bool,
+    },
 }
 
 impl Outcome {
@@ -194,6 +288,8 @@ pub struct Input<'a> {
     pub booking: Option<&'a Booking>,
     /// Key of gift-card codes.
     pub code_key: &'a [u8],
+    /// The directory and partnerships.
+    pub network: &'a dyn Network,
 }
 
 impl Input<'_> {
@@ -205,10 +301,10 @@ impl Input<'_> {
 /// Evaluates the tenant's programs against one event.
 pub fn evaluate(input: &Input<'_>) -> Outcome {
     match &input.event.body {
-        Body::OrderPaid(order) => order::paid(input, order),
+        Body::OrderPaid(order) | Body::VisitCompleted(order) => network::purchase(input, order),
         Body::OrderRefunded(refund) => order::refunded(input, refund),
         Body::CustomerUpserted(body) => Outcome {
-            customer: Some(Customer::from_upsert(body)),
+            customer: Some(Customer::from_upsert(body, input.customer)),
             ..Outcome::default()
         },
         Body::BalanceAdjust(adjust) => {

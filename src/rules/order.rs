@@ -21,6 +21,9 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
         }
     }
     let branch = tenant.branches.get(&input.event.branch);
+    // What each balance payment debits: the account itself, or for
+    // `deposit`, first the buckets accumulated at partners (seed 000).
+    let mut debits: Vec<(String, Decimal)> = Vec::new();
     for (account, amount) in &redeemed {
         let reject = |code, reason| Outcome::rejected("redemption.rejected", code, reason);
         if !tenant.has_account(account) {
@@ -45,12 +48,45 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
             );
         }
         let balance = input.balance(account);
+        let buckets: Vec<(&String, Decimal)> = if *account == "deposit" {
+            input
+                .balances
+                .iter()
+                .filter(|(a, v)| tenant.partner_bucket(a).is_some() && **v > Decimal::ZERO)
+                .map(|(a, v)| (a, *v))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !buckets.is_empty() {
+            // Seed 000: deposit accumulated at a partner pays up to the
+            // whole bill; deposit accumulated here stays within the cap.
+            let elsewhere: Decimal = buckets.iter().map(|(_, v)| *v).sum();
+            let cap = tenant.redemption.max_percent.get(*account).map(|c| c.value());
+            let split = match super::split_deposit(total, *amount, elsewhere, balance, cap) {
+                Ok(split) => split,
+                Err((code, reason)) => return reject(code, reason),
+            };
+            let mut left = split.from_elsewhere;
+            for (bucket, available) in buckets {
+                let take = left.min(available);
+                if take > Decimal::ZERO {
+                    debits.push((bucket.clone(), take));
+                    left -= take;
+                }
+            }
+            if split.from_here > Decimal::ZERO {
+                debits.push(((*account).to_owned(), split.from_here));
+            }
+            continue;
+        }
         if balance < *amount {
             return reject(
                 "insufficient_balance",
                 format!("{amount} paid with {account}, but the balance is {balance}"),
             );
         }
+        debits.push(((*account).to_owned(), *amount));
         if let Some(cap) = tenant.redemption.max_percent.get(*account) {
             let limit = total * cap.value() / Decimal::ONE_HUNDRED;
             if *amount > limit {
@@ -71,9 +107,9 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
         accruals: Vec::new(),
         redemptions: Vec::new(),
     };
-    for (account, amount) in &redeemed {
+    for (account, amount) in &debits {
         outcome.entries.push(Entry {
-            account: (*account).to_owned(),
+            account: account.clone(),
             entry_type: EntryType::Redemption,
             program: "redemption".into(),
             amount: -*amount,
@@ -81,7 +117,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
             description: None,
         });
         record.redemptions.push(Movement {
-            account: (*account).to_owned(),
+            account: account.clone(),
             program: "redemption".into(),
             amount: *amount,
             reversed: Decimal::ZERO,

@@ -104,6 +104,7 @@ fn run_with(
         original,
         booking: None,
         code_key: b"test key of thirty-two bytes....",
+        network: &NoNetwork,
     })
 }
 
@@ -676,6 +677,7 @@ proptest! {
                 original: original.as_ref(),
                 booking: None,
                 code_key: b"k",
+                network: &NoNetwork,
             });
             for entry in &outcome.entries {
                 prop_assert!(entry.amount.scale() <= 2);
