@@ -383,3 +383,6 @@ pub fn percent_of(base: Decimal, percent: Decimal, minor_units: u32) -> Decimal 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod network_tests;
