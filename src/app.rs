@@ -114,6 +114,12 @@ pub fn run_serving_reads(
             })
             .map_err(|_| RunError::Panicked("directory reader could not start"))?
     };
+    // A referral or partner lookup must see every customer upserted before
+    // it in the directory topic: no input is applied before it is read.
+    while !progress.readiness().directory_loaded && !stop.load(Ordering::SeqCst) {
+        thread::sleep(std::time::Duration::from_millis(50));
+    }
+    tracing::info!(entries = directory.len(), "customer directory loaded");
     let routing = Routing {
         internal_topic: config.topics.internal.clone(),
         partitions: u32::try_from(partitions).unwrap_or(1),

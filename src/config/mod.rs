@@ -504,6 +504,18 @@ impl Config {
         }
         for (id, tenant) in &tenants {
             for partner in tenant.partners.keys() {
+                if let Some(other) = tenants.get(partner) {
+                    if other.currency != tenant.currency {
+                        all.push(ConfigIssue {
+                            file: paths.get(id).cloned().unwrap_or_else(|| tenants_dir.clone()),
+                            field: format!("partners.{partner}"),
+                            message: format!(
+                                "{partner:?} keeps its balances in {}, this tenant in {}: a shared deposit needs one currency",
+                                other.currency, tenant.currency
+                            ),
+                        });
+                    }
+                }
                 if !tenants.contains_key(partner) && partner != id {
                     all.push(ConfigIssue {
                         file: paths.get(id).cloned().unwrap_or_else(|| tenants_dir.clone()),
