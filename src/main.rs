@@ -218,6 +218,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 if config.tenants.len() == 1 { "" } else { "s" },
                 config.topics.input
             );
+            for note in accrue::config::pending_partnerships(&config.tenants) {
+                println!("note: {note}");
+            }
             Ok(())
         }
         Command::Run => run(load(&cli.config)?),

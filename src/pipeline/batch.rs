@@ -127,6 +127,18 @@ pub struct Routing {
     pub directory: Arc<Directory>,
 }
 
+impl Routing {
+    /// One partition, and a directory of the customers seeded in config.
+    pub fn seeded(tenants: &Tenants) -> Self {
+        let directory = Directory::standalone();
+        directory.seed(tenants.values());
+        Routing {
+            directory: Arc::new(directory),
+            ..Routing::default()
+        }
+    }
+}
+
 impl Default for Routing {
     fn default() -> Self {
         Routing {
@@ -150,17 +162,19 @@ impl Processor {
     /// A processor over `store` with the configured tenants; `code_key` is
     /// the secret that makes gift-card codes unguessable.
     pub fn new(store: Arc<dyn Store>, tenants: Arc<Tenants>, code_key: Arc<[u8]>) -> Self {
+        let routing = Routing::seeded(&tenants);
         Processor {
             store,
             tenants,
             committed: HashMap::new(),
             code_key,
-            routing: Routing::default(),
+            routing,
         }
     }
 
     /// Sets where commands and directory entries go (`accrue run` and
-    /// replay; tests default to one partition and an empty directory).
+    /// replay); by default one partition and a directory of the customers
+    /// seeded in config.
     pub fn set_routing(&mut self, routing: Routing) {
         self.routing = routing;
     }

@@ -398,7 +398,7 @@ fn apply_changes(
             }
         }
     }
-    telemetry::partitions_owned(owned.len());
+    telemetry::partitions_owned(distinct_partitions(owned));
     progress.set_assigned();
     Ok(())
 }
@@ -426,7 +426,7 @@ fn report_lag(consumer: &BaseConsumer<PipelineContext>, processor: &Processor, o
         };
         telemetry::consumer_lag(topic, *p, high - next);
     }
-    telemetry::partitions_owned(owned.len());
+    telemetry::partitions_owned(distinct_partitions(owned));
 }
 
 /// State that has applied input beyond the partition's end means the topic
@@ -453,6 +453,11 @@ fn check_not_truncated(
             Ok(())
         }
     }
+}
+
+/// Partitions owned, each counted once over the co-partitioned topics.
+fn distinct_partitions(owned: &HashSet<(String, u32)>) -> usize {
+    owned.iter().map(|(_, p)| *p).collect::<HashSet<u32>>().len()
 }
 
 fn handle_kafka_error(consumer: &BaseConsumer<PipelineContext>, err: KafkaError) -> Result<(), PipelineError> {
