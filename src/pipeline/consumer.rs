@@ -153,6 +153,7 @@ impl PipelineContext {
 ///
 /// # Errors
 /// [`PipelineError`] on a state failure or a fatal Kafka error.
+#[allow(clippy::too_many_arguments)] // the run's parts, wired once by `app`
 pub fn run(
     config: &Config,
     store: Arc<dyn Store>,

@@ -520,3 +520,79 @@ fn a_refund_only_finds_the_same_customers_order() {
     assert!(processor.commit(batch).is_ok());
     assert_eq!(balance(&store, "c1"), Some(Decimal::new(0, 2)));
 }
+
+/// A tenant with a referral program and a referrer with a phone.
+fn referral_setup() -> (Arc<MemoryStore>, Processor) {
+    let text = format!(
+        "{TENANT}\n[referral]\ninvitee_discount_percent = \"10\"\nreferrer_amount = \"2.00\"\n\
+         [customers.ref]\nphone = \"+1\"\nregistered = true\n"
+    );
+    let tenant: TenantConfig = match toml::from_str(&text) {
+        Ok(t) => t,
+        Err(e) => panic!("fixture tenant: {e}"),
+    };
+    let store = Arc::new(MemoryStore::default());
+    let tenants = Arc::new(HashMap::from([("cafe".to_owned(), tenant)]));
+    let mut processor = Processor::new(store.clone(), tenants.clone(), Arc::from(&b"key"[..]));
+    let mut routing = Routing::seeded(&tenants);
+    routing.partitions = 4;
+    processor.set_routing(routing);
+    (store, processor)
+}
+
+#[test]
+fn a_referral_command_crosses_partitions_and_applies_once_whatever_the_redeliveries() {
+    let (store, mut processor) = referral_setup();
+    let visit = order("v1", "inv", "30.00", "downtown")
+        .replace(r#""currency":"AZN"}"#, r#""currency":"AZN","referrer_phone":"+1"}"#);
+    let mut batch = Batch::default();
+    let applied = processor.apply(&mut batch, &record(0, "cafe:inv", &visit));
+    assert_eq!(applied.ok(), Some(Applied::Processed(1)));
+    let Ok(committed) = processor.commit(batch) else {
+        panic!("commit failed")
+    };
+    assert_eq!(committed.commands.len(), 1);
+    // The command is an outbox record routed to the referrer's partition.
+    let (_, command) = outbox(&store)
+        .into_iter()
+        .find(|(_, r)| r.destination == Destination::Internal)
+        .unwrap_or_else(|| panic!("no command in the outbox"));
+    let target = contract::partition_for(b"cafe:ref", 4);
+    assert_eq!(command.partition, Some(target));
+    assert_eq!(command.key.as_deref(), Some(&b"cafe:ref"[..]));
+    // Delivered three times (a re-send after a crash, and a redelivery of
+    // the same offset): credited once.
+    let deliver = |processor: &mut Processor, offset: i64| {
+        let mut batch = Batch::default();
+        let result = processor.apply(
+            &mut batch,
+            &InputRecord {
+                topic: "internal",
+                partition: target,
+                offset,
+                key: command.key.as_deref(),
+                payload: Some(&command.payload),
+            },
+        );
+        let _ = processor.commit(batch);
+        result.ok()
+    };
+    assert_eq!(deliver(&mut processor, 0), Some(Applied::Processed(1)));
+    assert_eq!(deliver(&mut processor, 1), Some(Applied::Duplicate));
+    assert_eq!(deliver(&mut processor, 1), Some(Applied::AlreadyApplied));
+    let credited = store
+        .get(Family::Balances, &keys::balance(target, "cafe", "ref", "cashback"))
+        .ok()
+        .flatten()
+        .and_then(|raw| keys::decode_decimal(&raw));
+    assert_eq!(credited, Some(Decimal::new(200, 2)));
+    // A second first visit of the invitee is refused: it has visited.
+    let again = visit.replace("\"v1\"", "\"v2\"");
+    let mut batch = Batch::default();
+    let _ = processor.apply(&mut batch, &record(1, "cafe:inv", &again));
+    let _ = processor.commit(batch);
+    let rejected = outbox(&store)
+        .into_iter()
+        .any(|(_, r)| String::from_utf8_lossy(&r.payload).contains("not_first_visit"));
+    assert!(rejected, "a second referral of the same invitee is refused");
+}
