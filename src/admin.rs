@@ -223,6 +223,27 @@ fn summarize(headers: &BTreeMap<String, String>, value: &serde_json::Value) -> S
             field("value"),
             field("currency")
         ),
+        "referral.applied" => format!(
+            "[{id}] {who}: referred by {}: {}% off this first visit; {} {} to the referrer (command {})",
+            field("referrer"),
+            field("invitee_discount_percent"),
+            field("referrer_account"),
+            field("referrer_amount"),
+            field("command_id"),
+        ),
+        "partner.identified" => format!(
+            "[{id}] {who}: customer {} of partner {}: {}% off, {}% accrual{} (command {})",
+            field("partner_customer"),
+            field("partner_tenant"),
+            field("discount_percent"),
+            field("accrual_percent"),
+            if value.get("shared_deposit").and_then(serde_json::Value::as_bool) == Some(true) {
+                " into the shared deposit"
+            } else {
+                ""
+            },
+            field("command_id"),
+        ),
         k if k.ends_with(".rejected") => format!("[{id}] {who}: {k}: {} ({})", field("reason_code"), field("reason")),
         _ => format!(
             "[{id}] {who}: {kind}: {} {} -> {} \"{}\"",
