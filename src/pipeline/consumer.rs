@@ -302,6 +302,8 @@ pub fn run(
         // A reload (SIGHUP) applies from the next record on.
         if programs.version() != programs_version {
             let (version, tenants) = programs.current();
+            // Customers newly seeded with a phone join the directory.
+            processor.routing().directory.seed(tenants.values());
             processor.set_tenants(tenants);
             programs_version = version;
             tracing::info!(version, "new programs in force");
