@@ -351,7 +351,10 @@ impl KafkaConfig {
                 cfg.set("enable.idempotence", "true")
                     .set("acks", "all")
                     .set("linger.ms", "5")
-                    .set("compression.type", "lz4");
+                    .set("compression.type", "lz4")
+                    // Full batches go out without waiting for linger.ms; the
+                    // publisher hands over one at a time (`producer_batch`).
+                    .set("batch.num.messages", PRODUCER_BATCH_MESSAGES.to_string());
             }
             ClientRole::TailReader => {
                 cfg.set("group.id", format!("{}.tail-reader", self.group_id))
@@ -372,7 +375,46 @@ impl KafkaConfig {
         }
         cfg
     }
+
+    /// The publisher's produce batch: librdkafka's `batch.num.messages` and
+    /// the smaller of `batch.size` and `message.max.bytes`, as configured
+    /// (accrue's defaults unless `[kafka.librdkafka]` overrides them).
+    ///
+    /// An idempotent librdkafka producer keeps one produce request in flight
+    /// per partition, and while records wait behind it its broker thread
+    /// polls without sleeping. The publisher therefore hands librdkafka one
+    /// batch of a partition at a time, so nothing waits.
+    pub fn producer_batch(&self) -> ProducerBatch {
+        let cfg = self.client_config(ClientRole::Producer);
+        let get = |key: &str, default: u64| {
+            cfg.get(key)
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default)
+        };
+        ProducerBatch {
+            messages: get("batch.num.messages", PRODUCER_BATCH_MESSAGES),
+            bytes: get("batch.size", LIBRDKAFKA_BATCH_SIZE).min(get("message.max.bytes", LIBRDKAFKA_MESSAGE_MAX_BYTES)),
+        }
+    }
 }
+
+/// The size of one produce request of the publisher; see
+/// [`KafkaConfig::producer_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// Most records.
+    pub messages: u64,
+    /// Most bytes, as librdkafka counts them (uncompressed).
+    pub bytes: u64,
+}
+
+/// librdkafka's defaults for `batch.size` and `message.max.bytes`.
+const LIBRDKAFKA_BATCH_SIZE: u64 = 1_000_000;
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: u64 = 1_000_000;
+
+/// accrue's default `batch.num.messages` for the publisher's producer.
+const PRODUCER_BATCH_MESSAGES: u64 = 1_000;
 
 /// librdkafka properties only consumers read.
 const CONSUMER_ONLY: [&str; 12] = [

@@ -291,3 +291,33 @@ fn api_tokens_must_be_sha256_hex_and_unique_to_a_tenant() {
         "{found:?}"
     );
 }
+
+#[test]
+fn the_publisher_batch_follows_the_producer_settings() {
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
+    let Ok(config) = fx.load() else { panic!("valid config") };
+    assert_eq!(
+        config.kafka.producer_batch(),
+        ProducerBatch {
+            messages: 1_000,
+            bytes: 1_000_000
+        }
+    );
+    let processor = PROCESSOR.replace(
+        "group_id = \"g\"",
+        "group_id = \"g\"\n[kafka.librdkafka]\n\"batch.num.messages\" = \"500\"\n\"batch.size\" = \"4000000\"\n\"message.max.bytes\" = \"2000000\"",
+    );
+    let Some(fx) = Fixture::new(&processor, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
+    let Ok(config) = fx.load() else { panic!("valid config") };
+    assert_eq!(
+        config.kafka.producer_batch(),
+        ProducerBatch {
+            messages: 500,
+            bytes: 2_000_000
+        }
+    );
+}

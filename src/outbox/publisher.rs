@@ -21,7 +21,7 @@ use rdkafka::ClientContext;
 use super::record::{Destination, OutboxRecord};
 use super::tail::TailReader;
 use super::OutboxError;
-use crate::config::{ClientRole, Config};
+use crate::config::{ClientRole, Config, ProducerBatch};
 use crate::contract;
 use crate::pipeline::Progress;
 use crate::state::{keys, Durability, Family, Store, WriteSet};
@@ -29,9 +29,9 @@ use crate::telemetry;
 
 /// Records read from the outbox per scan.
 const SCAN_CHUNK: usize = 2_000;
-/// Most records handed to librdkafka and not yet acknowledged. Below the
-/// producer's own queue limit, so sends never fail with a full queue and the
-/// loop never rescans records it cannot send.
+/// Most records handed to librdkafka and not yet acknowledged, over all
+/// partitions. Below the producer's own queue limit, so sends never fail with
+/// a full queue and the loop never rescans records it cannot send.
 const MAX_IN_FLIGHT: u64 = 50_000;
 /// Longest the shutdown drain waits for acknowledgements.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,6 +85,9 @@ pub struct Publisher {
     topics: HashMap<Destination, String>,
     lanes: HashMap<u32, Lane>,
     in_flight: HashMap<u32, u64>,
+    /// One produce request's worth of records, handed to librdkafka per
+    /// partition at a time ([`crate::config::KafkaConfig::producer_batch`]).
+    batch: ProducerBatch,
 }
 
 impl Publisher {
@@ -115,6 +118,7 @@ impl Publisher {
             topics,
             lanes: HashMap::new(),
             in_flight: HashMap::new(),
+            batch: config.kafka.producer_batch(),
         })
     }
 
@@ -265,6 +269,17 @@ impl Publisher {
             if budget == 0 {
                 break;
             }
+            // An idempotent producer sends one request per partition at a
+            // time, and its broker thread spins while records wait behind
+            // that request: hand over a partition's next batch only once its
+            // previous one is acknowledged.
+            if self.in_flight.get(&p).is_some_and(|n| *n > 0) {
+                continue;
+            }
+            let budget = budget.min(self.batch.messages as usize);
+            // Stay below the request size, so the batch is never split and
+            // its second half never waits behind the first.
+            let mut bytes_left = self.batch.bytes - self.batch.bytes / 8;
             let (Some(durable), Some(lane)) = (self.progress.durable(p), self.lanes.get(&p)) else {
                 continue;
             };
@@ -276,9 +291,10 @@ impl Publisher {
                 Family::Outbox,
                 &keys::partition_prefix(p),
                 &keys::outbox(p, next),
-                SCAN_CHUNK.min(budget),
+                budget,
             )?;
             let mut already = WriteSet::new();
+            let mut sent_here = 0u64;
             for (key, value) in chunk {
                 let Some((_, seq)) = keys::parse_outbox(&key) else {
                     continue;
@@ -290,7 +306,11 @@ impl Publisher {
                 if published.get(&record.destination).is_some_and(|last| seq <= *last) {
                     // Found on the broker at recovery: drop, do not resend.
                     already.delete(Family::Outbox, key);
+                } else if sent_here > 0 && record_size(&record) > bytes_left {
+                    break; // the rest goes in the next request
                 } else if self.produce(p, seq, &record) {
+                    bytes_left = bytes_left.saturating_sub(record_size(&record));
+                    sent_here += 1;
                     *self.in_flight.entry(p).or_default() += 1;
                     sent += 1;
                 } else {
@@ -390,6 +410,13 @@ impl Publisher {
         self.progress.note_acked();
         Ok(acks.len())
     }
+}
+
+/// A record's size as librdkafka counts it towards `batch.size`, roughly:
+/// key, value, headers (with the id header) and per-record framing.
+fn record_size(record: &OutboxRecord) -> u64 {
+    let headers: usize = record.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    (record.key.as_ref().map_or(0, Vec::len) + record.payload.len() + headers + 64) as u64
 }
 
 fn decode(value: &[u8], p: u32, seq: u64) -> Result<OutboxRecord, OutboxError> {
