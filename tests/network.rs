@@ -337,18 +337,27 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
         let topic = env.input.clone();
         let feeder = std::thread::spawn(move || {
             let p = producer();
-            for chunk in records.chunks(50) {
+            // Slow enough that commands are in flight for a while.
+            for chunk in records.chunks(10) {
                 produce(&p, &topic, chunk);
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(40));
             }
         });
         if index < KILLS {
-            let in_flight = wait_until(Duration::from_secs(90), || {
+            // Poll often: a command is in flight for a publish and a fetch.
+            let deadline = std::time::Instant::now() + Duration::from_secs(90);
+            let in_flight = loop {
                 let text = scrape(env.http_port);
                 let sent = metric_sum(&text, "accrue_commands_sent_total");
                 let applied = metric_sum(&text, "accrue_commands_applied_total");
-                sent > applied
-            });
+                if sent > applied {
+                    break true;
+                }
+                if std::time::Instant::now() > deadline {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
             assert!(in_flight, "no command in flight before kill {kills}\n{}", env.logs());
             kill9(&mut child);
             kills += 1;
