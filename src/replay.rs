@@ -19,7 +19,6 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::directory::Directory;
 use crate::gen::Pacer;
 use crate::outbox::{Destination, OutboxRecord};
 use crate::pipeline::batch::Routing;
@@ -92,12 +91,10 @@ pub fn replay(
         .map(Arc::from)
         .unwrap_or_else(|_| Arc::from(&b"replay"[..]));
     let mut processor = Processor::new(store.clone(), Arc::new(config.tenants.clone()), code_key);
-    let directory = Directory::standalone();
-    directory.seed(config.tenants.values());
     processor.set_routing(Routing {
         internal_topic: REPLAY_INTERNAL_TOPIC.into(),
         partitions,
-        directory: Arc::new(directory),
+        ..Routing::seeded(&config.tenants)
     });
     let mut stats = ReplayStats::default();
     let mut batch = Batch::default();

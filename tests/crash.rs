@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use common::{kill9, order, produce, producer, read_all, terminate, wait_until, Env};
+use common::{high_watermark_sum, kill9, order, produce, producer, read_all, terminate, wait_until, Env};
 
 const ORDERS: usize = 20_000;
 const CUSTOMERS: usize = 500;
@@ -47,22 +47,6 @@ struct Customer {
 struct Expect {
     cents: i64,
     entries: usize,
-}
-
-fn high_watermark_sum(env: &Env, topic: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &common::broker().address)
-        .create()
-        .unwrap();
-    (0..env.partitions)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .map(|(_, h)| h)
-                .unwrap_or(0)
-        })
-        .sum()
 }
 
 #[test]

@@ -21,7 +21,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use common::{kill9, produce, producer, read_all, scrape, terminate, wait_until, Env};
+use common::{high_watermark_sum, kill9, produce, producer, read_all, sample, scrape, terminate, wait_until, Env};
 
 const PARTITIONS: i32 = 4;
 const REFERRERS: usize = 40;
@@ -126,13 +126,6 @@ struct Expect {
     entries: usize,
 }
 
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills() {
     let env = Env::new("network", PARTITIONS);
@@ -161,7 +154,7 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
     produce(&p, &env.input, &upserts);
     let mut child = env.spawn();
     let loaded = wait_until(Duration::from_secs(90), || {
-        metric_sum(&scrape(env.http_port), "accrue_directory_entries") >= REFERRERS as f64
+        sample(&scrape(env.http_port), "accrue_directory_entries", &[]) >= REFERRERS as f64
     });
     assert!(loaded, "the directory never held the referrers\n{}", env.logs());
 
@@ -348,8 +341,8 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
             let deadline = std::time::Instant::now() + Duration::from_secs(90);
             let in_flight = loop {
                 let text = scrape(env.http_port);
-                let sent = metric_sum(&text, "accrue_commands_sent_total");
-                let applied = metric_sum(&text, "accrue_commands_applied_total");
+                let sent = sample(&text, "accrue_commands_sent_total", &[]);
+                let applied = sample(&text, "accrue_commands_applied_total", &[]);
                 if sent > applied {
                     break true;
                 }
@@ -464,20 +457,4 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
         stream.len() + upserts.len(),
         expected.len()
     );
-}
-
-fn high_watermark_sum(env: &Env, topic: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &common::broker().address)
-        .create()
-        .unwrap();
-    (0..env.partitions)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .map(|(_, h)| h)
-                .unwrap_or(0)
-        })
-        .sum()
 }

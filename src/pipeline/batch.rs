@@ -387,7 +387,7 @@ impl Processor {
         let p = record.partition;
         let event_type = event.event_type().as_str();
         let dedupe_key = keys::dedupe(p, &event.tenant, &event.event_id);
-        if batch.seen.contains(&dedupe_key) || self.store.get(Family::Dedupe, &dedupe_key)?.is_some() {
+        if self.applied_before(batch, &dedupe_key)? {
             telemetry::duplicate(event_type);
             return Ok(Applied::Duplicate);
         }
@@ -444,17 +444,12 @@ impl Processor {
             created.source_offset = record.offset;
         }
         let out = Emitter::for_event(p, tenant, record, event);
-        let first_seq = batch.cursors.get(&p).map_or(0, |c| c.next_seq);
+        let first_seq = peek_seq(batch, p);
         let entries = self.apply_outcome(batch, &out, &prefix, &outcome)?;
         if let (Body::CustomerUpserted(_), Some(profile)) = (&event.body, &outcome.customer) {
-            self.publish_directory_entry(batch, p, tenant, &event.customer, profile);
+            self.publish_directory_entry(batch, p, tenant, &event.customer, profile)?;
         }
-        let written = batch.cursors.get(&p).map_or(0, |c| c.next_seq) > first_seq;
-        let marker = if written { first_seq } else { u64::MAX };
-        batch
-            .set
-            .put(Family::Dedupe, dedupe_key.clone(), keys::encode_u64(marker).to_vec());
-        batch.seen.insert(dedupe_key);
+        record_applied(batch, p, dedupe_key, first_seq);
         telemetry::processed(event_type);
         telemetry::tenant_processed(&event.tenant);
         if batch.oldest_occurred_at.is_none_or(|t| event.occurred_at < t) {
@@ -531,8 +526,8 @@ impl Processor {
         }
         let mut command_id = None;
         if let Some(command) = &outcome.command {
-            let seq = next_seq(batch, p);
-            let id = contract::output_id(p, seq);
+            // The command's id is the outbox position `push_routed` takes below.
+            let id = contract::output_id(p, peek_seq(batch, p));
             let body = Command {
                 schema_version: contract::SCHEMA_VERSION,
                 id: id.clone(),
@@ -545,15 +540,14 @@ impl Processor {
                 occurred_at: out.occurred,
                 body: command.body.clone(),
             };
-            let key = contract::customer_key(&command.tenant, &command.customer).into_bytes();
-            let record = OutboxRecord {
-                destination: Destination::Internal,
-                partition: Some(contract::partition_for(&key, self.routing.partitions)),
-                key: Some(key),
-                headers: Vec::new(),
-                payload: body.encode().map_err(|e| corrupt(Family::Outbox, &e.to_string()))?,
-            };
-            batch.set.put(Family::Outbox, keys::outbox(p, seq), record.encode());
+            let seq = self.push_routed(
+                batch,
+                p,
+                Destination::Internal,
+                &command.tenant,
+                &command.customer,
+                to_json(&body)?,
+            );
             telemetry::command_sent(body.type_name());
             batch.commands.push((p, seq));
             command_id = Some(id);
@@ -797,7 +791,7 @@ impl Processor {
         let command_type = command.type_name();
         // ':' never occurs in an input event_id, so no event can take this key.
         let dedupe_key = keys::dedupe(p, &command.tenant, &format!("cmd:{}", command.id));
-        if batch.seen.contains(&dedupe_key) || self.store.get(Family::Dedupe, &dedupe_key)?.is_some() {
+        if self.applied_before(batch, &dedupe_key)? {
             telemetry::command_applied(command_type, "duplicate");
             return Ok(Applied::Duplicate);
         }
@@ -830,14 +824,9 @@ impl Processor {
             occurred_at: command.occurred_at.format(&Rfc3339).unwrap_or_default(),
             occurred: command.occurred_at,
         };
-        let first_seq = batch.cursors.get(&p).map_or(0, |c| c.next_seq);
+        let first_seq = peek_seq(batch, p);
         let entries = self.apply_outcome(batch, &out, &prefix, &outcome)?;
-        let written = batch.cursors.get(&p).map_or(0, |c| c.next_seq) > first_seq;
-        let marker = if written { first_seq } else { u64::MAX };
-        batch
-            .set
-            .put(Family::Dedupe, dedupe_key.clone(), keys::encode_u64(marker).to_vec());
-        batch.seen.insert(dedupe_key);
+        record_applied(batch, p, dedupe_key, first_seq);
         let result = if outcome.rejection.is_some() {
             "rejected"
         } else {
@@ -856,7 +845,7 @@ impl Processor {
         tenant: &TenantConfig,
         customer: &str,
         profile: &Customer,
-    ) {
+    ) -> Result<(), StateError> {
         let entry = DirectoryEntry {
             tenant: tenant.id.clone(),
             customer: customer.to_owned(),
@@ -864,20 +853,39 @@ impl Processor {
             discount_percent: profile.discount_percent,
             accrual_percent: profile.accrual_percent,
         };
-        let key = contract::customer_key(&tenant.id, customer).into_bytes();
-        let Ok(payload) = serde_json::to_vec(&entry) else {
-            return;
-        };
-        let seq = next_seq(batch, p);
+        self.push_routed(batch, p, Destination::Directory, &tenant.id, customer, to_json(&entry)?);
+        batch.directory.push(entry);
+        Ok(())
+    }
+
+    /// Queues `payload` as the next outbox record of partition `p`, for
+    /// `destination`, keyed `tenant:customer` and routed to the partition of
+    /// that key; returns its sequence.
+    fn push_routed(
+        &self,
+        batch: &mut Batch,
+        p: u32,
+        destination: Destination,
+        tenant: &str,
+        customer: &str,
+        payload: Vec<u8>,
+    ) -> u64 {
+        let key = contract::customer_key(tenant, customer).into_bytes();
         let record = OutboxRecord {
-            destination: Destination::Directory,
+            destination,
             partition: Some(contract::partition_for(&key, self.routing.partitions)),
             key: Some(key),
             headers: Vec::new(),
             payload,
         };
+        let seq = next_seq(batch, p);
         batch.set.put(Family::Outbox, keys::outbox(p, seq), record.encode());
-        batch.directory.push(entry);
+        seq
+    }
+
+    /// Whether `dedupe_key` was applied before, in this batch or in state.
+    fn applied_before(&self, batch: &Batch, dedupe_key: &[u8]) -> Result<bool, StateError> {
+        Ok(batch.seen.contains(dedupe_key) || self.store.get(Family::Dedupe, dedupe_key)?.is_some())
     }
 
     fn order(&self, batch: &mut Batch, key: &[u8]) -> Result<Option<OrderRecord>, StateError> {
@@ -929,6 +937,25 @@ fn read_through<T: serde::de::DeserializeOwned + Clone>(
     };
     cache.insert(key.to_vec(), record.clone());
     Ok(record)
+}
+
+/// Records `dedupe_key` as applied in `batch`. Its value is the sequence of
+/// the first output written since `first_seq`, or `u64::MAX` if none was.
+fn record_applied(batch: &mut Batch, p: u32, dedupe_key: Vec<u8>, first_seq: u64) {
+    let marker = if peek_seq(batch, p) > first_seq {
+        first_seq
+    } else {
+        u64::MAX
+    };
+    batch
+        .set
+        .put(Family::Dedupe, dedupe_key.clone(), keys::encode_u64(marker).to_vec());
+    batch.seen.insert(dedupe_key);
+}
+
+/// The sequence the next output of partition `p` will take.
+fn peek_seq(batch: &Batch, p: u32) -> u64 {
+    batch.cursors.get(&p).map_or(0, |c| c.next_seq)
 }
 
 fn add_timers(batch: &mut Batch, p: u32, delta: i64) {

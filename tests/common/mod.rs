@@ -431,6 +431,34 @@ pub fn scrape(port: u16) -> String {
     body
 }
 
+/// The sum of every sample of `name` whose labels contain each of `labels`.
+pub fn sample(scrape: &str, name: &str, labels: &[&str]) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The sum of `topic`'s high watermarks over the partitions of `env`.
+pub fn high_watermark_sum(env: &Env, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker().address)
+        .create()
+        .unwrap();
+    (0..env.partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map(|(_, h)| h)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 /// SIGKILL, as a crash.
 pub fn kill9(child: &mut Child) {
     let _ = child.kill();
