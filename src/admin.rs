@@ -46,6 +46,9 @@ fn all_topics(config: &Config) -> Vec<String> {
     topics.push(config.topics.dead_letter.clone());
     topics.push(config.topics.internal.clone());
     topics.push(config.topics.directory());
+    if config.state.changelog {
+        topics.push(config.topics.changelog());
+    }
     topics
 }
 
@@ -58,13 +61,21 @@ pub async fn create_topics(config: &Config, partitions: i32, replication: i32) -
     let admin: AdminClient<DefaultClientContext> = config.kafka.client_config(ClientRole::Admin).create()?;
     let names = all_topics(config);
     let directory = config.topics.directory();
+    let changelog = config.topics.changelog();
     let new: Vec<NewTopic<'_>> = names
         .iter()
         .map(|t| {
             let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
-            // The directory keeps the last entry per customer, forever.
             if *t == directory {
+                // The directory keeps the last entry per customer, forever.
                 topic.set("cleanup.policy", "compact")
+            } else if *t == changelog {
+                // The last value per state key; a record stays uncompacted
+                // for an hour, far longer than any batch takes to complete
+                // (docs/operations.md, "Scale-out").
+                topic
+                    .set("cleanup.policy", "compact")
+                    .set("min.compaction.lag.ms", "3600000")
             } else {
                 topic
             }

@@ -124,12 +124,13 @@ fn ready(surface: &Surface) -> Response<Full<Bytes>> {
     let ready = r.is_ready();
     telemetry::ready(ready);
     let body = format!(
-        "{{\"ready\":{ready},\"partitions_assigned\":{},\"state_open\":{},\"outbox_draining\":{},\"stopping\":{},\"directory_loaded\":{},\"partitions\":{},\"outbox_pending\":{}}}\n",
+        "{{\"ready\":{ready},\"partitions_assigned\":{},\"state_open\":{},\"outbox_draining\":{},\"stopping\":{},\"directory_loaded\":{},\"restoring\":{},\"partitions\":{},\"outbox_pending\":{}}}\n",
         r.partitions_assigned,
         r.state_open,
         r.outbox_draining,
         r.stopping,
         r.directory_loaded,
+        !r.restored,
         surface.progress.owned().len(),
         surface.progress.pending(),
     );

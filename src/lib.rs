@@ -34,6 +34,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod changelog;
 pub mod config;
 pub mod contract;
 pub mod directory;

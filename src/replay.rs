@@ -91,6 +91,9 @@ pub fn replay(
         .map(Arc::from)
         .unwrap_or_else(|_| Arc::from(&b"replay"[..]));
     let mut processor = Processor::new(store.clone(), Arc::new(config.tenants.clone()), code_key);
+    // A later `run` publishes the changelog records, so another instance
+    // can restore what the replay wrote.
+    processor.set_changelog(config.state.changelog);
     processor.set_routing(Routing {
         internal_topic: REPLAY_INTERNAL_TOPIC.into(),
         partitions,

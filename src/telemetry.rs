@@ -48,7 +48,37 @@ pub const READY: &str = "accrue_ready";
 pub const TENANT_EVENTS_PROCESSED: &str = "accrue_tenant_events_processed_total";
 
 /// Every metric with its kind and help text, for `# HELP` lines and docs.
-pub const METRICS: [(&str, Kind, &str); 29] = [
+pub const METRICS: [(&str, Kind, &str); 35] = [
+    (
+        RESTORE_RECORDS,
+        Kind::Counter,
+        "Changelog records read while restoring partitions (rate() is the restore rate).",
+    ),
+    (
+        RESTORE_REMAINING,
+        Kind::Gauge,
+        "Changelog records still to read by the restore in progress, by partition (0 when done).",
+    ),
+    (
+        PARTITIONS_RESTORING,
+        Kind::Gauge,
+        "Partitions being restored from the changelog now; /health/ready is false while above 0.",
+    ),
+    (
+        RESTORE_SECONDS,
+        Kind::Histogram,
+        "Wall time of each completed partition restore.",
+    ),
+    (
+        RESTORES,
+        Kind::Counter,
+        "Partition assignments, by how local state was found: result=current (used as is) or restored.",
+    ),
+    (
+        CHANGELOG_RECORDS,
+        Kind::Counter,
+        "Changelog records acknowledged by the broker (state changes and commit markers).",
+    ),
     (
         DIRECTORY_ENTRIES,
         Kind::Gauge,
@@ -502,6 +532,54 @@ pub fn command_sent(command_type: &'static str) {
 /// One internal command handled at its target.
 pub fn command_applied(command_type: &'static str, result: &'static str) {
     counter!(COMMANDS_APPLIED, "type" => command_type, "result" => result).increment(1);
+}
+
+/// Changelog records read by restores.
+pub const RESTORE_RECORDS: &str = "accrue_restore_records_total";
+/// Records left to read by the restore of a partition.
+pub const RESTORE_REMAINING: &str = "accrue_restore_remaining_records";
+/// Partitions restoring now.
+pub const PARTITIONS_RESTORING: &str = "accrue_partitions_restoring";
+/// Duration of completed restores.
+pub const RESTORE_SECONDS: &str = "accrue_restore_seconds";
+/// Assignments by outcome.
+pub const RESTORES: &str = "accrue_partition_assignments_total";
+/// Changelog records acknowledged.
+pub const CHANGELOG_RECORDS: &str = "accrue_changelog_records_total";
+
+/// A restore of partition `p` starts, with about `records` to read.
+pub fn restore_started(p: u32, records: u64) {
+    gauge!(PARTITIONS_RESTORING).increment(1.0);
+    gauge!(RESTORE_REMAINING, "partition" => p.to_string()).set(records as f64);
+}
+
+/// A restore of partition `p` has `remaining` records left to read.
+pub fn restore_progress(p: u32, remaining: u64) {
+    gauge!(RESTORE_REMAINING, "partition" => p.to_string()).set(remaining as f64);
+}
+
+/// A restore of partition `p` finished after reading `records`.
+pub fn restore_finished(p: u32, records: u64, elapsed: Duration) {
+    gauge!(PARTITIONS_RESTORING).decrement(1.0);
+    gauge!(RESTORE_REMAINING, "partition" => p.to_string()).set(0.0);
+    counter!(RESTORE_RECORDS).increment(records);
+    histogram!(RESTORE_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// A restore of partition `p` failed.
+pub fn restore_failed(p: u32) {
+    gauge!(PARTITIONS_RESTORING).decrement(1.0);
+    gauge!(RESTORE_REMAINING, "partition" => p.to_string()).set(0.0);
+}
+
+/// A partition was assigned; `how` is `current` or `restored`.
+pub fn assignment(how: &'static str) {
+    counter!(RESTORES, "result" => how).increment(1);
+}
+
+/// Changelog records acknowledged.
+pub fn changelog_published(n: u64) {
+    counter!(CHANGELOG_RECORDS).increment(n);
 }
 
 /// Business rejections (`redemption.rejected`, ...), by type and reason.

@@ -179,6 +179,10 @@ pub struct TopicsConfig {
     /// `<internal>.directory`.
     #[serde(default)]
     pub directory: Option<String>,
+    /// Compacted changelog of the state store, co-partitioned with the
+    /// input; default `<internal>.changelog`.
+    #[serde(default)]
+    pub changelog: Option<String>,
 }
 
 impl TopicsConfig {
@@ -193,6 +197,13 @@ impl TopicsConfig {
             .clone()
             .unwrap_or_else(|| format!("{}.directory", self.internal))
     }
+
+    /// The changelog topic's name.
+    pub fn changelog(&self) -> String {
+        self.changelog
+            .clone()
+            .unwrap_or_else(|| format!("{}.changelog", self.internal))
+    }
 }
 
 /// `[state]`: the RocksDB state directory.
@@ -202,6 +213,16 @@ pub struct StateConfig {
     /// Directory of the RocksDB database; created if missing. Relative paths
     /// are resolved against the processor config file's directory.
     pub dir: PathBuf,
+    /// Write every state change to the changelog topic, so that another
+    /// instance can restore a partition (scale-out, a lost disk). Default
+    /// true; a single instance that never moves its partitions may turn it
+    /// off for throughput (`docs/operations.md`).
+    #[serde(default = "default_true")]
+    pub changelog: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[batch]`: how many events one durable commit holds.
@@ -343,6 +364,9 @@ impl KafkaConfig {
                     .set("enable.auto.commit", "true")
                     .set("enable.auto.offset.store", "false")
                     .set("auto.offset.reset", "earliest")
+                    // Scale-out: a rebalance moves only the partitions that
+                    // change owner; the others keep working (docs/operations.md).
+                    .set("partition.assignment.strategy", "cooperative-sticky")
                     .set("enable.partition.eof", "false")
                     // High watermarks for the lag metric (ConsumerContext::stats).
                     .set("statistics.interval.ms", "5000");
@@ -374,6 +398,19 @@ impl KafkaConfig {
             }
         }
         cfg
+    }
+
+    /// How long the publisher may go on publishing after the consume loop
+    /// last confirmed its group membership: half of `session.timeout.ms`
+    /// (librdkafka's default 45 s unless overridden). A member paused longer
+    /// than the session timeout has been expelled and must not publish.
+    pub fn publish_lease(&self) -> Duration {
+        let session_ms = self
+            .librdkafka
+            .get("session.timeout.ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(45_000);
+        Duration::from_millis((session_ms / 2).max(1_000))
     }
 
     /// The publisher's produce batch: librdkafka's `batch.num.messages` and
@@ -581,7 +618,10 @@ impl Config {
             path: path.to_path_buf(),
             kafka: file.kafka,
             topics: file.topics,
-            state: StateConfig { dir: state_dir },
+            state: StateConfig {
+                dir: state_dir,
+                changelog: file.state.changelog,
+            },
             batch: file.batch,
             http: file.http,
             metrics: file.metrics,
@@ -653,6 +693,8 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     names.push((&file.topics.internal, "topics.internal".into()));
     let directory = file.topics.directory();
     names.push((&directory, "topics.directory".into()));
+    let changelog = file.topics.changelog();
+    names.push((&changelog, "topics.changelog".into()));
     for (i, (name, field)) in names.iter().enumerate() {
         if !valid_topic_name(name) {
             issues.push(

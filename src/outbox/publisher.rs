@@ -21,6 +21,7 @@ use rdkafka::ClientContext;
 use super::record::{Destination, OutboxRecord};
 use super::tail::TailReader;
 use super::OutboxError;
+use crate::changelog::{self, ChangeBatch, LogRecord};
 use crate::config::{ClientRole, Config, ProducerBatch};
 use crate::contract;
 use crate::pipeline::Progress;
@@ -36,9 +37,11 @@ const MAX_IN_FLIGHT: u64 = 50_000;
 /// Longest the shutdown drain waits for acknowledgements.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Partition, sequence, destination, when it was handed to the producer.
-type Opaque = (u32, u64, Destination, Instant);
-type Ack = (u32, u64, Destination, Instant, Result<(), String>);
+/// Partition, sequence, destination, when it was handed to the producer,
+/// and whether it completes its outbox record (false for all but the
+/// commit marker of a changelog batch).
+type Opaque = (u32, u64, Destination, Instant, bool);
+type Ack = (u32, u64, Destination, Instant, bool, Result<(), String>);
 
 /// Collects delivery reports; served on the publisher thread by `poll`.
 struct DeliveryContext {
@@ -55,7 +58,7 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Opaque>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
-        let (p, seq, dest, sent) = *opaque;
+        let (p, seq, dest, sent, last) = *opaque;
         let outcome = match result {
             Ok(_) => Ok(()),
             Err((err, _)) => Err(err.to_string()),
@@ -63,7 +66,7 @@ impl ProducerContext for DeliveryContext {
         self.acks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((p, seq, dest, sent, outcome));
+            .push((p, seq, dest, sent, last, outcome));
     }
 }
 
@@ -74,6 +77,18 @@ struct Lane {
     next: u64,
     /// Per destination, the highest sequence known to be on the broker.
     published: HashMap<Destination, u64>,
+    /// The changelog batch being sent, if it did not fit one request.
+    expansion: Option<Expansion>,
+}
+
+/// A changelog outbox record expanded into its Kafka records.
+#[derive(Debug, Clone)]
+struct Expansion {
+    seq: u64,
+    tag: [u8; 24],
+    records: Vec<LogRecord>,
+    /// Records handed to the producer so far.
+    sent: usize,
 }
 
 /// The outbox publisher.
@@ -109,6 +124,7 @@ impl Publisher {
             (Destination::DeadLetter, config.topics.dead_letter.clone()),
             (Destination::Internal, config.topics.internal.clone()),
             (Destination::Directory, config.topics.directory()),
+            (Destination::Changelog, config.topics.changelog()),
         ]);
         Ok(Publisher {
             store,
@@ -256,12 +272,21 @@ impl Publisher {
             resume_at = next,
             "publisher recovered partition"
         );
-        Ok(Lane { next, published })
+        Ok(Lane {
+            next,
+            published,
+            expansion: None,
+        })
     }
 
     /// Sends durable records of every lane; returns how many were sent.
     fn send_ready(&mut self) -> Result<usize, OutboxError> {
         let mut sent = 0;
+        if !self.progress.lease_valid() {
+            // The consume loop has not confirmed the group membership
+            // lately (a long pause): publish nothing until it has.
+            return Ok(0);
+        }
         let partitions: Vec<u32> = self.lanes.keys().copied().collect();
         for p in partitions {
             let in_flight: u64 = self.in_flight.values().sum();
@@ -287,6 +312,7 @@ impl Publisher {
                 continue;
             }
             let (mut next, published) = (lane.next, lane.published.clone());
+            let mut expansion = self.lanes.get_mut(&p).and_then(|l| l.expansion.take());
             let chunk = self.store.scan(
                 Family::Outbox,
                 &keys::partition_prefix(p),
@@ -295,6 +321,10 @@ impl Publisher {
             )?;
             let mut already = WriteSet::new();
             let mut sent_here = 0u64;
+            // A changelog batch goes out only once everything before it is
+            // acknowledged, and nothing after it until it is (see
+            // `crate::changelog`): it opens a round, and ends it.
+            let mut changelog_in_round = false;
             for (key, value) in chunk {
                 let Some((_, seq)) = keys::parse_outbox(&key) else {
                     continue;
@@ -303,6 +333,41 @@ impl Publisher {
                     break;
                 }
                 let record = decode(&value, p, seq)?;
+                if record.destination == Destination::Changelog {
+                    if sent_here > 0 && !changelog_in_round {
+                        break;
+                    }
+                    let mut exp = match expansion.take() {
+                        Some(e) if e.seq == seq => e,
+                        _ => expand(p, seq, &record)?,
+                    };
+                    while exp.sent < exp.records.len() && (sent_here as usize) < budget {
+                        let rec = &exp.records[exp.sent];
+                        let size = (rec.key.len() + rec.value.as_ref().map_or(0, Vec::len) + 90) as u64;
+                        if sent_here > 0 && size > bytes_left {
+                            break;
+                        }
+                        let last = exp.sent + 1 == exp.records.len();
+                        if !self.produce_change(p, seq, &exp.tag, rec, last) {
+                            break;
+                        }
+                        bytes_left = bytes_left.saturating_sub(size);
+                        sent_here += 1;
+                        *self.in_flight.entry(p).or_default() += 1;
+                        sent += 1;
+                        exp.sent += 1;
+                    }
+                    changelog_in_round = true;
+                    if exp.sent < exp.records.len() {
+                        expansion = Some(exp);
+                        break; // the rest in the next round
+                    }
+                    next = seq + 1;
+                    continue;
+                }
+                if changelog_in_round {
+                    break;
+                }
                 if published.get(&record.destination).is_some_and(|last| seq <= *last) {
                     // Found on the broker at recovery: drop, do not resend.
                     already.delete(Family::Outbox, key);
@@ -320,6 +385,7 @@ impl Publisher {
             }
             if let Some(lane) = self.lanes.get_mut(&p) {
                 lane.next = next;
+                lane.expansion = expansion;
             }
             if !already.is_empty() {
                 self.store.write(&already, Durability::Buffered)?;
@@ -343,7 +409,7 @@ impl Publisher {
         }
         let topic = &self.topics[&record.destination];
         let mut base: BaseRecord<'_, [u8], [u8], _> =
-            BaseRecord::with_opaque_to(topic, Box::new((p, seq, record.destination, Instant::now())))
+            BaseRecord::with_opaque_to(topic, Box::new((p, seq, record.destination, Instant::now(), true)))
                 .partition(record.partition.unwrap_or(p) as i32)
                 .payload(record.payload.as_slice())
                 .headers(headers);
@@ -358,6 +424,35 @@ impl Publisher {
             Err((err, _)) => {
                 telemetry::publish_error();
                 tracing::warn!(partition = p, seq, error = %err, "cannot enqueue outbox record; retrying");
+                false
+            }
+        }
+    }
+
+    /// Hands one changelog record of outbox record `seq` to librdkafka; false
+    /// if its queue is full.
+    fn produce_change(&self, p: u32, seq: u64, tag: &[u8; 24], rec: &LogRecord, last: bool) -> bool {
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: changelog::HEADER_TAG,
+            value: Some(&tag[..]),
+        });
+        let topic = &self.topics[&Destination::Changelog];
+        let mut base: BaseRecord<'_, [u8], [u8], _> =
+            BaseRecord::with_opaque_to(topic, Box::new((p, seq, Destination::Changelog, Instant::now(), last)))
+                .partition(p as i32)
+                .key(rec.key.as_slice())
+                .headers(headers);
+        if let Some(value) = &rec.value {
+            base = base.payload(value.as_slice());
+        }
+        match self.producer.send(base) {
+            Ok(()) => true,
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                false
+            }
+            Err((err, _)) => {
+                telemetry::publish_error();
+                tracing::warn!(partition = p, seq, error = %err, "cannot enqueue changelog record; retrying");
                 false
             }
         }
@@ -379,11 +474,18 @@ impl Publisher {
         }
         let mut deletes = WriteSet::new();
         let mut per_topic: HashMap<Destination, u64> = HashMap::new();
-        for (p, seq, dest, _, outcome) in &acks {
+        let mut changes = 0u64;
+        for (p, seq, dest, _, last, outcome) in &acks {
             if let Some(n) = self.in_flight.get_mut(p) {
                 *n = n.saturating_sub(1);
             }
             match outcome {
+                Ok(()) if *dest == Destination::Changelog => {
+                    changes += 1;
+                    if *last {
+                        deletes.delete(Family::Outbox, keys::outbox(*p, *seq));
+                    }
+                }
                 Ok(()) => {
                     deletes.delete(Family::Outbox, keys::outbox(*p, *seq));
                     *per_topic.entry(*dest).or_default() += 1;
@@ -402,11 +504,21 @@ impl Publisher {
         for (dest, count) in per_topic {
             telemetry::published(&self.topics[&dest], count);
         }
+        if changes > 0 {
+            telemetry::changelog_published(changes);
+        }
         telemetry::publish_latencies(
             acks.iter()
-                .filter(|a| a.4.is_ok())
-                .map(|(_, _, _, sent, _)| sent.elapsed()),
+                .filter(|a| a.5.is_ok() && a.2 != Destination::Changelog)
+                .map(|(_, _, _, sent, _, _)| sent.elapsed()),
         );
+        // A lane with nothing in flight has every record below its next
+        // sequence on the broker (a failure removes the lane instead).
+        for (p, lane) in &self.lanes {
+            if self.in_flight.get(p).copied().unwrap_or(0) == 0 {
+                self.progress.set_acked(*p, lane.next);
+            }
+        }
         self.progress.note_acked();
         Ok(acks.len())
     }
@@ -417,6 +529,22 @@ impl Publisher {
 fn record_size(record: &OutboxRecord) -> u64 {
     let headers: usize = record.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
     (record.key.as_ref().map_or(0, Vec::len) + record.payload.len() + headers + 64) as u64
+}
+
+/// Expands a changelog outbox record into its Kafka records.
+fn expand(p: u32, seq: u64, record: &OutboxRecord) -> Result<Expansion, OutboxError> {
+    let batch = ChangeBatch::decode(&record.payload).ok_or_else(|| {
+        OutboxError::State(crate::state::StateError::Corrupt {
+            family: Family::Outbox.name(),
+            detail: format!("changelog batch {p}-{seq} cannot be decoded"),
+        })
+    })?;
+    Ok(Expansion {
+        seq,
+        tag: batch.tag.encode(),
+        records: batch.records(p),
+        sent: 0,
+    })
 }
 
 fn decode(value: &[u8], p: u32, seq: u64) -> Result<OutboxRecord, OutboxError> {

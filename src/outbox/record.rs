@@ -11,15 +11,20 @@ pub enum Destination {
     Internal,
     /// The compacted customer-directory topic, partition of the customer.
     Directory,
+    /// The state changelog, source partition. The payload is one batch's
+    /// changes ([`crate::changelog::ChangeBatch`]), which the publisher
+    /// expands into one record per key and a commit marker.
+    Changelog,
 }
 
 impl Destination {
     /// Every destination.
-    pub const ALL: [Destination; 4] = [
+    pub const ALL: [Destination; 5] = [
         Destination::Accruals,
         Destination::DeadLetter,
         Destination::Internal,
         Destination::Directory,
+        Destination::Changelog,
     ];
 
     /// Destinations written to the source partition, whose tail tells what
@@ -38,6 +43,7 @@ impl Destination {
             Destination::DeadLetter => 1,
             Destination::Internal => 2,
             Destination::Directory => 3,
+            Destination::Changelog => 4,
         }
     }
 
@@ -47,6 +53,7 @@ impl Destination {
             1 => Some(Destination::DeadLetter),
             2 => Some(Destination::Internal),
             3 => Some(Destination::Directory),
+            4 => Some(Destination::Changelog),
             _ => None,
         }
     }
@@ -174,7 +181,7 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips(
-            tag in 0u8..4,
+            tag in 0u8..5,
             target in any::<u32>(),
             key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
             headers in proptest::collection::vec(("[a-z-]{1,20}", proptest::collection::vec(any::<u8>(), 0..40)), 0..6),

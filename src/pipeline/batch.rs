@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
+use crate::changelog::{BatchTag, ChangeBatchWriter, Owner};
 use crate::config::TenantConfig;
 use crate::contract::{
     self, AccrualEvent, BalanceNotification, Body, Command, ContractError, ErrorKind, Event, GiftCardIssued,
@@ -59,6 +60,10 @@ struct Cursor {
     offsets: HashMap<String, i64>,
     /// Durable timers pending in this partition.
     timers: i64,
+    /// The output sequence reserved for this batch's changelog record.
+    changelog_seq: Option<u64>,
+    /// The last batch written to the changelog: number and first sequence.
+    changelog_last: Option<(u64, u64)>,
 }
 
 /// An open batch: everything applied since the last commit.
@@ -156,6 +161,10 @@ pub struct Processor {
     committed: HashMap<u32, Cursor>,
     code_key: Arc<[u8]>,
     routing: Routing,
+    /// Write each batch's state changes to the changelog (`[state] changelog`).
+    changelog: bool,
+    /// The owner of each assigned partition, written in its changelog records.
+    owners: HashMap<u32, Owner>,
 }
 
 impl Processor {
@@ -169,7 +178,19 @@ impl Processor {
             committed: HashMap::new(),
             code_key,
             routing,
+            changelog: false,
+            owners: HashMap::new(),
         }
+    }
+
+    /// Writes every batch's state changes to the changelog from now on.
+    pub fn set_changelog(&mut self, on: bool) {
+        self.changelog = on;
+    }
+
+    /// Partition `p` is now owned by `owner` (after its assignment).
+    pub fn set_owner(&mut self, p: u32, owner: Owner) {
+        self.owners.insert(p, owner);
     }
 
     /// Sets where commands and directory entries go (`accrue run` and
@@ -217,6 +238,21 @@ impl Processor {
     /// touch reloads it from the store.
     pub fn forget(&mut self, partition: u32) {
         self.committed.remove(&partition);
+        self.owners.remove(&partition);
+    }
+
+    /// Opens partition `p` in `batch`: loads its progress and reserves the
+    /// sequence of the batch's changelog record, which precedes its outputs.
+    fn open_cursor(&self, batch: &mut Batch, p: u32) -> Result<(), StateError> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = batch.cursors.entry(p) {
+            let mut cursor = self.load_cursor(p)?;
+            if self.changelog {
+                cursor.changelog_seq = Some(cursor.next_seq);
+                cursor.next_seq += 1;
+            }
+            slot.insert(cursor);
+        }
+        Ok(())
     }
 
     /// Applies one record to `batch`.
@@ -225,9 +261,7 @@ impl Processor {
     /// [`StateError`] if the store fails; the batch must then be dropped.
     pub fn apply(&mut self, batch: &mut Batch, record: &InputRecord<'_>) -> Result<Applied, StateError> {
         let p = record.partition;
-        if let std::collections::hash_map::Entry::Vacant(slot) = batch.cursors.entry(p) {
-            slot.insert(self.load_cursor(p)?);
-        }
+        self.open_cursor(batch, p)?;
         let expected = match batch.cursors.get(&p).and_then(|c| c.offsets.get(record.topic)) {
             Some(off) => Some(*off),
             None => {
@@ -276,7 +310,7 @@ impl Processor {
             mut set,
             balances,
             dirty,
-            cursors,
+            mut cursors,
             events,
             oldest_occurred_at,
             first_applied,
@@ -314,6 +348,9 @@ impl Processor {
             }
             committed.durable_seq.push((*p, cursor.next_seq));
         }
+        if self.changelog {
+            self.add_changelog(&mut set, &mut cursors)?;
+        }
         let started = Instant::now();
         self.store.write(&set, Durability::Synced)?;
         for entry in &directory {
@@ -331,11 +368,65 @@ impl Processor {
         }
         let prefix = keys::partition_prefix(p);
         let timers = self.store.scan(Family::Timers, &prefix, &prefix, usize::MAX)?.len() as i64;
+        let changelog_last = self
+            .store
+            .get(Family::Meta, &keys::changelog_cursor(p))?
+            .and_then(|v| Some((keys::decode_u64(v.get(..8)?)?, keys::decode_u64(v.get(8..)?)?)));
         Ok(Cursor {
             next_seq: read_next_seq(self.store.as_ref(), p)?,
             offsets: HashMap::new(),
             timers,
+            changelog_seq: None,
+            changelog_last,
         })
+    }
+
+    /// Adds each partition's changelog record to `set`: every operation of
+    /// the batch on the partition, tombstones for the outbox records of the
+    /// previous batch (published before this record is sent), and the
+    /// partition's batch number. See [`crate::changelog`].
+    fn add_changelog(&self, set: &mut WriteSet, cursors: &mut HashMap<u32, Cursor>) -> Result<(), StateError> {
+        let mut writers: HashMap<u32, ChangeBatchWriter> = HashMap::with_capacity(cursors.len());
+        for (p, cursor) in cursors.iter_mut() {
+            let Some(seq) = cursor.changelog_seq.take() else {
+                continue;
+            };
+            let n = cursor.changelog_last.map_or(1, |(n, _)| n + 1);
+            let mut value = keys::encode_u64(n).to_vec();
+            value.extend_from_slice(&keys::encode_u64(seq));
+            set.put(Family::Meta, keys::changelog_cursor(*p), value);
+            let owner = self.owners.get(p).copied().unwrap_or_default();
+            let mut writer = ChangeBatchWriter::new(BatchTag { owner, n }, seq, cursor.next_seq);
+            if let Some((_, prev)) = cursor.changelog_last {
+                for old in prev..seq {
+                    writer.push(Family::Outbox, &crate::state::Op::Delete(keys::outbox(*p, old)));
+                }
+            }
+            cursor.changelog_last = Some((n, seq));
+            writers.insert(*p, writer);
+        }
+        for (family, op) in set.ops() {
+            let key = match op {
+                crate::state::Op::Put(k, _) | crate::state::Op::Delete(k) => k,
+            };
+            if let Some(writer) = keys::partition_of(key).and_then(|p| writers.get_mut(&p)) {
+                writer.push(*family, op);
+            }
+        }
+        for (p, writer) in writers {
+            let Some(seq) = cursors.get(&p).and_then(|c| c.changelog_last).map(|(_, seq)| seq) else {
+                continue;
+            };
+            let record = OutboxRecord {
+                destination: Destination::Changelog,
+                partition: None,
+                key: None,
+                headers: Vec::new(),
+                payload: writer.finish(),
+            };
+            set.put(Family::Outbox, keys::outbox(p, seq), record.encode());
+        }
+        Ok(())
     }
 
     fn decode(&self, record: &InputRecord<'_>) -> Result<Event, ContractError> {
@@ -702,9 +793,7 @@ impl Processor {
             if due_ms > now_ms {
                 break;
             }
-            if let std::collections::hash_map::Entry::Vacant(slot) = batch.cursors.entry(p) {
-                slot.insert(self.load_cursor(p)?);
-            }
+            self.open_cursor(batch, p)?;
             let tenants = self.tenants.clone();
             let booking_key = keys::booking(p, &tenant_id, &customer_id, &booking_id);
             let booking = self.booking(batch, &booking_key)?;

@@ -3,7 +3,7 @@
 //!
 //! It runs on its own thread: every RocksDB call here is blocking.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +18,9 @@ use rdkafka::ClientContext;
 use super::batch::{Batch, InputRecord, Processor, Routing};
 use super::shared::{Programs, Progress};
 use super::PipelineError;
+use crate::changelog::{self, Restorer};
 use crate::config::{ClientRole, Config};
+use crate::state::{keys, Durability, Family, WriteSet};
 use crate::state::{read_next_seq, read_offset, Store};
 use crate::telemetry;
 use crate::timers::{self, Clock};
@@ -29,17 +31,29 @@ const MAX_PENDING_OUTBOX: u64 = 200_000;
 /// How often the consumer lag of owned partitions is reported.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
-/// A change of assignment, reported by the rebalance callback.
-#[derive(Debug)]
-enum Change {
-    Assigned(Vec<(String, u32)>),
-    Revoked(Vec<(String, u32)>),
+/// How long a revoke waits for the partition's outbox to reach the broker
+/// before handing the partition over anyway.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the consume loop works on; shared with the rebalance callback, which
+/// runs inside `poll` on the same thread.
+struct Work {
+    processor: Processor,
+    batch: Batch,
+    batch_started: Option<Instant>,
+    /// Partitions owned (of every co-partitioned topic).
+    owned: BTreeSet<u32>,
 }
 
-/// The consumer context: positions assigned partitions at stored offsets.
+/// The consumer context: takes over and hands over partitions.
 pub struct PipelineContext {
     store: Arc<dyn Store>,
-    changes: Mutex<Vec<Change>>,
+    progress: Arc<Progress>,
+    work: Mutex<Option<Work>>,
+    /// The group subscribes `topics[0]`; partition p of the others follows.
+    topics: Vec<String>,
+    /// Reads the changelog, when `[state] changelog` is on.
+    restorer: Option<Restorer>,
     failure: Mutex<Option<String>>,
     /// High watermarks from librdkafka's last statistics, for the lag metric.
     high_watermarks: Mutex<HashMap<(String, u32), i64>>,
@@ -70,42 +84,63 @@ impl ClientContext for PipelineContext {
 impl ConsumerContext for PipelineContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
-        let parts: Vec<(String, u32)> = tpl
+        let parts: Vec<u32> = tpl
             .elements()
             .iter()
-            .map(|e| (e.topic().to_owned(), e.partition() as u32))
+            .filter(|e| e.topic() == self.topics[0])
+            .map(|e| e.partition() as u32)
             .collect();
+        let mut guard = self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(work) = guard.as_mut() else {
+            self.fail("rebalance outside the consume loop".into());
+            return;
+        };
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // Kafka's committed offsets are advisory: start where RocksDB says.
-                for (topic, p) in &parts {
-                    let offset = match read_offset(self.store.as_ref(), topic, *p) {
-                        Ok(Some(off)) => Offset::Offset(off),
-                        Ok(None) => Offset::Beginning,
-                        Err(err) => {
-                            self.fail(format!("cannot read the stored offset of {topic}/{p}: {err}"));
+                let mut full = TopicPartitionList::new();
+                for p in &parts {
+                    if let Err(err) = self.take_over(work, consumer, *p) {
+                        self.fail(format!("cannot take over partition {p}: {err}"));
+                        return;
+                    }
+                    for topic in &self.topics {
+                        // Kafka's committed offsets are advisory: start where RocksDB says.
+                        let offset = match read_offset(self.store.as_ref(), topic, *p) {
+                            Ok(Some(off)) => Offset::Offset(off),
+                            Ok(None) => Offset::Beginning,
+                            Err(err) => {
+                                self.fail(format!("cannot read the stored offset of {topic}/{p}: {err}"));
+                                return;
+                            }
+                        };
+                        if let Err(err) = full.add_partition_offset(topic, *p as i32, offset) {
+                            self.fail(format!("cannot position {topic}/{p}: {err}"));
                             return;
                         }
-                    };
-                    if let Err(err) = tpl.set_partition_offset(topic, *p as i32, offset) {
-                        self.fail(format!("cannot position {topic}/{p}: {err}"));
-                        return;
                     }
                 }
                 let result = if cooperative {
-                    consumer.incremental_assign(tpl)
+                    consumer.incremental_assign(&full)
                 } else {
-                    consumer.assign(tpl)
+                    consumer.assign(&full)
                 };
                 match result {
-                    Ok(()) => self.push(Change::Assigned(parts)),
+                    Ok(()) => {
+                        for p in &parts {
+                            work.owned.insert(*p);
+                            tracing::info!(partition = p, topics = ?self.topics, "partition assigned");
+                        }
+                    }
                     Err(err) => self.fail(format!("cannot assign partitions: {err}")),
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.push(Change::Revoked(parts));
+                let lost = consumer.assignment_lost();
+                if let Err(err) = self.hand_over(work, consumer, &parts, lost) {
+                    self.fail(format!("cannot hand over partitions {parts:?}: {err}"));
+                }
                 let result = if cooperative {
-                    consumer.incremental_unassign(tpl)
+                    consumer.incremental_unassign(&self.all_topics(&parts))
                 } else {
                     consumer.unassign()
                 };
@@ -115,30 +150,24 @@ impl ConsumerContext for PipelineContext {
             }
             other => {
                 tracing::error!(error = ?other, "rebalance error; dropping the assignment");
-                self.push(Change::Revoked(parts));
+                let all: Vec<u32> = work.owned.iter().copied().collect();
+                if let Err(err) = self.hand_over(work, consumer, &all, true) {
+                    self.fail(format!("cannot drop partitions {all:?}: {err}"));
+                }
                 if let Err(err) = consumer.unassign() {
                     tracing::warn!(error = %err, "unassign after rebalance error failed");
                 }
             }
         }
+        telemetry::partitions_owned(work.owned.len());
+        self.progress.set_assigned();
     }
 }
 
 impl PipelineContext {
-    fn push(&self, change: Change) {
-        self.changes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(change);
-    }
-
     fn fail(&self, message: String) {
         tracing::error!("{message}");
         *self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
-    }
-
-    fn take_changes(&self) -> Vec<Change> {
-        std::mem::take(&mut *self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     fn take_failure(&self) -> Option<String> {
@@ -146,6 +175,136 @@ impl PipelineContext {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
+    }
+
+    fn all_topics(&self, parts: &[u32]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            for topic in &self.topics {
+                tpl.add_partition(topic, *p as i32);
+            }
+        }
+        tpl
+    }
+
+    /// Makes partition `p`'s local state current (restoring it from the
+    /// changelog if it is missing, behind, or was written by another owner
+    /// since), takes ownership with a new epoch, and loads its progress.
+    fn take_over(
+        &self,
+        work: &mut Work,
+        consumer: &BaseConsumer<PipelineContext>,
+        p: u32,
+    ) -> Result<(), PipelineError> {
+        let store = self.store.as_ref();
+        work.processor.forget(p);
+        if let Some(restorer) = &self.restorer {
+            let head = restorer.head(p).map_err(|e| PipelineError::Rebalance(e.to_string()))?;
+            let local = changelog::stored_owner(store, p)?;
+            let current = head.is_none_or(|h| local == Some(h));
+            if current {
+                telemetry::assignment("current");
+                tracing::info!(partition = p, owner = ?local, "local state is current; no restore");
+            } else {
+                tracing::info!(partition = p, local = ?local, changelog = ?head, "restoring partition from the changelog");
+                self.progress.set_restoring(true);
+                let restored = restorer.restore(store, p);
+                self.progress.set_restoring(false);
+                let stats = restored.map_err(|e| {
+                    telemetry::restore_failed(p);
+                    PipelineError::Rebalance(e.to_string())
+                })?;
+                telemetry::assignment("restored");
+                let secs = stats.elapsed.as_secs_f64();
+                tracing::info!(
+                    partition = p,
+                    records = stats.records,
+                    applied = stats.applied,
+                    dropped = stats.dropped,
+                    seconds = secs,
+                    records_per_second = (stats.records as f64 / secs.max(1e-9)).round(),
+                    "partition restored"
+                );
+            }
+            let base = changelog::stored_owner(store, p)?.unwrap_or_default();
+            let owner = base.next(head);
+            let mut set = WriteSet::new();
+            set.put(Family::Meta, keys::owner(p), owner.encode().to_vec());
+            store.write(&set, Durability::Synced)?;
+            work.processor.set_owner(p, owner);
+            tracing::info!(partition = p, epoch = owner.epoch, "partition owned");
+        }
+        for topic in &self.topics {
+            check_not_truncated(consumer, store, topic, p)?;
+        }
+        work.processor.warm(p)?;
+        self.progress.own(p, read_next_seq(store, p)?);
+        Ok(())
+    }
+
+    /// Gives partitions up. Unless the assignment was lost (another member
+    /// may own them already), the open batch is committed and their outbox
+    /// drained first, so the next owner's restore finds everything.
+    fn hand_over(
+        &self,
+        work: &mut Work,
+        consumer: &BaseConsumer<PipelineContext>,
+        parts: &[u32],
+        lost: bool,
+    ) -> Result<(), PipelineError> {
+        if lost {
+            // Nothing of the open batch was written; the next owner redoes it.
+            let dropped = !work.batch.is_empty();
+            work.batch = Batch::default();
+            work.batch_started = None;
+            for p in parts {
+                self.progress.disown(*p);
+                work.processor.forget(*p);
+                work.owned.remove(p);
+                tracing::warn!(partition = p, "partition lost; its open work is dropped");
+            }
+            if dropped {
+                for p in work.owned.clone() {
+                    work.processor.forget(p);
+                    if let Some(owner) = changelog::stored_owner(self.store.as_ref(), p)? {
+                        work.processor.set_owner(p, owner);
+                    }
+                    for topic in &self.topics {
+                        let offset =
+                            read_offset(self.store.as_ref(), topic, p)?.map_or(Offset::Beginning, Offset::Offset);
+                        if let Err(err) = consumer.seek(topic, p as i32, offset, Duration::from_secs(10)) {
+                            return Err(PipelineError::Rebalance(format!("cannot rewind {topic}/{p}: {err}")));
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if !work.batch.is_empty() {
+            let batch = std::mem::take(&mut work.batch);
+            work.batch_started = None;
+            commit(&mut work.processor, batch, consumer, &self.progress)?;
+        }
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        while parts.iter().any(|p| !self.progress.flushed(*p)) {
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    partitions = ?parts,
+                    "outbox not drained in time; the next owner reprocesses what its changelog lacks"
+                );
+                break;
+            }
+            // Still a member until this callback returns.
+            self.progress.renew_lease(Duration::from_secs(1));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for p in parts {
+            self.progress.disown(*p);
+            work.processor.forget(*p);
+            work.owned.remove(p);
+            tracing::info!(partition = p, "partition revoked");
+        }
+        Ok(())
     }
 }
 
@@ -164,9 +323,36 @@ pub fn run(
     clock: &dyn Clock,
     stop: &AtomicBool,
 ) -> Result<(), PipelineError> {
+    // The internal topic is co-partitioned with the input: partition p of
+    // every topic is owned together, by whoever owns the state of p. The
+    // group assigns the first input topic; the others follow it.
+    let topics: Vec<String> = config
+        .topics
+        .input
+        .iter()
+        .cloned()
+        .chain(std::iter::once(config.topics.internal.clone()))
+        .collect();
+    let restorer = if config.state.changelog {
+        Some(Restorer::new(config).map_err(|e| PipelineError::Rebalance(e.to_string()))?)
+    } else {
+        None
+    };
+    let (mut programs_version, tenants) = programs.current();
+    let mut processor = Processor::new(store.clone(), tenants, code_key);
+    processor.set_routing(routing);
+    processor.set_changelog(config.state.changelog);
     let context = PipelineContext {
         store: store.clone(),
-        changes: Mutex::new(Vec::new()),
+        progress: progress.clone(),
+        work: Mutex::new(Some(Work {
+            processor,
+            batch: Batch::default(),
+            batch_started: None,
+            owned: BTreeSet::new(),
+        })),
+        topics: topics.clone(),
+        restorer,
         failure: Mutex::new(None),
         high_watermarks: Mutex::new(HashMap::new()),
     };
@@ -175,47 +361,41 @@ pub fn run(
         .client_config(ClientRole::Consumer)
         .create_with_context(context)
         .map_err(PipelineError::Kafka)?;
-    // The internal topic is co-partitioned with the input: partition p of
-    // every topic is owned together, by whoever owns the state of p.
-    let topics: Vec<&str> = config
-        .topics
-        .input
-        .iter()
-        .map(String::as_str)
-        .chain(std::iter::once(config.topics.internal.as_str()))
-        .collect();
-    consumer.subscribe(&topics).map_err(PipelineError::Kafka)?;
-    tracing::info!(topics = ?topics, group = %config.kafka.group_id, "subscribed");
+    consumer
+        .subscribe(&[topics[0].as_str()])
+        .map_err(PipelineError::Kafka)?;
+    tracing::info!(group_topic = %topics[0], followers = ?&topics[1..], group = %config.kafka.group_id, "subscribed");
 
-    let (mut programs_version, tenants) = programs.current();
-    let mut processor = Processor::new(store.clone(), tenants, code_key);
-    processor.set_routing(routing);
-    let mut owned: HashSet<(String, u32)> = HashSet::new();
-    let mut batch = Batch::default();
-    let mut batch_started: Option<Instant> = None;
     let mut paused = false;
     let mut next_timer_check = Instant::now();
     let mut consumed: Vec<(String, u64)> = Vec::new();
     let max_events = config.batch.max_events;
     let linger = config.batch.linger();
     let mut lag_reported = Instant::now();
+    let lease = config.kafka.publish_lease();
+    let mut last_poll = Instant::now();
+    let mut confirmed = true;
+    let mut work = take_work(&consumer)?;
+    progress.renew_lease(lease);
 
-    loop {
+    let result = loop {
         let stopping = stop.load(Ordering::SeqCst);
-        let due = batch_started.is_some_and(|t| t.elapsed() >= linger);
-        if !batch.is_empty() && (stopping || due || batch.events() >= max_events) {
+        let due = work.batch_started.is_some_and(|t| t.elapsed() >= linger);
+        if !work.batch.is_empty() && (stopping || due || work.batch.events() >= max_events) {
             for (topic, n) in consumed.drain(..) {
                 telemetry::consumed(&topic, n);
             }
-            let b = std::mem::take(&mut batch);
-            commit(&mut processor, b, &consumer, &progress)?;
-            batch_started = None;
+            let b = std::mem::take(&mut work.batch);
+            work.batch_started = None;
+            if let Err(err) = commit(&mut work.processor, b, &consumer, &progress) {
+                break Err(err);
+            }
         }
         if stopping {
-            break;
+            break Ok(());
         }
         if let Some(failure) = consumer.context().take_failure() {
-            return Err(PipelineError::Rebalance(failure));
+            break Err(PipelineError::Rebalance(failure));
         }
 
         // Backpressure: the outbox must drain before more input is taken.
@@ -238,63 +418,80 @@ pub fn run(
         // Due timers fire into the open batch, and commit with it.
         if Instant::now() >= next_timer_check {
             let now = clock.now_ms();
-            let partitions: HashSet<u32> = owned.iter().map(|(_, p)| *p).collect();
             let mut overdue_ms = 0;
-            for p in partitions {
-                if let Some(due) = processor.earliest_due(p)? {
-                    overdue_ms = overdue_ms.max(now - due);
+            let Work {
+                processor,
+                batch,
+                batch_started,
+                owned,
+            } = &mut work;
+            for p in owned.iter().copied() {
+                match processor.earliest_due(p) {
+                    Ok(Some(due)) => overdue_ms = overdue_ms.max(now - due),
+                    Ok(None) => {}
+                    Err(err) => return Err(err.into()),
                 }
                 // Under outbox backpressure, measure but do not add output.
                 if !paused {
-                    processor.fire_due(&mut batch, p, now, timers::FIRE_LIMIT)?;
+                    processor.fire_due(batch, p, now, timers::FIRE_LIMIT)?;
                 }
             }
             telemetry::timers_overdue(overdue_ms);
             if batch_started.is_none() && !batch.is_empty() {
-                batch_started = Some(Instant::now());
+                *batch_started = Some(Instant::now());
             }
             telemetry::timers_pending(processor.timers_pending());
             next_timer_check = Instant::now() + timers::CHECK_INTERVAL;
         }
 
-        let timeout = match batch_started {
+        let timeout = match work.batch_started {
             Some(t) => linger.saturating_sub(t.elapsed()),
             None => Duration::from_millis(100),
         };
+        // The rebalance callback runs inside poll and needs the work.
+        put_work(&consumer, work);
         let polled = consumer.poll(timeout);
-        let changes = consumer.context().take_changes();
-        if !changes.is_empty() {
-            apply_changes(
-                changes,
-                &mut owned,
-                &mut processor,
-                &mut batch,
-                &mut batch_started,
-                &consumer,
-                &progress,
-                store.as_ref(),
-            )?;
+        work = take_work(&consumer)?;
+
+        // Fencing: after a pause longer than the lease the group may have
+        // moved our partitions; publish nothing until the coordinator
+        // accepts a synchronous commit from this member again.
+        if last_poll.elapsed() > lease {
+            confirmed = false;
+            tracing::warn!(
+                paused_ms = last_poll.elapsed().as_millis() as u64,
+                "long pause; confirming group membership before publishing"
+            );
+        }
+        last_poll = Instant::now();
+        if !confirmed {
+            confirmed = confirm_membership(&consumer, &work, &topics[0], store.as_ref());
+        }
+        if confirmed {
+            progress.renew_lease(lease);
         }
         if lag_reported.elapsed() >= LAG_INTERVAL {
-            report_lag(&consumer, &processor, &owned);
+            report_lag(&consumer, &work.processor, &topics, &work.owned);
             lag_reported = Instant::now();
         }
         let Some(result) = polled else { continue };
         let message = match result {
             Ok(message) => message,
             Err(err) => {
-                handle_kafka_error(&consumer, err)?;
+                if let Err(err) = handle_kafka_error(&consumer, err) {
+                    break Err(err);
+                }
                 continue;
             }
         };
-        let key = (message.topic().to_owned(), message.partition() as u32);
-        if !owned.contains(&key) {
+        let partition = message.partition() as u32;
+        if !work.owned.contains(&partition) {
             // Prefetched before a revoke; the new owner will read it.
             continue;
         }
         let record = InputRecord {
             topic: message.topic(),
-            partition: key.1,
+            partition,
             offset: message.offset(),
             key: message.key(),
             payload: message.payload(),
@@ -303,8 +500,8 @@ pub fn run(
         if programs.version() != programs_version {
             let (version, tenants) = programs.current();
             // Customers newly seeded with a phone join the directory.
-            processor.routing().directory.seed(tenants.values());
-            processor.set_tenants(tenants);
+            work.processor.routing().directory.seed(tenants.values());
+            work.processor.set_tenants(tenants);
             programs_version = version;
             tracing::info!(version, "new programs in force");
         }
@@ -313,14 +510,78 @@ pub fn run(
             Some((_, n)) => *n += 1,
             None => consumed.push((record.topic.to_owned(), 1)),
         }
-        processor.apply(&mut batch, &record)?;
-        if batch_started.is_none() && !batch.is_empty() {
-            batch_started = Some(Instant::now());
+        if let Err(err) = work.processor.apply(&mut work.batch, &record) {
+            break Err(err.into());
+        }
+        if work.batch_started.is_none() && !work.batch.is_empty() {
+            work.batch_started = Some(Instant::now());
+        }
+    };
+    // Leaving the group revokes what we own: the callback commits, drains
+    // the outbox and hands the partitions over cleanly.
+    put_work(&consumer, work);
+    if result.is_ok() {
+        consumer.unsubscribe();
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        while Instant::now() < deadline {
+            let _ = consumer.poll(Duration::from_millis(50));
+            if consumer.assignment().map_or(true, |a| a.count() == 0) {
+                break;
+            }
         }
     }
+    drop(consumer);
     progress.finish_intake();
     tracing::info!("intake stopped; last batch committed");
-    Ok(())
+    result
+}
+
+fn take_work(consumer: &BaseConsumer<PipelineContext>) -> Result<Work, PipelineError> {
+    consumer
+        .context()
+        .work
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .ok_or_else(|| PipelineError::Rebalance("the consume loop lost its state".into()))
+}
+
+fn put_work(consumer: &BaseConsumer<PipelineContext>, work: Work) {
+    *consumer
+        .context()
+        .work
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(work);
+}
+
+/// A synchronous offset commit of the owned partitions: the group
+/// coordinator refuses it from a member it has expelled.
+fn confirm_membership(consumer: &BaseConsumer<PipelineContext>, work: &Work, topic: &str, store: &dyn Store) -> bool {
+    if work.owned.is_empty() {
+        return true;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &work.owned {
+        let Ok(Some(off)) = read_offset(store, topic, *p) else {
+            continue;
+        };
+        if tpl.add_partition_offset(topic, *p as i32, Offset::Offset(off)).is_err() {
+            return false;
+        }
+    }
+    if tpl.count() == 0 {
+        return true;
+    }
+    match consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync) {
+        Ok(()) => {
+            tracing::info!("group membership confirmed; publishing resumes");
+            true
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "group membership not confirmed; not publishing");
+            false
+        }
+    }
 }
 
 fn commit(
@@ -349,87 +610,37 @@ fn commit(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply_changes(
-    changes: Vec<Change>,
-    owned: &mut HashSet<(String, u32)>,
-    processor: &mut Processor,
-    batch: &mut Batch,
-    batch_started: &mut Option<Instant>,
-    consumer: &BaseConsumer<PipelineContext>,
-    progress: &Progress,
-    store: &dyn Store,
-) -> Result<(), PipelineError> {
-    for change in changes {
-        match change {
-            Change::Assigned(parts) => {
-                for (topic, p) in parts {
-                    check_not_truncated(consumer, store, &topic, p)?;
-                    processor.warm(p)?;
-                    progress.own(p, read_next_seq(store, p)?);
-                    tracing::info!(topic = %topic, partition = p, "partition assigned");
-                    owned.insert((topic, p));
-                }
-            }
-            Change::Revoked(parts) => {
-                // The open batch may hold work of a revoked partition, which
-                // its new owner will redo: drop the batch (nothing of it was
-                // written) and rewind the partitions we keep.
-                let dropped = !batch.is_empty();
-                *batch = Batch::default();
-                *batch_started = None;
-                for (topic, p) in &parts {
-                    owned.remove(&(topic.clone(), *p));
-                    tracing::info!(topic = %topic, partition = p, "partition revoked");
-                }
-                let still: HashSet<u32> = owned.iter().map(|(_, p)| *p).collect();
-                for (_, p) in &parts {
-                    if !still.contains(p) {
-                        progress.disown(*p);
-                    }
-                    processor.forget(*p);
-                }
-                if dropped {
-                    for (topic, p) in owned.iter() {
-                        processor.forget(*p);
-                        let offset = read_offset(store, topic, *p)?.map_or(Offset::Beginning, Offset::Offset);
-                        if let Err(err) = consumer.seek(topic, *p as i32, offset, Duration::from_secs(10)) {
-                            return Err(PipelineError::Rebalance(format!("cannot rewind {topic}/{p}: {err}")));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    telemetry::partitions_owned(distinct_partitions(owned));
-    progress.set_assigned();
-    Ok(())
-}
-
 /// Reports each owned partition's lag: the high watermark from librdkafka's
 /// statistics (no broker round trip) minus the next offset stored in state.
-fn report_lag(consumer: &BaseConsumer<PipelineContext>, processor: &Processor, owned: &HashSet<(String, u32)>) {
+fn report_lag(
+    consumer: &BaseConsumer<PipelineContext>,
+    processor: &Processor,
+    topics: &[String],
+    owned: &BTreeSet<u32>,
+) {
     let marks = consumer
         .context()
         .high_watermarks
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    for (topic, p) in owned {
-        let Some(high) = marks.get(&(topic.clone(), *p)).copied() else {
-            continue; // no statistics for it yet
-        };
-        let next = match processor.stored_offset(topic, *p) {
-            Ok(Some(next)) => next,
-            Ok(None) => 0,
-            Err(err) => {
-                tracing::debug!(topic = %topic, partition = p, error = %err, "cannot read the stored offset for lag");
-                continue;
-            }
-        };
-        telemetry::consumer_lag(topic, *p, high - next);
+    for p in owned {
+        for topic in topics {
+            let Some(high) = marks.get(&(topic.clone(), *p)).copied() else {
+                continue; // no statistics for it yet
+            };
+            let next = match processor.stored_offset(topic, *p) {
+                Ok(Some(next)) => next,
+                Ok(None) => 0,
+                Err(err) => {
+                    tracing::debug!(topic = %topic, partition = p, error = %err, "cannot read the stored offset for lag");
+                    continue;
+                }
+            };
+            telemetry::consumer_lag(topic, *p, high - next);
+        }
     }
-    telemetry::partitions_owned(distinct_partitions(owned));
+    telemetry::partitions_owned(owned.len());
 }
 
 /// State that has applied input beyond the partition's end means the topic
@@ -456,11 +667,6 @@ fn check_not_truncated(
             Ok(())
         }
     }
-}
-
-/// Partitions owned, each counted once over the co-partitioned topics.
-fn distinct_partitions(owned: &HashSet<(String, u32)>) -> usize {
-    owned.iter().map(|(_, p)| *p).collect::<HashSet<u32>>().len()
 }
 
 fn handle_kafka_error(consumer: &BaseConsumer<PipelineContext>, err: KafkaError) -> Result<(), PipelineError> {

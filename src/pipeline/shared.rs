@@ -16,6 +16,14 @@ pub struct Progress {
     /// Owned partitions -> next output sequence that is not yet durable
     /// (every record below it is WAL-synced and may be published).
     durable: DashMap<u32, u64>,
+    /// Owned partitions -> next output sequence not yet acknowledged (every
+    /// record below it is on the broker), as last seen by the publisher.
+    acked: DashMap<u32, u64>,
+    /// Milliseconds since `epoch` until which the publisher may publish:
+    /// the consume loop renews it while it is a confirmed group member.
+    lease_until_ms: AtomicU64,
+    /// Partitions being restored from the changelog.
+    restoring: AtomicU64,
     /// Outbox records durable but not yet acknowledged, all partitions, as
     /// last counted by the publisher.
     pending: AtomicU64,
@@ -50,12 +58,19 @@ pub struct Readiness {
     pub stopping: bool,
     /// The customer directory has read its topic up to the end at start-up.
     pub directory_loaded: bool,
+    /// No partition is being restored from the changelog.
+    pub restored: bool,
 }
 
 impl Readiness {
     /// Ready to serve: every condition holds and it is not shutting down.
     pub fn is_ready(&self) -> bool {
-        self.partitions_assigned && self.state_open && self.outbox_draining && self.directory_loaded && !self.stopping
+        self.partitions_assigned
+            && self.state_open
+            && self.outbox_draining
+            && self.directory_loaded
+            && self.restored
+            && !self.stopping
     }
 }
 
@@ -69,6 +84,44 @@ impl Progress {
     /// A partition was revoked.
     pub fn disown(&self, partition: u32) {
         self.durable.remove(&partition);
+        self.acked.remove(&partition);
+    }
+
+    /// Every outbox record of `partition` below `next_seq` is acknowledged.
+    pub fn set_acked(&self, partition: u32, next_seq: u64) {
+        if self.durable.contains_key(&partition) {
+            self.acked.insert(partition, next_seq);
+        }
+    }
+
+    /// Whether every durable record of `partition` is acknowledged.
+    pub fn flushed(&self, partition: u32) -> bool {
+        match (self.durable(partition), self.acked.get(&partition).map(|e| *e)) {
+            (Some(durable), Some(acked)) => acked >= durable,
+            (None, _) => true,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The consume loop confirmed its membership: publishing is allowed for
+    /// `lease` from now.
+    pub fn renew_lease(&self, lease: Duration) {
+        let until = self.epoch().elapsed() + lease;
+        self.lease_until_ms.store(until.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Whether the publisher may publish now.
+    pub fn lease_valid(&self) -> bool {
+        (self.epoch().elapsed().as_millis() as u64) < self.lease_until_ms.load(Ordering::SeqCst)
+    }
+
+    /// A restore started (`true`) or ended.
+    pub fn set_restoring(&self, on: bool) {
+        if on {
+            self.restoring.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.restoring.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// Records below `next_seq` of `partition` are durable.
@@ -144,6 +197,7 @@ impl Progress {
             outbox_draining: self.pending() == 0 || recent_ack,
             stopping: self.intake_done(),
             directory_loaded: !self.directory_loading.load(Ordering::SeqCst),
+            restored: self.restoring.load(Ordering::SeqCst) == 0,
         }
     }
 

@@ -50,6 +50,17 @@ impl Family {
         Family::LedgerByTime,
     ];
 
+    /// The family's number in the changelog's record keys (its index in
+    /// [`Family::ALL`]; new families are appended, so numbers never change).
+    pub fn tag(self) -> u8 {
+        Family::ALL.iter().position(|f| *f == self).unwrap_or(0) as u8
+    }
+
+    /// The family numbered `tag` in the changelog.
+    pub fn from_tag(tag: u8) -> Option<Family> {
+        Family::ALL.get(usize::from(tag)).copied()
+    }
+
     /// The RocksDB column-family name.
     pub fn name(self) -> &'static str {
         match self {
@@ -66,6 +77,13 @@ impl Family {
             Family::LedgerByTime => "ledger_by_time",
         }
     }
+}
+
+/// The partition a key belongs to: its first four bytes.
+pub fn partition_of(key: &[u8]) -> Option<u32> {
+    key.get(0..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
 }
 
 /// The 4-byte prefix of everything belonging to partition `p`.
@@ -230,6 +248,18 @@ pub fn parse_outbox(key: &[u8]) -> Option<(u32, u64)> {
 /// The next output sequence number of partition `p`.
 pub fn next_seq(p: u32) -> Vec<u8> {
     with_parts(p, &[b"next_seq"], 0)
+}
+
+/// The owner of partition `p`'s state: epoch and token (see
+/// `crate::changelog::Owner`).
+pub fn owner(p: u32) -> Vec<u8> {
+    with_parts(p, &[b"owner"], 0)
+}
+
+/// The last batch of partition `p` written to the changelog: its number and
+/// the first output sequence it reserved.
+pub fn changelog_cursor(p: u32) -> Vec<u8> {
+    with_parts(p, &[b"changelog"], 0)
 }
 
 /// Encodes a balance value.

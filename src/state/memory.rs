@@ -50,4 +50,10 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
+
+    fn delete_partition(&self, p: u32) -> Result<(), StateError> {
+        let prefix = p.to_be_bytes();
+        self.lock().retain(|(_, k), _| !k.starts_with(&prefix));
+        Ok(())
+    }
 }

@@ -111,6 +111,13 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StateError`] if the store fails; then nothing of `set` was applied.
     fn write(&self, set: &WriteSet, durability: Durability) -> Result<(), StateError>;
+
+    /// Removes everything of partition `p` in every family, atomically and
+    /// WAL-synced (before a restore replaces it).
+    ///
+    /// # Errors
+    /// [`StateError`] if the store fails.
+    fn delete_partition(&self, p: u32) -> Result<(), StateError>;
 }
 
 /// The next input offset to apply for `topic`/`partition`, if any was stored.

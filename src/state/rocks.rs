@@ -129,6 +129,21 @@ impl Store for RocksStore {
         self.db.write_opt(batch, &opts)?;
         Ok(())
     }
+    fn delete_partition(&self, p: u32) -> Result<(), StateError> {
+        let from = p.to_be_bytes();
+        let mut batch = WriteBatch::default();
+        for family in Family::ALL {
+            let cf = self.cf(family)?;
+            match p.checked_add(1) {
+                Some(next) => batch.delete_range_cf(cf, from, next.to_be_bytes()),
+                None => batch.delete_range_cf(cf, &from[..], &[0xFFu8; 5][..]),
+            }
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
 }
 
 use super::Durability;
