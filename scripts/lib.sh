@@ -7,10 +7,11 @@ RUN_DIR=${ACCRUE_RUN_DIR:-/tmp/run}
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# Debian packages needed to build RocksDB, librdkafka and tansu, and promtool
-# (package prometheus) for the observability tests.
+# Debian packages needed to build RocksDB, librdkafka and tansu, promtool
+# (package prometheus) for the observability tests, and sqlite3 to index
+# the local broker's database (add_header_index).
 ensure_system_packages() {
-  local needed=(libclang-dev clang cmake pkg-config build-essential perl protobuf-compiler curl prometheus)
+  local needed=(libclang-dev clang cmake pkg-config build-essential perl protobuf-compiler curl prometheus sqlite3)
   local missing=()
   for pkg in "${needed[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -69,4 +70,23 @@ start_broker() {
     --storage-engine "sqlite:///$RUN_DIR/tansu.db" >"$RUN_DIR/tansu.log" 2>&1 &
   echo $! >"$RUN_DIR/tansu.pid"
   wait_port "$port" || { tail -20 "$RUN_DIR/tansu.log" >&2; return 1; }
+  add_header_index "$RUN_DIR/tansu.db"
+}
+
+# tansu 0.6.0's sqlite schema has no index on header (topition, offset_id):
+# every fetched record scans every record header stored so far, so reads
+# slow down quadratically (docs/benchmarks.md). accrue's outputs and
+# changelog carry headers; add the index (the upstream fix is one line of
+# its DDL). Harmless if it exists; skipped with a warning without sqlite3.
+add_header_index() {
+  local db=$1
+  command -v sqlite3 >/dev/null || { log "sqlite3 not installed: tansu runs without its header index (slow reads)"; return 0; }
+  for _ in $(seq 1 50); do
+    if sqlite3 -cmd ".timeout 30000" "$db" \
+      "create index if not exists header_record on header (topition, offset_id)" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  log "could not index tansu's header table (slow reads)"
 }

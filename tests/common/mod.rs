@@ -54,8 +54,28 @@ pub fn broker() -> &'static Broker {
             .expect("start tansu through sh");
         let address = format!("127.0.0.1:{port}");
         wait_for_port(&address, Duration::from_secs(30));
+        add_header_index(&dir.path().join("tansu.db"));
         Broker { address, _child: Some(child), _dir: Some(dir) }
     })
+}
+
+/// tansu 0.6.0's sqlite schema lacks an index on header (topition,
+/// offset_id), so every fetched record scans every header stored so far
+/// (scripts/lib.sh, docs/benchmarks.md). The test broker gets the index
+/// when the sqlite3 tool is there (`scripts/test` installs it).
+fn add_header_index(db: &Path) {
+    let sql = "create index if not exists header_record on header (topition, offset_id)";
+    for _ in 0..50 {
+        match Command::new("sqlite3").arg("-cmd").arg(".timeout 30000").arg(db).arg(sql).output() {
+            Ok(out) if out.status.success() => return,
+            Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+            Err(err) => {
+                eprintln!("sqlite3 not available ({err}); tansu runs without its header index (slow reads)");
+                return;
+            }
+        }
+    }
+    eprintln!("could not index tansu's header table; reads will be slow");
 }
 
 fn tansu_binary() -> PathBuf {
