@@ -66,7 +66,13 @@ pub fn broker() -> &'static Broker {
 fn add_header_index(db: &Path) {
     let sql = "create index if not exists header_record on header (topition, offset_id)";
     for _ in 0..50 {
-        match Command::new("sqlite3").arg("-cmd").arg(".timeout 30000").arg(db).arg(sql).output() {
+        match Command::new("sqlite3")
+            .arg("-cmd")
+            .arg(".timeout 30000")
+            .arg(db)
+            .arg(sql)
+            .output()
+        {
             Ok(out) if out.status.success() => return,
             Ok(_) => std::thread::sleep(Duration::from_millis(200)),
             Err(err) => {
