@@ -416,17 +416,7 @@ impl Publisher {
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
         }
-        match self.producer.send(base) {
-            Ok(()) => true,
-            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
-                false
-            }
-            Err((err, _)) => {
-                telemetry::publish_error();
-                tracing::warn!(partition = p, seq, error = %err, "cannot enqueue outbox record; retrying");
-                false
-            }
-        }
+        self.send(base, p, seq)
     }
 
     /// Hands one changelog record of outbox record `seq` to librdkafka; false
@@ -445,6 +435,12 @@ impl Publisher {
         if let Some(value) = &rec.value {
             base = base.payload(value.as_slice());
         }
+        self.send(base, p, seq)
+    }
+
+    /// Hands `base` (of outbox record `p`-`seq`) to librdkafka; false if its
+    /// queue is full or it refused (counted, logged, retried later).
+    fn send(&self, base: BaseRecord<'_, [u8], [u8], Box<Opaque>>, p: u32, seq: u64) -> bool {
         match self.producer.send(base) {
             Ok(()) => true,
             Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
@@ -452,7 +448,7 @@ impl Publisher {
             }
             Err((err, _)) => {
                 telemetry::publish_error();
-                tracing::warn!(partition = p, seq, error = %err, "cannot enqueue changelog record; retrying");
+                tracing::warn!(partition = p, seq, error = %err, "cannot enqueue outbox record; retrying");
                 false
             }
         }
