@@ -9,7 +9,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # Debian packages needed to build RocksDB, librdkafka and tansu, promtool
 # (package prometheus) for the observability tests, and sqlite3 to index
-# the local broker's database (add_header_index).
+# the local broker's database (prepare_tansu_db).
 ensure_system_packages() {
   local needed=(libclang-dev clang cmake pkg-config build-essential perl protobuf-compiler curl prometheus sqlite3)
   local missing=()
@@ -65,28 +65,39 @@ start_broker() {
     return 0
   fi
   local url="tcp://127.0.0.1:$port"
+  prepare_tansu_db "$RUN_DIR/tansu.db" "$port"
   log "starting tansu on $url (sqlite storage: $RUN_DIR/tansu.db)"
   nohup "$(tansu_bin)" broker --listener-url "$url" --advertised-listener-url "$url" \
     --storage-engine "sqlite:///$RUN_DIR/tansu.db" >"$RUN_DIR/tansu.log" 2>&1 &
   echo $! >"$RUN_DIR/tansu.pid"
   wait_port "$port" || { tail -20 "$RUN_DIR/tansu.log" >&2; return 1; }
-  add_header_index "$RUN_DIR/tansu.db"
 }
 
 # tansu 0.6.0's sqlite schema has no index on header (topition, offset_id):
 # every fetched record scans every record header stored so far, so reads
 # slow down quadratically (docs/benchmarks.md). accrue's outputs and
 # changelog carry headers; add the index (the upstream fix is one line of
-# its DDL). Harmless if it exists; skipped with a warning without sqlite3.
-add_header_index() {
-  local db=$1
+# its DDL). The index must be made while no tansu has the database open:
+# tansu sets no busy timeout, and a schema change under a live broker can
+# leave its requests failing (an admin request once hung for 60 s). So a
+# new database gets its schema from a tansu started once and killed, then
+# the index; an existing one is indexed only if it lacks the index.
+# Skipped with a warning without sqlite3.
+prepare_tansu_db() {
+  local db=$1 port=$2
   command -v sqlite3 >/dev/null || { log "sqlite3 not installed: tansu runs without its header index (slow reads)"; return 0; }
-  for _ in $(seq 1 50); do
-    if sqlite3 -cmd ".timeout 30000" "$db" \
-      "create index if not exists header_record on header (topition, offset_id)" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  log "could not index tansu's header table (slow reads)"
+  if [ -f "$db" ] && [ -n "$(sqlite3 "$db" "select name from sqlite_master where name = 'header_record'")" ]; then
+    return 0
+  fi
+  if [ ! -f "$db" ] || [ -z "$(sqlite3 "$db" "select name from sqlite_master where name = 'header'")" ]; then
+    local url="tcp://127.0.0.1:$port"
+    "$(tansu_bin)" broker --listener-url "$url" --advertised-listener-url "$url" \
+      --storage-engine "sqlite:///$db" >"$db.init.log" 2>&1 &
+    local pid=$!
+    wait_port "$port" || { kill "$pid" 2>/dev/null; tail -20 "$db.init.log" >&2; return 1; }
+    kill -9 "$pid"
+    wait "$pid" 2>/dev/null || true
+  fi
+  sqlite3 "$db" "create index if not exists header_record on header (topition, offset_id)" ||
+    log "could not index tansu's header table (slow reads)"
 }

@@ -37,8 +37,10 @@ pub fn broker() -> &'static Broker {
         let dir = tempfile::tempdir().expect("temp dir for tansu");
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let db = format!("sqlite:///{}", dir.path().join("tansu.db").display());
+        let db_path = dir.path().join("tansu.db");
+        let db = format!("sqlite:///{}", db_path.display());
         let tansu = tansu_binary();
+        prepare_tansu_db(&tansu, &db_path, &url, port);
         // `sh` holds tansu and kills it when our stdin pipe closes, which
         // happens however this test process ends.
         let script = format!(
@@ -54,34 +56,53 @@ pub fn broker() -> &'static Broker {
             .expect("start tansu through sh");
         let address = format!("127.0.0.1:{port}");
         wait_for_port(&address, Duration::from_secs(30));
-        add_header_index(&dir.path().join("tansu.db"));
         Broker { address, _child: Some(child), _dir: Some(dir) }
     })
 }
 
 /// tansu 0.6.0's sqlite schema lacks an index on header (topition,
 /// offset_id), so every fetched record scans every header stored so far
-/// (scripts/lib.sh, docs/benchmarks.md). The test broker gets the index
-/// when the sqlite3 tool is there (`scripts/test` installs it).
-fn add_header_index(db: &Path) {
-    let sql = "create index if not exists header_record on header (topition, offset_id)";
-    for _ in 0..50 {
-        match Command::new("sqlite3")
-            .arg("-cmd")
-            .arg(".timeout 30000")
-            .arg(db)
-            .arg(sql)
-            .output()
-        {
-            Ok(out) if out.status.success() => return,
-            Ok(_) => std::thread::sleep(Duration::from_millis(200)),
-            Err(err) => {
-                eprintln!("sqlite3 not available ({err}); tansu runs without its header index (slow reads)");
-                return;
-            }
-        }
+/// (scripts/lib.sh `prepare_tansu_db`, docs/benchmarks.md). The index is
+/// made while no tansu has the database open: tansu sets no busy timeout,
+/// and a schema change under a live broker once left an admin request
+/// hanging for 60 s. So a tansu is started once to create its schema,
+/// killed, and the index added before the broker the tests use starts.
+/// Without the sqlite3 tool (`scripts/test` installs it) tansu runs
+/// unindexed, which is only slower.
+fn prepare_tansu_db(tansu: &Path, db: &Path, url: &str, port: u16) {
+    if let Err(err) = Command::new("sqlite3").arg("-version").output() {
+        eprintln!("sqlite3 not available ({err}); tansu runs without its header index (slow reads)");
+        return;
     }
-    eprintln!("could not index tansu's header table; reads will be slow");
+    let mut init = Command::new(tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+        ])
+        .arg(format!("sqlite:///{}", db.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tansu to create its schema");
+    // tansu runs its DDL before it listens.
+    wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(30));
+    let _ = init.kill();
+    let _ = init.wait();
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg("create index if not exists header_record on header (topition, offset_id)")
+        .output()
+        .expect("run sqlite3");
+    if !out.status.success() {
+        eprintln!(
+            "could not index tansu's header table ({}); reads will be slow",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
 }
 
 fn tansu_binary() -> PathBuf {
