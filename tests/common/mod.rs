@@ -167,6 +167,17 @@ pub struct Env {
     pub http_port: u16,
 }
 
+/// A failing test's directory (config, state, instance logs) is kept when
+/// `ACCRUE_TEST_KEEP` is set, and its path printed.
+impl Drop for Env {
+    fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("ACCRUE_TEST_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir")).keep();
+            eprintln!("test directory kept: {}", kept.display());
+        }
+    }
+}
+
 /// The tenants every test uses, as in `config/local`.
 pub const TENANTS: [(&str, &str); 2] = [
     (
