@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
             gift_cards: 0,
         },
         seed,
+        distinct: false,
     };
     let events: Vec<(String, String)> = match Generator::new(tenants, settings(11)) {
         Ok(g) => g.take(EVENTS * 20).collect(),

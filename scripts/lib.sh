@@ -101,3 +101,12 @@ prepare_tansu_db() {
   sqlite3 "$db" "create index if not exists header_record on header (topition, offset_id)" ||
     log "could not index tansu's header table (slow reads)"
 }
+
+# Helpers of the bench scripts.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
+# metric_at PORT NAME: the sum of every series of NAME on accrue's /metrics.
+metric_at() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '{n = $1; sub(/[{].*/, "", n)} n == m {s += $NF} END {printf "%d", s}'; }
+cpu_seconds() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
+peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+now() { date +%s.%N; }

@@ -168,6 +168,10 @@ struct GenArgs {
     /// Mix in percent: orders,refunds,bookings,adjustments,upserts,gift_cards.
     #[arg(long, default_value = "80,3,10,2,4,1")]
     mix: String,
+    /// Every event goes to a new customer (state of a known size, for
+    /// restore benchmarks); --zipf is then ignored.
+    #[arg(long)]
+    distinct: bool,
     /// Write NDJSON to this file instead of producing to Kafka.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -484,6 +488,7 @@ fn generate(config: &Config, args: GenArgs) -> anyhow::Result<()> {
             gift_cards,
         },
         seed: args.seed,
+        distinct: args.distinct,
     };
     let generator = accrue::gen::Generator::new(config.tenants.values().cloned().collect(), settings)
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -240,6 +240,7 @@ mod tests {
             zipf: 1.1,
             mix: crate::gen::Mix::default(),
             seed: 3,
+            distinct: false,
         };
         let lines: Vec<String> = match crate::gen::Generator::new(config.tenants.values().cloned().collect(), settings)
         {

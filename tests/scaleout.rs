@@ -418,8 +418,9 @@ fn two_instances_share_partitions_and_state_follows_through_sigkills() {
     });
     assert!(
         complete,
-        "outputs incomplete: {} of {outputs}\n{}",
+        "outputs incomplete: {} of {outputs}\n{}\n{}",
         high_watermark_sum(&env, &env.accruals),
+        diagnose(&env, &instances),
         env.logs()
     );
     std::thread::sleep(Duration::from_secs(3)); // anything extra would show now
@@ -492,6 +493,48 @@ fn two_instances_share_partitions_and_state_follows_through_sigkills() {
         outputs,
         expected.len()
     );
+}
+
+/// Where the pipeline stands, for a failure message: each topic's high
+/// watermark per partition and each instance's partition metrics.
+fn diagnose(env: &Env, instances: &[Instance]) -> String {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &common::broker().address)
+        .create()
+        .unwrap();
+    let mut out = String::new();
+    let changelog = format!("{}.changelog", env.internal);
+    for topic in [&env.input, &env.internal, &env.accruals, &changelog] {
+        let marks: Vec<i64> = (0..env.partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .map_or(-1, |(_, h)| h)
+            })
+            .collect();
+        out.push_str(&format!("high watermarks of {topic}: {marks:?}\n"));
+    }
+    for i in instances {
+        let text = scrape(i.port);
+        out.push_str(&format!("--- {} metrics\n", i.name));
+        for line in text.lines().filter(|l| {
+            [
+                "accrue_partitions_owned",
+                "accrue_consumer_lag",
+                "accrue_outbox_depth",
+                "accrue_events_consumed_total",
+                "accrue_partition_assignments_total",
+                "accrue_ready",
+            ]
+            .iter()
+            .any(|m| l.starts_with(m))
+        }) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn check_state(state: &Path, expected: &HashMap<String, Expect>) {
