@@ -79,6 +79,8 @@ struct Lane {
     published: HashMap<Destination, u64>,
     /// The changelog batch being sent, if it did not fit one request.
     expansion: Option<Expansion>,
+    /// The assignment it was recovered for ([`Progress::tenure`]).
+    tenure: u64,
 }
 
 /// A changelog outbox record expanded into its Kafka records.
@@ -206,7 +208,10 @@ impl Publisher {
     /// lanes of partitions no longer owned.
     fn sync_lanes(&mut self) -> Result<(), OutboxError> {
         let owned = self.progress.owned();
-        self.lanes.retain(|p, _| owned.contains(p));
+        // A lane of an earlier assignment is stale, even if the partition
+        // is owned again: a restore may have replaced its outbox.
+        let progress = &self.progress;
+        self.lanes.retain(|p, lane| progress.tenure(*p) == Some(lane.tenure));
         for p in owned {
             if self.lanes.contains_key(&p) || self.in_flight.get(&p).is_some_and(|n| *n > 0) {
                 continue;
@@ -229,6 +234,7 @@ impl Publisher {
     /// Finds what the broker already holds for partition `p` and drops those
     /// records from the outbox.
     fn recover(&mut self, p: u32) -> Result<Lane, OutboxError> {
+        let tenure = self.progress.tenure(p).unwrap_or(0);
         let mut published = HashMap::new();
         for dest in Destination::TAILED {
             let topic = &self.topics[&dest];
@@ -236,35 +242,8 @@ impl Publisher {
                 published.insert(dest, seq);
             }
         }
-        let prefix = keys::partition_prefix(p);
-        let mut from = keys::outbox(p, 0);
-        let mut first_unsent: Option<u64> = None;
-        let mut deletes = WriteSet::new();
-        let mut found = 0u64;
-        loop {
-            let chunk = self.store.scan(Family::Outbox, &prefix, &from, SCAN_CHUNK)?;
-            let Some((last_key, _)) = chunk.last() else { break };
-            from = last_key.clone();
-            from.push(0);
-            for (key, value) in &chunk {
-                let Some((_, seq)) = keys::parse_outbox(key) else {
-                    continue;
-                };
-                let record = decode(value, p, seq)?;
-                found += 1;
-                if published.get(&record.destination).is_some_and(|last| seq <= *last) {
-                    deletes.delete(Family::Outbox, key.clone());
-                } else if first_unsent.is_none() {
-                    first_unsent = Some(seq);
-                }
-            }
-        }
-        let already = deletes.len() as u64;
-        if !deletes.is_empty() {
-            self.store.write(&deletes, Durability::Buffered)?;
-        }
+        let Resume { next, found, already } = resume(self.store.as_ref(), &self.progress, p, &published)?;
         telemetry::recovered_published(already);
-        let next = first_unsent.unwrap_or_else(|| self.progress.durable(p).unwrap_or(0));
         tracing::info!(
             partition = p,
             outbox = found,
@@ -276,6 +255,7 @@ impl Publisher {
             next,
             published,
             expansion: None,
+            tenure,
         })
     }
 
@@ -520,6 +500,65 @@ impl Publisher {
     }
 }
 
+/// Where a recovered lane resumes, and what its outbox held.
+#[derive(Debug, PartialEq, Eq)]
+struct Resume {
+    /// The first sequence to send.
+    next: u64,
+    /// Outbox records found.
+    found: u64,
+    /// Of them, already on the broker (deleted, not re-sent).
+    already: u64,
+}
+
+/// Deletes the outbox records of partition `p` that `published` shows on
+/// the broker, and finds the first one still to send.
+///
+/// The consume loop keeps committing while this scans. The durable mark is
+/// read before the scan, so every record below it is seen by the scan;
+/// reading it afterwards would resume past records committed during the
+/// scan, which would then never be sent.
+fn resume(
+    store: &dyn Store,
+    progress: &Progress,
+    p: u32,
+    published: &HashMap<Destination, u64>,
+) -> Result<Resume, OutboxError> {
+    let durable_before_scan = progress.durable(p).unwrap_or(0);
+    let prefix = keys::partition_prefix(p);
+    let mut from = keys::outbox(p, 0);
+    let mut first_unsent: Option<u64> = None;
+    let mut deletes = WriteSet::new();
+    let mut found = 0u64;
+    loop {
+        let chunk = store.scan(Family::Outbox, &prefix, &from, SCAN_CHUNK)?;
+        let Some((last_key, _)) = chunk.last() else { break };
+        from = last_key.clone();
+        from.push(0);
+        for (key, value) in &chunk {
+            let Some((_, seq)) = keys::parse_outbox(key) else {
+                continue;
+            };
+            let record = decode(value, p, seq)?;
+            found += 1;
+            if published.get(&record.destination).is_some_and(|last| seq <= *last) {
+                deletes.delete(Family::Outbox, key.clone());
+            } else if first_unsent.is_none() {
+                first_unsent = Some(seq);
+            }
+        }
+    }
+    let already = deletes.len() as u64;
+    if !deletes.is_empty() {
+        store.write(&deletes, Durability::Buffered)?;
+    }
+    Ok(Resume {
+        next: first_unsent.unwrap_or(durable_before_scan),
+        found,
+        already,
+    })
+}
+
 /// A record's size as librdkafka counts it towards `batch.size`, roughly:
 /// key, value, headers (with the id header) and per-record framing.
 fn record_size(record: &OutboxRecord) -> u64 {
@@ -551,3 +590,6 @@ fn decode(value: &[u8], p: u32, seq: u64) -> Result<OutboxRecord, OutboxError> {
         })
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,6 +16,11 @@ pub struct Progress {
     /// Owned partitions -> next output sequence that is not yet durable
     /// (every record below it is WAL-synced and may be published).
     durable: DashMap<u32, u64>,
+    /// Owned partitions -> which assignment of this process owns them: a
+    /// partition revoked and assigned again gets a new number, so the
+    /// publisher recovers it afresh even if it never saw the gap.
+    tenure: DashMap<u32, u64>,
+    tenures: AtomicU64,
     /// Owned partitions -> next output sequence not yet acknowledged (every
     /// record below it is on the broker), as last seen by the publisher.
     acked: DashMap<u32, u64>,
@@ -77,6 +82,8 @@ impl Readiness {
 impl Progress {
     /// A partition was assigned; `durable` is its stored next sequence.
     pub fn own(&self, partition: u32, durable: u64) {
+        let tenure = self.tenures.fetch_add(1, Ordering::SeqCst) + 1;
+        self.tenure.insert(partition, tenure);
         self.durable.insert(partition, durable);
         self.doorbell.ring();
     }
@@ -84,6 +91,7 @@ impl Progress {
     /// A partition was revoked.
     pub fn disown(&self, partition: u32) {
         self.durable.remove(&partition);
+        self.tenure.remove(&partition);
         self.acked.remove(&partition);
     }
 
@@ -135,6 +143,11 @@ impl Progress {
     /// The durable bound of `partition`, if owned.
     pub fn durable(&self, partition: u32) -> Option<u64> {
         self.durable.get(&partition).map(|e| *e)
+    }
+
+    /// Which assignment owns `partition` (see [`Progress::own`]), if owned.
+    pub fn tenure(&self, partition: u32) -> Option<u64> {
+        self.tenure.get(&partition).map(|e| *e)
     }
 
     /// Owned partitions, sorted.
@@ -273,6 +286,23 @@ impl Programs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owning_again_is_a_new_tenure() {
+        let p = Progress::default();
+        assert_eq!(p.tenure(1), None);
+        p.own(1, 10);
+        let first = p.tenure(1);
+        assert!(first.is_some());
+        p.disown(1);
+        assert_eq!(p.tenure(1), None);
+        p.own(1, 4);
+        assert!(
+            p.tenure(1).is_some() && p.tenure(1) != first,
+            "a publisher lane of the first tenure is stale"
+        );
+        assert_eq!(p.durable(1), Some(4));
+    }
 
     #[test]
     fn ready_needs_assignment_open_state_and_a_draining_outbox() {
