@@ -152,6 +152,7 @@ impl Publisher {
             let sent = self.send_ready()?;
             self.producer.poll(Duration::ZERO);
             let acked = self.handle_acks()?;
+            self.report_acked();
             let pending = self.pending();
             self.progress.set_pending(pending);
             telemetry::outbox_depth(pending);
@@ -488,15 +489,20 @@ impl Publisher {
                 .filter(|a| a.5.is_ok() && a.2 != Destination::Changelog)
                 .map(|(_, _, _, sent, _, _)| sent.elapsed()),
         );
-        // A lane with nothing in flight has every record below its next
-        // sequence on the broker (a failure removes the lane instead).
+        self.progress.note_acked();
+        Ok(acks.len())
+    }
+
+    /// Tells the consume loop how far each lane is on the broker: a lane
+    /// with nothing in flight has every record below its next sequence
+    /// there (a failure removes the lane instead). Also after a round that
+    /// only dropped records found on the broker, which brings no ack.
+    fn report_acked(&self) {
         for (p, lane) in &self.lanes {
             if self.in_flight.get(p).copied().unwrap_or(0) == 0 {
                 self.progress.set_acked(*p, lane.next);
             }
         }
-        self.progress.note_acked();
-        Ok(acks.len())
     }
 }
 
