@@ -347,6 +347,11 @@ pub struct Replayer {
     pub fenced: u64,
     /// Records of batches that never completed (dropped).
     pub incomplete: u64,
+    /// Keys written by dropped or fenced records. In the log those records
+    /// are newer than the key's last committed value, so compaction would
+    /// keep them and delete that value: the new owner writes each key's
+    /// restored value (or a tombstone) again ([`Replayer::shadowed_keys`]).
+    shadowed: std::collections::BTreeSet<(Family, Vec<u8>)>,
 }
 
 impl Replayer {
@@ -354,6 +359,9 @@ impl Replayer {
     pub fn push(&mut self, tag: BatchTag, item: Item, out: &mut Vec<Change>) {
         if tag.owner.epoch < self.max_epoch {
             self.fenced += 1;
+            if let Item::Change(change) = item {
+                self.shadowed.insert((change.family, change.key));
+            }
             return;
         }
         if tag.owner.epoch > self.max_epoch {
@@ -403,8 +411,16 @@ impl Replayer {
 
     fn drop_pending(&mut self) {
         self.incomplete += self.pending.len() as u64;
-        self.pending.clear();
+        for change in self.pending.drain(..) {
+            self.shadowed.insert((change.family, change.key));
+        }
         self.pending_tag = None;
+    }
+
+    /// Keys that dropped or fenced records wrote (see the field). Writing
+    /// them again is always safe: it rewrites the restored value.
+    pub fn shadowed_keys(&mut self) -> Vec<(Family, Vec<u8>)> {
+        std::mem::take(&mut self.shadowed).into_iter().collect()
     }
 }
 
@@ -421,6 +437,8 @@ pub struct RestoreStats {
     pub elapsed: Duration,
     /// The last complete batch.
     pub last: Option<Marker>,
+    /// Keys the new owner must write again ([`Replayer::shadowed_keys`]).
+    pub shadowed: Vec<(Family, Vec<u8>)>,
 }
 
 /// Reads changelog partitions: their head (to decide whether local state is
@@ -624,6 +642,7 @@ impl Restorer {
         store.write(&set, Durability::Synced)?;
         stats.dropped += replayer.fenced + replayer.incomplete;
         stats.last = replayer.last;
+        stats.shadowed = replayer.shadowed_keys();
         stats.elapsed = started.elapsed();
         telemetry::restore_finished(p, stats.records, stats.elapsed);
         Ok(stats)

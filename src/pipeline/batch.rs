@@ -243,6 +243,25 @@ impl Processor {
 
     /// Opens partition `p` in `batch`: loads its progress and reserves the
     /// sequence of the batch's changelog record, which precedes its outputs.
+    /// A batch that writes each of `keys` of partition `p` again with its
+    /// current value (a tombstone if it has none), so that its changelog
+    /// batch supersedes records a restore dropped (see
+    /// [`crate::changelog::RestoreStats::shadowed`]). Commit it like any batch.
+    ///
+    /// # Errors
+    /// [`StateError`] if the store cannot be read.
+    pub fn repair_batch(&self, p: u32, keys: &[(Family, Vec<u8>)]) -> Result<Batch, StateError> {
+        let mut batch = Batch::default();
+        self.open_cursor(&mut batch, p)?;
+        for (family, key) in keys {
+            match self.store.get(*family, key)? {
+                Some(value) => batch.set.put(*family, key.clone(), value),
+                None => batch.set.delete(*family, key.clone()),
+            }
+        }
+        Ok(batch)
+    }
+
     fn open_cursor(&self, batch: &mut Batch, p: u32) -> Result<(), StateError> {
         if let std::collections::hash_map::Entry::Vacant(slot) = batch.cursors.entry(p) {
             let mut cursor = self.load_cursor(p)?;

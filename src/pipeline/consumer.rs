@@ -198,6 +198,7 @@ impl PipelineContext {
     ) -> Result<(), PipelineError> {
         let store = self.store.as_ref();
         work.processor.forget(p);
+        let mut shadowed = Vec::new();
         if let Some(restorer) = &self.restorer {
             let head = restorer.head(p).map_err(|e| PipelineError::Rebalance(e.to_string()))?;
             let local = changelog::stored_owner(store, p)?;
@@ -223,8 +224,10 @@ impl PipelineContext {
                     dropped = stats.dropped,
                     seconds = secs,
                     records_per_second = (stats.records as f64 / secs.max(1e-9)).round(),
+                    shadowed = stats.shadowed.len(),
                     "partition restored"
                 );
+                shadowed = stats.shadowed;
             }
             let base = changelog::stored_owner(store, p)?.unwrap_or_default();
             let owner = base.next(head);
@@ -239,6 +242,18 @@ impl PipelineContext {
         }
         work.processor.warm(p)?;
         self.progress.own(p, read_next_seq(store, p)?);
+        if !shadowed.is_empty() {
+            // Records of a dropped batch (or a fenced owner) sit in the log
+            // after the values they would have replaced: write those keys
+            // again now, so compaction keeps the restored values.
+            let repair = work.processor.repair_batch(p, &shadowed)?;
+            commit(&mut work.processor, repair, consumer, &self.progress)?;
+            tracing::info!(
+                partition = p,
+                keys = shadowed.len(),
+                "changelog keys of dropped records written again"
+            );
+        }
         Ok(())
     }
 

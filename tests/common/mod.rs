@@ -94,7 +94,10 @@ fn prepare_tansu_db(tansu: &Path, db: &Path, url: &str, port: u16) {
     let _ = init.wait();
     let out = Command::new("sqlite3")
         .arg(db)
-        .arg("create index if not exists header_record on header (topition, offset_id)")
+        .arg(
+            "create index if not exists header_record on header (topition, offset_id); \
+             create index if not exists record_key on record (topition, k, offset_id)",
+        )
         .output()
         .expect("run sqlite3");
     if !out.status.success() {
