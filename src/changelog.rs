@@ -482,7 +482,11 @@ impl Restorer {
         let mut cfg = config.kafka.client_config(ClientRole::TailReader);
         cfg.set("group.id", format!("{}.restore", config.kafka.group_id))
             .set("fetch.wait.max.ms", "10")
-            .set("queued.max.messages.kbytes", "262144");
+            .set("queued.max.messages.kbytes", "262144")
+            // A restore reads a long backlog: large fetches mean few round
+            // trips (and on tansu's sqlite, whose fetch scans from the
+            // offset to the end of the partition, few scans).
+            .set("max.partition.fetch.bytes", "52428800");
         let consumer = cfg.create_with_context(KafkaLog).map_err(|e| RestoreError::Kafka {
             topic: topic.clone(),
             partition: 0,
