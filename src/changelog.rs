@@ -451,6 +451,11 @@ pub struct Restorer {
 /// How far back from the end [`Restorer::head`] looks.
 const HEAD_WINDOW: i64 = 512;
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a restore waits for the next records. Generous: a fetch from far
+/// behind the end can take long on a slow broker (tansu's sqlite scans from
+/// the fetch offset to the end of the partition: over 30 s for the first
+/// fetch of a 4-million-record changelog on a 2-core machine).
+const RESTORE_STALL: Duration = Duration::from_secs(300);
 /// Operations per RocksDB write while restoring.
 const RESTORE_CHUNK: usize = 20_000;
 
@@ -560,8 +565,8 @@ impl Restorer {
                     tracing::warn!(partition = p, error = %e, "changelog read error; retrying");
                 }
                 None => {
-                    if last_progress.elapsed() > TIMEOUT {
-                        break Err(self.err(p, "no progress for 30 s"));
+                    if last_progress.elapsed() > RESTORE_STALL {
+                        break Err(self.err(p, format!("no records for {} s", RESTORE_STALL.as_secs())));
                     }
                 }
             }
