@@ -61,12 +61,14 @@ pub fn broker() -> &'static Broker {
 }
 
 /// tansu 0.6.0's sqlite schema lacks an index on header (topition,
-/// offset_id), so every fetched record scans every header stored so far
-/// (scripts/lib.sh `prepare_tansu_db`, docs/benchmarks.md). The index is
-/// made while no tansu has the database open: tansu sets no busy timeout,
-/// and a schema change under a live broker once left an admin request
-/// hanging for 60 s. So a tansu is started once to create its schema,
-/// killed, and the index added before the broker the tests use starts.
+/// offset_id), so every fetched record scans every header stored so far,
+/// and one on record (topition, k, offset_id), which its compaction query
+/// needs (scripts/lib.sh `prepare_tansu_db`, docs/operations.md). The
+/// indexes are made while no tansu has the database open: tansu sets no
+/// busy timeout, and a schema change under a live broker once left an
+/// admin request hanging for 60 s. So a tansu is started once to create
+/// its schema, killed, and the indexes added before the broker the tests
+/// use starts.
 /// Without the sqlite3 tool (`scripts/test` installs it) tansu runs
 /// unindexed, which is only slower.
 fn prepare_tansu_db(tansu: &Path, db: &Path, url: &str, port: u16) {
