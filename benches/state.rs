@@ -25,14 +25,7 @@ fn bench(c: &mut Criterion) {
         events: 1_000_000,
         customers: 50_000,
         zipf: 1.1,
-        mix: Mix {
-            orders: 100,
-            refunds: 0,
-            bookings: 0,
-            adjustments: 0,
-            upserts: 0,
-            gift_cards: 0,
-        },
+        mix: Mix::ORDERS_ONLY,
         seed,
         distinct: false,
     };

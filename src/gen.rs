@@ -61,6 +61,18 @@ pub struct Mix {
     pub gift_cards: u32,
 }
 
+impl Mix {
+    /// `order.paid` only.
+    pub const ORDERS_ONLY: Mix = Mix {
+        orders: 100,
+        refunds: 0,
+        bookings: 0,
+        adjustments: 0,
+        upserts: 0,
+        gift_cards: 0,
+    };
+}
+
 impl Default for Mix {
     fn default() -> Self {
         Mix {
@@ -419,14 +431,7 @@ mod tests {
     #[test]
     fn distinct_gives_every_order_a_new_customer() {
         let mut only_orders = settings(500);
-        only_orders.mix = Mix {
-            orders: 100,
-            refunds: 0,
-            bookings: 0,
-            adjustments: 0,
-            upserts: 0,
-            gift_cards: 0,
-        };
+        only_orders.mix = Mix::ORDERS_ONLY;
         only_orders.distinct = true;
         let keys: std::collections::HashSet<String> = Generator::new(tenants(), only_orders)
             .map(|g| g.map(|(key, _)| key).collect())

@@ -21,7 +21,10 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use common::{high_watermark_sum, kill9, produce, producer, read_all, sample, scrape, terminate, wait_until, Env};
+use common::{
+    half_even_percent, high_watermark_sum, kill9, produce, producer, purchase_body, read_all, sample, scrape,
+    terminate, wait_until, Env,
+};
 
 const PARTITIONS: i32 = 4;
 const REFERRERS: usize = 40;
@@ -73,20 +76,6 @@ fn partition_of(tenant: &str, customer: &str) -> u32 {
     partition_for(format!("{tenant}:{customer}").as_bytes(), PARTITIONS as u32)
 }
 
-fn money(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
-}
-
-fn half_even_percent(cents: i64, percent: i64) -> i64 {
-    let scaled = cents * percent;
-    let (q, r) = (scaled / 100, scaled % 100);
-    match r.cmp(&50) {
-        std::cmp::Ordering::Greater => q + 1,
-        std::cmp::Ordering::Equal => q + (q % 2),
-        std::cmp::Ordering::Less => q,
-    }
-}
-
 /// An event as `(key, bytes)`; the key is `tenant:customer` unless given.
 fn event(
     event_id: &str,
@@ -103,20 +92,8 @@ fn event(
     (Some(format!("{tenant}:{customer}")), value.to_string().into_bytes())
 }
 
-fn purchase_body(cents: i64, extra: serde_json::Value) -> serde_json::Value {
-    let amount = money(cents);
-    let mut body = json!({
-        "visit_id": "v", "order_id": "o", "sale_type": "dine_in",
-        "lines": [{"product": "p", "category": "food", "quantity": "1", "amount": amount}],
-        "payments": [{"method": "card", "amount": amount}],
-        "total": amount, "currency": "AZN"
-    });
-    if let (Some(map), Some(more)) = (body.as_object_mut(), extra.as_object()) {
-        for (k, v) in more {
-            map.insert(k.clone(), v.clone());
-        }
-    }
-    body
+fn purchase(cents: i64, extra: serde_json::Value) -> serde_json::Value {
+    purchase_body(cents, "AZN", extra)
 }
 
 #[derive(Default, Debug, Clone, PartialEq, Eq)]
@@ -199,7 +176,7 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
                 "cafe-central",
                 "downtown",
                 &invitee,
-                purchase_body(cents, extra),
+                purchase(cents, extra),
             ));
             n += 1;
             credit("cafe-central", &invitee, "cashback", half_even_percent(cents, 5));
@@ -230,7 +207,7 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
             "bistro-nord",
             "center",
             &walk_in,
-            purchase_body(cents, json!({"partner": {"tenant": "cafe-central", "phone": phone(r)}})),
+            purchase(cents, json!({"partner": {"tenant": "cafe-central", "phone": phone(r)}})),
         ));
         credit(
             "cafe-central",
@@ -260,7 +237,7 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
             "bistro-nord",
             "center",
             "b-new",
-            purchase_body(1_000, json!({"referrer_phone": phone(0)})),
+            purchase(1_000, json!({"referrer_phone": phone(0)})),
         ),
         // A partner order naming a tenant without an agreement.
         event(
@@ -269,7 +246,7 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
             "bistro-nord",
             "center",
             "b-guest",
-            purchase_body(1_000, json!({"partner": {"tenant": "studio-flow", "phone": phone(0)}})),
+            purchase(1_000, json!({"partner": {"tenant": "studio-flow", "phone": phone(0)}})),
         ),
         // A cafe partner order for a phone bistro does not have.
         event(
@@ -278,7 +255,7 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
             "cafe-central",
             "downtown",
             "c-guest",
-            purchase_body(1_000, json!({"partner": {"tenant": "bistro-nord", "phone": phone(1)}})),
+            purchase(1_000, json!({"partner": {"tenant": "bistro-nord", "phone": phone(1)}})),
         ),
         // A cafe customer's event keyed as a bistro customer: dead-lettered.
         {
@@ -288,7 +265,7 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
                 "cafe-central",
                 "downtown",
                 &referrers[2],
-                purchase_body(1_000, json!({})),
+                purchase(1_000, json!({})),
             );
             (Some(format!("bistro-nord:{}", referrers[2])), bytes)
         },

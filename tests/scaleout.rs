@@ -29,7 +29,8 @@ use rust_decimal::Decimal;
 use serde_json::json;
 
 use common::{
-    free_port, high_watermark_sum, kill9, produce, producer, read_all, sample, scrape, terminate, wait_until, Env,
+    free_port, half_even_percent, high_watermark_sum, kill9, produce, producer, purchase_body, read_all, rfc3339,
+    sample, scrape, terminate, wait_until, Env,
 };
 
 const PARTITIONS: i32 = 4;
@@ -63,24 +64,6 @@ fn partition_of(customer: &str) -> u32 {
     partition_for(format!("chain:{customer}").as_bytes(), PARTITIONS as u32)
 }
 
-fn money(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
-}
-
-fn half_even_percent(cents: i64, percent: i64) -> i64 {
-    let scaled = cents * percent;
-    let (q, r) = (scaled / 100, scaled % 100);
-    match r.cmp(&50) {
-        std::cmp::Ordering::Greater => q + 1,
-        std::cmp::Ordering::Equal => q + (q % 2),
-        std::cmp::Ordering::Less => q,
-    }
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
-}
-
 fn event(event_id: &str, event_type: &str, customer: &str, body: serde_json::Value) -> (Option<String>, Vec<u8>) {
     let value = json!({
         "schema_version": 1, "event_id": event_id, "type": event_type, "tenant": "chain",
@@ -90,19 +73,7 @@ fn event(event_id: &str, event_type: &str, customer: &str, body: serde_json::Val
 }
 
 fn purchase(cents: i64, extra: serde_json::Value) -> serde_json::Value {
-    let amount = money(cents);
-    let mut body = json!({
-        "visit_id": "v", "order_id": "o", "sale_type": "dine_in",
-        "lines": [{"product": "p", "category": "food", "quantity": "1", "amount": amount}],
-        "payments": [{"method": "card", "amount": amount}],
-        "total": amount, "currency": "EUR"
-    });
-    if let (Some(map), Some(more)) = (body.as_object_mut(), extra.as_object()) {
-        for (k, v) in more {
-            map.insert(k.clone(), v.clone());
-        }
-    }
-    body
+    purchase_body(cents, "EUR", extra)
 }
 
 #[derive(Default, Debug, Clone, PartialEq, Eq)]

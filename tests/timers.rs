@@ -14,7 +14,7 @@ use accrue::state::{keys, Family, RocksStore, Store};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use common::{kill9, produce, producer, read_all, terminate, wait_until, Env};
+use common::{kill9, produce, producer, read_all, rfc3339, terminate, wait_until, Env};
 
 const STUDIO: &str = r#"
 id = "studio"
@@ -27,10 +27,6 @@ points = { yoga = "10", massage = "25" }
 
 const BOOKINGS: usize = 300;
 const CUSTOMERS: usize = 60;
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
-}
 
 fn event(id: &str, customer: &str, event_type: &str, body: serde_json::Value) -> (Option<String>, Vec<u8>) {
     let value = json!({

@@ -534,9 +534,48 @@ pub fn write(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).expect("write");
 }
 
+/// Cents as a decimal money string: 1234 -> "12.34".
+pub fn money(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+/// `percent`% of `cents`, rounded half to even, as accrue rounds money.
+pub fn half_even_percent(cents: i64, percent: i64) -> i64 {
+    let scaled = cents * percent;
+    let (q, r) = (scaled / 100, scaled % 100);
+    match r.cmp(&50) {
+        std::cmp::Ordering::Greater => q + 1,
+        std::cmp::Ordering::Equal => q + (q % 2),
+        std::cmp::Ordering::Less => q,
+    }
+}
+
+/// A time as RFC 3339 text.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// The body of a one-line purchase (`order.paid` or `visit.completed`)
+/// paid by card, with `extra`'s fields added.
+pub fn purchase_body(cents: i64, currency: &str, extra: serde_json::Value) -> serde_json::Value {
+    let amount = money(cents);
+    let mut body = serde_json::json!({
+        "visit_id": "v", "order_id": "o", "sale_type": "dine_in",
+        "lines": [{"product": "p", "category": "food", "quantity": "1", "amount": amount}],
+        "payments": [{"method": "card", "amount": amount}],
+        "total": amount, "currency": currency
+    });
+    if let (Some(map), Some(more)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in more {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
+
 /// An `order.paid` event as JSON bytes.
 pub fn order(event_id: &str, tenant: &str, branch: &str, customer: &str, cents: i64, currency: &str) -> Vec<u8> {
-    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    let amount = money(cents);
     serde_json::json!({
         "schema_version": 1,
         "event_id": event_id,
