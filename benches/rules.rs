@@ -67,6 +67,10 @@ valid_from = "2027-01-01T00:00:00Z"
 branches = { downtown = "active" }
 "#;
 
+// The product's allocator (src/main.rs), so the benches measure what runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let tenant: TenantConfig = match toml::from_str(TENANT) {
         Ok(t) => t,

@@ -14,6 +14,10 @@ use accrue::state::{RocksStore, Store};
 
 const EVENTS: usize = 10_000;
 
+// The product's allocator (src/main.rs), so the benches measure what runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/local/accrue.toml");
     let config = match Config::load(&path) {

@@ -19,6 +19,7 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::contract;
 use crate::gen::Pacer;
 use crate::outbox::{Destination, OutboxRecord};
 use crate::pipeline::batch::Routing;
@@ -112,14 +113,28 @@ pub fn replay(
         }
         stats.records += 1;
         key.clear();
-        if let Ok(KeyProbe {
-            tenant: Some(t),
-            customer: Some(c),
-        }) = serde_json::from_str::<KeyProbe<'_>>(&line)
-        {
-            key.extend_from_slice(t.as_bytes());
-            key.push(b':');
-            key.extend_from_slice(c.as_bytes());
+        // Each line is decoded once: its key chooses the partition, and the
+        // processor takes the decoded event. A line that does not decode is
+        // probed for its tenant and customer, so its dead letter goes to
+        // the partition the event would have taken.
+        let decoded = contract::decode(line.as_bytes());
+        match &decoded {
+            Ok(event) => {
+                key.extend_from_slice(event.tenant.as_bytes());
+                key.push(b':');
+                key.extend_from_slice(event.customer.as_bytes());
+            }
+            Err(_) => {
+                if let Ok(KeyProbe {
+                    tenant: Some(t),
+                    customer: Some(c),
+                }) = serde_json::from_str::<KeyProbe<'_>>(&line)
+                {
+                    key.extend_from_slice(t.as_bytes());
+                    key.push(b':');
+                    key.extend_from_slice(c.as_bytes());
+                }
+            }
         }
         let record = InputRecord {
             topic: REPLAY_TOPIC,
@@ -128,7 +143,7 @@ pub fn replay(
             key: (!key.is_empty()).then_some(key.as_slice()),
             payload: Some(line.as_bytes()),
         };
-        match processor.apply(&mut batch, &record)? {
+        match processor.apply_decoded(&mut batch, &record, decoded)? {
             Applied::Processed(_) => stats.processed += 1,
             Applied::DeadLettered(_) => stats.dead_lettered += 1,
             Applied::Duplicate => stats.duplicates += 1,

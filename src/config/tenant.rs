@@ -465,16 +465,21 @@ impl TenantConfig {
     /// The versions in force at `at`: for each program id, the latest
     /// version whose `valid_from` is not after `at`.
     pub fn programs_at(&self, at: OffsetDateTime) -> Vec<&ProgramConfig> {
-        let mut chosen: BTreeMap<&str, &ProgramConfig> = BTreeMap::new();
+        // A tenant has a handful of programs: a linear search by id and one
+        // sort cost less than a map (this runs for every order).
+        let mut chosen: Vec<&ProgramConfig> = Vec::with_capacity(self.programs.len());
         for program in self.programs.iter().filter(|p| p.valid_at(at)) {
-            let newer = chosen
-                .get(program.id.as_str())
-                .is_none_or(|current| program.valid_from >= current.valid_from);
-            if newer {
-                chosen.insert(&program.id, program);
+            match chosen.iter_mut().find(|c| c.id == program.id) {
+                Some(current) => {
+                    if program.valid_from >= current.valid_from {
+                        *current = program;
+                    }
+                }
+                None => chosen.push(program),
             }
         }
-        chosen.into_values().collect()
+        chosen.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        chosen
     }
 
     /// The gift card `id` of the catalogue.

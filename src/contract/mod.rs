@@ -469,7 +469,15 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             "the event must be a JSON object",
         ));
     }
-    let envelope: WireEnvelope<'_> = from_slice(bytes, "")?;
+    // Validated once here; serde_json then reads a `str` and does not check
+    // each string again.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(ContractError::new(
+            ErrorKind::MalformedJson,
+            "the event is not valid UTF-8 (JSON text must be UTF-8)",
+        ));
+    };
+    let envelope: WireEnvelope<'_> = from_text(text, "")?;
     if envelope.schema_version != SCHEMA_VERSION {
         return Err(ContractError::new(
             ErrorKind::UnsupportedSchemaVersion,
@@ -489,8 +497,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             format!("type {:?} is not an event type of contract v1", envelope.event_type),
         ));
     };
-    let raw = envelope.body.get().as_bytes();
-    if first_byte(raw) != Some(b'{') {
+    let raw = envelope.body.get();
+    if first_byte(raw.as_bytes()) != Some(b'{') {
         return Err(ContractError::new(
             ErrorKind::InvalidField,
             "body must be a JSON object",
@@ -498,12 +506,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
     }
     let body = match event_type {
         EventType::OrderPaid => {
-            let order: OrderPaid = from_slice(raw, "body.")?;
+            let order: OrderPaid = from_text(raw, "body.")?;
             validate_order(&order, "body.order_id")?;
             Body::OrderPaid(order)
         }
         EventType::VisitCompleted => {
-            let visit: VisitCompleted = from_slice(raw, "body.")?;
+            let visit: VisitCompleted = from_text(raw, "body.")?;
             let order = OrderPaid {
                 order_id: visit.visit_id,
                 sale_type: visit.sale_type,
@@ -518,7 +526,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             Body::VisitCompleted(order)
         }
         EventType::OrderRefunded => {
-            let refund: OrderRefunded = from_slice(raw, "body.")?;
+            let refund: OrderRefunded = from_text(raw, "body.")?;
             check_id("body.refund_id", &refund.refund_id)?;
             check_id("body.original_event_id", &refund.original_event_id)?;
             check_currency_code(&refund.currency)?;
@@ -532,9 +540,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             Body::OrderRefunded(refund)
         }
         EventType::CustomerUpserted => {
-            let customer: CustomerUpserted = from_slice(raw, "body.")?;
+            let customer: CustomerUpserted = from_text(raw, "body.")?;
             for (i, group) in customer.groups.iter().enumerate() {
-                check_id(&format!("body.groups[{i}]"), group)?;
+                check_id(format_args!("body.groups[{i}]"), group)?;
             }
             if let Some(phone) = &customer.phone {
                 check_id("body.phone", phone)?;
@@ -550,7 +558,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             Body::CustomerUpserted(customer)
         }
         EventType::BalanceAdjust => {
-            let adjust: BalanceAdjust = from_slice(raw, "body.")?;
+            let adjust: BalanceAdjust = from_text(raw, "body.")?;
             check_id("body.account", &adjust.account)?;
             if adjust.amount.value().is_zero() {
                 return Err(ContractError::new(
@@ -567,25 +575,25 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             Body::BalanceAdjust(adjust)
         }
         EventType::GiftCardExchange => {
-            let exchange: GiftCardExchange = from_slice(raw, "body.")?;
+            let exchange: GiftCardExchange = from_text(raw, "body.")?;
             check_id("body.gift_card", &exchange.gift_card)?;
             Body::GiftCardExchange(exchange)
         }
         EventType::BookingCreated => {
-            let booking: BookingCreated = from_slice(raw, "body.")?;
+            let booking: BookingCreated = from_text(raw, "body.")?;
             check_id("body.booking_id", &booking.booking_id)?;
             check_id("body.service", &booking.service)?;
             check_span(booking.starts_at, booking.ends_at)?;
             Body::BookingCreated(booking)
         }
         EventType::BookingRescheduled => {
-            let booking: BookingRescheduled = from_slice(raw, "body.")?;
+            let booking: BookingRescheduled = from_text(raw, "body.")?;
             check_id("body.booking_id", &booking.booking_id)?;
             check_span(booking.starts_at, booking.ends_at)?;
             Body::BookingRescheduled(booking)
         }
         EventType::BookingCancelled | EventType::BookingNoShow => {
-            let booking: BookingRef = from_slice(raw, "body.")?;
+            let booking: BookingRef = from_text(raw, "body.")?;
             check_id("body.booking_id", &booking.booking_id)?;
             if event_type == EventType::BookingCancelled {
                 Body::BookingCancelled(booking)
@@ -651,13 +659,13 @@ pub fn customer_key(tenant: &str, customer: &str) -> String {
     key
 }
 
-fn from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8], prefix: &str) -> Result<T, ContractError> {
+fn from_text<'a, T: Deserialize<'a>>(text: &'a str, prefix: &str) -> Result<T, ContractError> {
     // Fast path: plain serde_json. Tracking the field path costs more than
     // the decoding itself, so it runs only to explain a failure.
-    if let Ok(value) = serde_json::from_slice::<T>(bytes) {
+    if let Ok(value) = serde_json::from_str::<T>(text) {
         return Ok(value);
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut de = serde_json::Deserializer::from_str(text);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = result.map_err(|err| classify(&err, prefix))?;
     de.end().map_err(|err| {
@@ -721,7 +729,7 @@ fn strip_position(message: &str) -> &str {
     message.rsplit_once(" at line ").map_or(message, |(head, _)| head)
 }
 
-fn check_id(field: &str, value: &str) -> Result<(), ContractError> {
+fn check_id(field: impl fmt::Display, value: &str) -> Result<(), ContractError> {
     if value.is_empty() || value.len() > MAX_ID_LEN {
         return Err(ContractError::new(
             ErrorKind::InvalidField,
@@ -769,9 +777,9 @@ fn validate_order(order: &OrderPaid, id_field: &str) -> Result<(), ContractError
     non_negative("body.total", order.total.value())?;
     let mut lines_sum = Decimal::ZERO;
     for (i, line) in order.lines.iter().enumerate() {
-        check_id(&format!("body.lines[{i}].product"), &line.product)?;
-        check_id(&format!("body.lines[{i}].category"), &line.category)?;
-        non_negative(&format!("body.lines[{i}].amount"), line.amount.value())?;
+        check_id(format_args!("body.lines[{i}].product"), &line.product)?;
+        check_id(format_args!("body.lines[{i}].category"), &line.category)?;
+        non_negative(format_args!("body.lines[{i}].amount"), line.amount.value())?;
         if line.quantity.value() <= Decimal::ZERO {
             return Err(ContractError::new(
                 ErrorKind::NegativeAmount,
@@ -782,9 +790,9 @@ fn validate_order(order: &OrderPaid, id_field: &str) -> Result<(), ContractError
     }
     let mut payments_sum = Decimal::ZERO;
     for (i, payment) in order.payments.iter().enumerate() {
-        check_id(&format!("body.payments[{i}].method"), &payment.method)?;
+        check_id(format_args!("body.payments[{i}].method"), &payment.method)?;
         if let Some(account) = &payment.account {
-            check_id(&format!("body.payments[{i}].account"), account)?;
+            check_id(format_args!("body.payments[{i}].account"), account)?;
             if payment.method != "bonus" {
                 return Err(ContractError::new(
                     ErrorKind::InvalidField,
@@ -792,7 +800,7 @@ fn validate_order(order: &OrderPaid, id_field: &str) -> Result<(), ContractError
                 ));
             }
         }
-        non_negative(&format!("body.payments[{i}].amount"), payment.amount.value())?;
+        non_negative(format_args!("body.payments[{i}].amount"), payment.amount.value())?;
         payments_sum = checked_add(payments_sum, payment.amount.value(), "body.payments")?;
     }
     let total = order.total.value();
@@ -847,7 +855,7 @@ fn check_currency_code(currency: &str) -> Result<(), ContractError> {
     Ok(())
 }
 
-fn non_negative(field: &str, value: Decimal) -> Result<(), ContractError> {
+fn non_negative(field: impl fmt::Display, value: Decimal) -> Result<(), ContractError> {
     if value.is_sign_negative() && !value.is_zero() {
         return Err(ContractError::new(
             ErrorKind::NegativeAmount,

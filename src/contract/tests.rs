@@ -41,6 +41,17 @@ fn ignores_unknown_fields_for_forward_compatibility() {
 }
 
 #[test]
+fn refuses_bytes_that_are_not_utf8_as_malformed_json() {
+    // A Latin-1 "é" inside a product name: valid JSON structure, invalid UTF-8.
+    let mut bytes = order_json(GOOD_BODY).into_bytes();
+    let at = bytes.windows(5).position(|w| w == b"latte").unwrap_or(0);
+    bytes[at + 4] = 0xE9;
+    let err = decode(&bytes).err();
+    assert_eq!(err.as_ref().map(|e| e.kind), Some(ErrorKind::MalformedJson), "{err:?}");
+    assert!(err.is_some_and(|e| e.reason.contains("UTF-8")));
+}
+
+#[test]
 fn classifies_every_kind_of_bad_input() {
     let cases: Vec<(String, ErrorKind)> = vec![
         ("{not json".into(), ErrorKind::MalformedJson),

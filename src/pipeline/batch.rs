@@ -279,6 +279,32 @@ impl Processor {
     /// # Errors
     /// [`StateError`] if the store fails; the batch must then be dropped.
     pub fn apply(&mut self, batch: &mut Batch, record: &InputRecord<'_>) -> Result<Applied, StateError> {
+        self.apply_with(batch, record, None)
+    }
+
+    /// [`Processor::apply`] for an input record whose value the caller has
+    /// already run through [`contract::decode`] (replay needs the event's
+    /// key before it can choose the partition, and decodes each line once).
+    /// The tenant checks still run here. Records of the internal topic are
+    /// commands, not events: `decoded` is ignored for them.
+    ///
+    /// # Errors
+    /// As [`Processor::apply`].
+    pub fn apply_decoded(
+        &mut self,
+        batch: &mut Batch,
+        record: &InputRecord<'_>,
+        decoded: Result<Event, ContractError>,
+    ) -> Result<Applied, StateError> {
+        self.apply_with(batch, record, Some(decoded))
+    }
+
+    fn apply_with(
+        &mut self,
+        batch: &mut Batch,
+        record: &InputRecord<'_>,
+        decoded: Option<Result<Event, ContractError>>,
+    ) -> Result<Applied, StateError> {
         let p = record.partition;
         self.open_cursor(batch, p)?;
         let expected = match batch.cursors.get(&p).and_then(|c| c.offsets.get(record.topic)) {
@@ -306,7 +332,11 @@ impl Processor {
                 Ok(command) => self.apply_command(batch, record, &command)?,
             }
         } else {
-            match self.decode(record) {
+            let event = match decoded {
+                Some(decoded) => decoded.and_then(|event| self.admit(record, event)),
+                None => self.decode(record),
+            };
+            match event {
                 Err(err) => {
                     self.dead_letter(batch, record, &err);
                     Applied::DeadLettered(err.kind)
@@ -452,7 +482,12 @@ impl Processor {
         let Some(payload) = record.payload else {
             return Err(ContractError::new(ErrorKind::MalformedJson, "the record has no value"));
         };
-        let event = contract::decode(payload)?;
+        self.admit(record, contract::decode(payload)?)
+    }
+
+    /// The checks of a decoded event against its tenant's config and the
+    /// record's key.
+    fn admit(&self, record: &InputRecord<'_>, event: Event) -> Result<Event, ContractError> {
         let Some(tenant) = self.tenants.get(&event.tenant) else {
             return Err(ContractError::new(
                 ErrorKind::UnknownTenant,

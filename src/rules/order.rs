@@ -125,11 +125,16 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
     }
 
     // 2. Accruals of every program version in force at the event time.
+    // Programs that accept every sale share one payment share.
+    let mut share_of_all: Option<Decimal> = None;
     for program in tenant.programs_at(input.event.occurred_at) {
         if !program.active_in(&input.event.branch) || (program.registered_only && !input.customer.registered) {
             continue;
         }
-        let share = payment_share(tenant, program, order);
+        let share = match &program.sales {
+            SalesConfig::All(_) => *share_of_all.get_or_insert_with(|| payment_share(tenant, program, order)),
+            SalesConfig::Specific(_) => payment_share(tenant, program, order),
+        };
         if share.is_zero() {
             continue;
         }
