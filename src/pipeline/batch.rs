@@ -4,10 +4,13 @@
 //! It knows nothing of Kafka: the consume loop (and `replay`) feed it
 //! [`InputRecord`]s. Everything it writes is keyed by input partition.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+// The batch's maps are keyed by state keys and looked up several times per
+// event: foldhash (seeded per process) costs less than SipHash there.
+use foldhash::{HashMap, HashMapExt, HashSet};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -117,7 +120,7 @@ pub struct Committed {
 }
 
 /// Tenants by id, as configured.
-pub type Tenants = HashMap<String, TenantConfig>;
+pub type Tenants = std::collections::HashMap<String, TenantConfig>;
 
 /// Where effects on other customers go.
 #[derive(Clone)]

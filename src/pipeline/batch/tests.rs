@@ -20,7 +20,7 @@ fn setup() -> (Arc<MemoryStore>, Processor) {
         Err(e) => panic!("fixture tenant: {e}"),
     };
     let store = Arc::new(MemoryStore::default());
-    let tenants = Arc::new(HashMap::from([("cafe".to_owned(), tenant)]));
+    let tenants = Arc::new(Tenants::from([("cafe".to_owned(), tenant)]));
     let processor = Processor::new(store.clone(), tenants, Arc::from(&b"key"[..]));
     (store, processor)
 }
@@ -288,7 +288,7 @@ fn studio() -> (Arc<MemoryStore>, Processor) {
         Err(e) => panic!("fixture tenant: {e}"),
     };
     let store = Arc::new(MemoryStore::default());
-    let tenants = Arc::new(HashMap::from([("studio".to_owned(), tenant)]));
+    let tenants = Arc::new(Tenants::from([("studio".to_owned(), tenant)]));
     (store.clone(), Processor::new(store, tenants, Arc::from(&b"key"[..])))
 }
 
@@ -532,7 +532,7 @@ fn referral_setup() -> (Arc<MemoryStore>, Processor) {
         Err(e) => panic!("fixture tenant: {e}"),
     };
     let store = Arc::new(MemoryStore::default());
-    let tenants = Arc::new(HashMap::from([("cafe".to_owned(), tenant)]));
+    let tenants = Arc::new(Tenants::from([("cafe".to_owned(), tenant)]));
     let mut processor = Processor::new(store.clone(), tenants.clone(), Arc::from(&b"key"[..]));
     let mut routing = Routing::seeded(&tenants);
     routing.partitions = 4;
