@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -37,6 +38,9 @@ pub enum AdminError {
     /// An input file could not be read.
     #[error("cannot read {0}: {1}")]
     Io(String, std::io::Error),
+    /// The raw pipe lost records.
+    #[error("raw pipe: {0}")]
+    Pipe(String),
 }
 
 /// Every topic accrue uses, inputs first.
@@ -92,6 +96,35 @@ pub async fn create_topics(config: &Config, partitions: i32, replication: i32) -
         }
     }
     Ok(())
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists (the raw
+/// pipe's output topic of `scripts/bench`).
+///
+/// # Errors
+/// [`AdminError`] if the broker refuses.
+pub async fn create_topic(config: &Config, topic: &str, partitions: i32) -> Result<(), AdminError> {
+    let admin: AdminClient<DefaultClientContext> = config.kafka.client_config(ClientRole::Admin).create()?;
+    let new = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    let results = admin
+        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)))
+        .await?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(AdminError::Create(topic, code.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// The partition count of `topic`.
+///
+/// # Errors
+/// [`AdminError::MissingTopic`] if it does not exist.
+pub fn partition_count(config: &Config, topic: &str) -> Result<i32, AdminError> {
+    let (_, partitions) = topic_reader(config, topic)?;
+    Ok(partitions.len() as i32)
 }
 
 /// Checks that every topic exists and that all have one partition count;
@@ -348,14 +381,66 @@ fn topic_reader(config: &Config, topic: &str) -> Result<(BaseConsumer<KafkaLog>,
     Ok((consumer, partitions))
 }
 
+/// Counts a raw pipe's delivery reports.
+#[derive(Default)]
+struct PipeDeliveries {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl rdkafka::ClientContext for PipeDeliveries {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::telemetry::librdkafka_error(&error, reason);
+    }
+}
+
+impl ProducerContext for PipeDeliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let counter = if result.is_ok() { &self.delivered } else { &self.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What [`raw_consume`] measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawRun {
+    /// Records read.
+    pub records: u64,
+    /// Seconds from the assignment to the last record read or, when piping,
+    /// to the last delivery acknowledged.
+    pub seconds: f64,
+}
+
 /// Reads every record of `topic` from the beginning with a plain rdkafka
 /// consumer that does no processing: the broker's consume ceiling, for
-/// `scripts/bench`. Returns records read and seconds from the assignment
-/// to the last record.
+/// `scripts/bench`.
+///
+/// With `pipe_to`, it also produces every record, key and value unchanged,
+/// to that topic and stops the clock when the last one is acknowledged: the
+/// ceiling of a consume-and-produce pipeline on this broker, which is what
+/// `accrue run` is (it publishes at least one record per input event). The
+/// pipe's producer is tuned for throughput, not exactly-once: `acks=all`
+/// and lz4 like accrue's publisher, but not idempotent, so librdkafka keeps
+/// up to 5 produce requests in flight per broker instead of one per
+/// partition.
 ///
 /// # Errors
-/// [`AdminError`] if the topic cannot be read.
-pub fn raw_consume(config: &Config, topic: &str) -> Result<(u64, f64), AdminError> {
+/// [`AdminError`] if the topic cannot be read or a record cannot be
+/// delivered.
+pub fn raw_consume(config: &Config, topic: &str, pipe_to: Option<&str>) -> Result<RawRun, AdminError> {
+    let producer: Option<BaseProducer<PipeDeliveries>> = match pipe_to {
+        Some(_) => Some(
+            config
+                .kafka
+                .client_config(ClientRole::Producer)
+                .set("enable.idempotence", "false")
+                .set("linger.ms", "10")
+                .create_with_context(PipeDeliveries::default())?,
+        ),
+        None => None,
+    };
     let (consumer, partitions) = topic_reader(config, topic)?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining = 0i64;
@@ -373,7 +458,10 @@ pub fn raw_consume(config: &Config, topic: &str) -> Result<(u64, f64), AdminErro
     let mut idle = Instant::now();
     while (read as i64) < remaining && idle.elapsed() < Duration::from_secs(30) {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(_)) => {
+            Some(Ok(message)) => {
+                if let (Some(producer), Some(to)) = (&producer, pipe_to) {
+                    pipe(producer, to, message.key(), message.payload())?;
+                }
                 read += 1;
                 last = Instant::now();
                 idle = last;
@@ -382,5 +470,47 @@ pub fn raw_consume(config: &Config, topic: &str) -> Result<(u64, f64), AdminErro
             Some(Err(err)) => return Err(err.into()),
         }
     }
-    Ok((read, last.duration_since(started).as_secs_f64()))
+    if let Some(producer) = &producer {
+        producer.flush(Duration::from_secs(120))?;
+        last = Instant::now();
+        let failed = producer.context().failed.load(Ordering::Relaxed);
+        let delivered = producer.context().delivered.load(Ordering::Relaxed);
+        if failed > 0 || delivered != read {
+            return Err(AdminError::Pipe(format!(
+                "{delivered} of {read} piped records acknowledged, {failed} failed"
+            )));
+        }
+    }
+    Ok(RawRun {
+        records: read,
+        seconds: last.duration_since(started).as_secs_f64(),
+    })
+}
+
+/// Produces one record of the raw pipe, waiting while the queue is full.
+fn pipe(
+    producer: &BaseProducer<PipeDeliveries>,
+    to: &str,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+) -> Result<(), AdminError> {
+    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(payload) = payload {
+        record = record.payload(payload);
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((err, _)) => return Err(err.into()),
+        }
+    }
+    producer.poll(Duration::ZERO);
+    Ok(())
 }

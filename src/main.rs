@@ -75,6 +75,11 @@ enum Command {
         /// Topic (default: the first input topic).
         #[arg(long)]
         topic: Option<String>,
+        /// Also produce every record to this topic (created like the input
+        /// if missing) and time until the last is acknowledged: the broker's
+        /// consume-and-produce ceiling.
+        #[arg(long)]
+        pipe_to: Option<String>,
     },
     /// Print a topic's records from the beginning as JSON lines.
     Tail {
@@ -283,15 +288,21 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::RawConsume { topic } => {
+        Command::RawConsume { topic, pipe_to } => {
             let config = load(&cli.config)?;
             let topic = topic
                 .or_else(|| config.topics.input.first().cloned())
                 .context("no input topic")?;
-            let (n, secs) = admin::raw_consume(&config, &topic)?;
+            if let Some(to) = &pipe_to {
+                let partitions = admin::partition_count(&config, &topic)?;
+                tokio::runtime::Runtime::new()?.block_on(admin::create_topic(&config, to, partitions))?;
+            }
+            let run = admin::raw_consume(&config, &topic, pipe_to.as_deref())?;
             println!(
-                "{{\"records\":{n},\"seconds\":{secs:.3},\"records_per_second\":{:.0}}}",
-                n as f64 / secs.max(1e-9)
+                "{{\"records\":{},\"seconds\":{:.3},\"records_per_second\":{:.0}}}",
+                run.records,
+                run.seconds,
+                run.records as f64 / run.seconds.max(1e-9)
             );
             Ok(())
         }

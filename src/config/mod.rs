@@ -454,8 +454,10 @@ const LIBRDKAFKA_MESSAGE_MAX_BYTES: u64 = 1_000_000;
 const PRODUCER_BATCH_MESSAGES: u64 = 1_000;
 
 /// librdkafka properties only consumers read.
-const CONSUMER_ONLY: [&str; 12] = [
+const CONSUMER_ONLY: [&str; 13] = [
     "fetch.",
+    // An alias of fetch.message.max.bytes.
+    "max.partition.fetch.bytes",
     "session.timeout.ms",
     "heartbeat.interval.ms",
     "max.poll.interval.ms",
