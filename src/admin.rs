@@ -424,7 +424,8 @@ pub struct RawRun {
 /// pipe's producer is tuned for throughput, not exactly-once: `acks=all`
 /// and lz4 like accrue's publisher, but not idempotent, so librdkafka keeps
 /// up to 5 produce requests in flight per broker instead of one per
-/// partition.
+/// partition, and it lingers 100 ms for batches of up to 10,000 records
+/// (tansu's sqlite storage commits once per produce request).
 ///
 /// # Errors
 /// [`AdminError`] if the topic cannot be read or a record cannot be
@@ -436,7 +437,8 @@ pub fn raw_consume(config: &Config, topic: &str, pipe_to: Option<&str>) -> Resul
                 .kafka
                 .client_config(ClientRole::Producer)
                 .set("enable.idempotence", "false")
-                .set("linger.ms", "10")
+                .set("linger.ms", "100")
+                .set("batch.num.messages", "10000")
                 .create_with_context(PipeDeliveries::default())?,
         ),
         None => None,
