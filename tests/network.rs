@@ -342,7 +342,22 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
     let complete = wait_until(Duration::from_secs(240), || {
         high_watermark_sum(&env, &env.accruals) >= outputs as i64
     });
-    assert!(complete, "outputs did not complete\n{}", env.logs());
+    if !complete {
+        // For a failure seen rarely: what reached the broker, and what the
+        // last instance says it consumed, applied, sent and has pending.
+        let text = scrape(env.http_port);
+        let metrics: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("accrue_") && !l.contains("_bucket"))
+            .collect();
+        panic!(
+            "outputs did not complete: {} of {outputs} on {}\n--- metrics\n{}\n{}",
+            high_watermark_sum(&env, &env.accruals),
+            env.accruals,
+            metrics.join("\n"),
+            env.logs()
+        );
+    }
     let status = terminate(&mut child, Duration::from_secs(60));
     assert!(
         status.is_some_and(|s| s.success()),
