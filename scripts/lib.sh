@@ -116,3 +116,5 @@ metric_at() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '{n = $1; su
 cpu_seconds() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 now() { date +%s.%N; }
+# per_million SECONDS EVENTS: CPU-seconds per million events.
+per_million() { awk -v c="$1" -v n="$2" 'BEGIN {printf "%.1f", c*1000000/n}'; }

@@ -62,7 +62,6 @@ fn all_topics(config: &Config) -> Vec<String> {
 /// # Errors
 /// [`AdminError`] if the broker refuses.
 pub async fn create_topics(config: &Config, partitions: i32, replication: i32) -> Result<(), AdminError> {
-    let admin: AdminClient<DefaultClientContext> = config.kafka.client_config(ClientRole::Admin).create()?;
     let names = all_topics(config);
     let directory = config.topics.directory();
     let changelog = config.topics.changelog();
@@ -85,8 +84,14 @@ pub async fn create_topics(config: &Config, partitions: i32, replication: i32) -
             }
         })
         .collect();
+    create(config, &new, partitions).await
+}
+
+/// Creates `new` topics; those that exist are left as they are.
+async fn create(config: &Config, new: &[NewTopic<'_>], partitions: i32) -> Result<(), AdminError> {
+    let admin: AdminClient<DefaultClientContext> = config.kafka.client_config(ClientRole::Admin).create()?;
     let results = admin
-        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)))
+        .create_topics(new, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)))
         .await?;
     for result in results {
         match result {
@@ -104,18 +109,8 @@ pub async fn create_topics(config: &Config, partitions: i32, replication: i32) -
 /// # Errors
 /// [`AdminError`] if the broker refuses.
 pub async fn create_topic(config: &Config, topic: &str, partitions: i32) -> Result<(), AdminError> {
-    let admin: AdminClient<DefaultClientContext> = config.kafka.client_config(ClientRole::Admin).create()?;
     let new = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
-    let results = admin
-        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)))
-        .await?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(AdminError::Create(topic, code.to_string())),
-        }
-    }
-    Ok(())
+    create(config, &new, partitions).await
 }
 
 /// The partition count of `topic`.
@@ -204,16 +199,10 @@ pub fn produce_stream(
     let producer: BaseProducer = config.kafka.client_config(ClientRole::Producer).create()?;
     let mut sent = 0;
     for (key, value) in records {
-        loop {
-            match producer.send(BaseRecord::to(topic).key(key.as_str()).payload(value.as_str())) {
-                Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((err, _)) => return Err(err.into()),
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_waiting(
+            &producer,
+            BaseRecord::to(topic).key(key.as_str()).payload(value.as_str()),
+        )?;
         sent += 1;
     }
     producer.flush(Duration::from_secs(120))?;
@@ -503,6 +492,17 @@ fn pipe(
     if let Some(payload) = payload {
         record = record.payload(payload);
     }
+    send_waiting(producer, record)
+}
+
+/// Hands `record` to `producer`, serving delivery reports while its queue
+/// is full.
+fn send_waiting<C, K, P>(producer: &BaseProducer<C>, mut record: BaseRecord<'_, K, P>) -> Result<(), AdminError>
+where
+    C: ProducerContext<DeliveryOpaque = ()>,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
     loop {
         match producer.send(record) {
             Ok(()) => break,

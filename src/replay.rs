@@ -105,42 +105,32 @@ pub fn replay(
     let mut pacer = Pacer::new(0, total);
     let started = Instant::now();
     let cpu_start = cpu_seconds();
-    let mut key = Vec::with_capacity(64);
     for (n, line) in BufReader::with_capacity(1 << 20, reader).lines().enumerate() {
         let line = line.map_err(|e| ReplayError::Io(file.display().to_string(), e))?;
         if line.trim().is_empty() {
             continue;
         }
         stats.records += 1;
-        key.clear();
         // Each line is decoded once: its key chooses the partition, and the
         // processor takes the decoded event. A line that does not decode is
         // probed for its tenant and customer, so its dead letter goes to
         // the partition the event would have taken.
         let decoded = contract::decode(line.as_bytes());
-        match &decoded {
-            Ok(event) => {
-                key.extend_from_slice(event.tenant.as_bytes());
-                key.push(b':');
-                key.extend_from_slice(event.customer.as_bytes());
-            }
-            Err(_) => {
-                if let Ok(KeyProbe {
+        let key = match &decoded {
+            Ok(event) => Some(contract::customer_key(&event.tenant, &event.customer)),
+            Err(_) => match serde_json::from_str::<KeyProbe<'_>>(&line) {
+                Ok(KeyProbe {
                     tenant: Some(t),
                     customer: Some(c),
-                }) = serde_json::from_str::<KeyProbe<'_>>(&line)
-                {
-                    key.extend_from_slice(t.as_bytes());
-                    key.push(b':');
-                    key.extend_from_slice(c.as_bytes());
-                }
-            }
-        }
+                }) => Some(contract::customer_key(t, c)),
+                _ => None,
+            },
+        };
         let record = InputRecord {
             topic: REPLAY_TOPIC,
-            partition: partition_for(&key, partitions),
+            partition: partition_for(key.as_deref().unwrap_or_default().as_bytes(), partitions),
             offset: n as i64,
-            key: (!key.is_empty()).then_some(key.as_slice()),
+            key: key.as_deref().map(str::as_bytes),
             payload: Some(line.as_bytes()),
         };
         match processor.apply_decoded(&mut batch, &record, decoded)? {

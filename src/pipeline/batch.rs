@@ -244,8 +244,6 @@ impl Processor {
         self.owners.remove(&partition);
     }
 
-    /// Opens partition `p` in `batch`: loads its progress and reserves the
-    /// sequence of the batch's changelog record, which precedes its outputs.
     /// A batch that writes each of `keys` of partition `p` again with its
     /// current value (a tombstone if it has none), so that its changelog
     /// batch supersedes records a restore dropped (see
@@ -265,6 +263,8 @@ impl Processor {
         Ok(batch)
     }
 
+    /// Opens partition `p` in `batch`: loads its progress and reserves the
+    /// sequence of the batch's changelog record, which precedes its outputs.
     fn open_cursor(&self, batch: &mut Batch, p: u32) -> Result<(), StateError> {
         if let std::collections::hash_map::Entry::Vacant(slot) = batch.cursors.entry(p) {
             let mut cursor = self.load_cursor(p)?;
