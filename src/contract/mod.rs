@@ -52,6 +52,9 @@ pub enum ErrorKind {
     KeyMismatch,
     /// Totals do not add up (lines or payments against `total`).
     Unbalanced,
+    /// Applying the record failed inside accrue `[batch] max_attempts`
+    /// times (a bug, not bad input); dead-lettered so its partition moves on.
+    ProcessingFailed,
 }
 
 impl ErrorKind {
@@ -68,13 +71,14 @@ impl ErrorKind {
             ErrorKind::UnknownTenant => "unknown_tenant",
             ErrorKind::UnknownBranch => "unknown_branch",
             ErrorKind::BadCurrency => "bad_currency",
+            ErrorKind::ProcessingFailed => "processing_failed",
             ErrorKind::KeyMismatch => "key_mismatch",
             ErrorKind::Unbalanced => "unbalanced",
         }
     }
 
     /// Every kind, for documentation and for pre-registering metric labels.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::MalformedJson,
         ErrorKind::MissingField,
         ErrorKind::InvalidField,
@@ -87,6 +91,7 @@ impl ErrorKind {
         ErrorKind::BadCurrency,
         ErrorKind::KeyMismatch,
         ErrorKind::Unbalanced,
+        ErrorKind::ProcessingFailed,
     ];
 }
 
