@@ -176,7 +176,7 @@ fn a_60_s_broker_outage_is_unready_then_ready_and_loses_or_doubles_nothing() {
     let complete = wait_until(Duration::from_secs(180), || {
         read_all(&env.accruals, PARTITIONS)
             .iter()
-            .filter(|r| r.json()["type"] == "accrual")
+            .filter(|r| r.json()["type"] == "accrual.recorded")
             .count()
             >= ORDERS
     });

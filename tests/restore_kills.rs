@@ -16,6 +16,8 @@ const PARTITIONS: i32 = 4;
 const CUSTOMERS: usize = 300;
 const FIRST: usize = 8_000;
 const SECOND: usize = 2_000;
+const THIRD: usize = 3_000;
+const TOTAL: usize = FIRST + SECOND + THIRD;
 const KILLS: usize = 5;
 
 fn orders(from: usize, to: usize) -> Vec<(Option<String>, Vec<u8>, String, i64)> {
@@ -39,7 +41,7 @@ fn accruals(env: &Env) -> HashMap<String, Vec<serde_json::Value>> {
     let mut out: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
     for record in read_all(&env.accruals, PARTITIONS) {
         let json = record.json();
-        if json["type"] == "accrual" {
+        if json["type"] == "accrual.recorded" {
             let source = json["source_event_id"].as_str().unwrap_or_default().to_owned();
             out.entry(source).or_default().push(json);
         }
@@ -84,6 +86,7 @@ fn sigkills_during_a_restore_then_same_disk_restarts_restore_nothing_and_lose_no
     let producer = producer();
     let first = orders(0, FIRST);
     let second = orders(FIRST, FIRST + SECOND);
+    let third = orders(FIRST + SECOND, TOTAL);
     let records: Vec<(Option<String>, Vec<u8>)> = first.iter().map(|(k, v, _, _)| (k.clone(), v.clone())).collect();
     produce(&producer, &env.input, &records);
 
@@ -104,18 +107,25 @@ fn sigkills_during_a_restore_then_same_disk_restarts_restore_nothing_and_lose_no
     let mut completed: BTreeSet<u32> = BTreeSet::new();
     for kill in 0..KILLS {
         let mut child = env.spawn();
+        // Until a restore runs (or, once earlier runs completed them all,
+        // every partition is taken over as it is).
         let restoring = wait_until(Duration::from_secs(60), || {
-            run_log(&env, run).contains("restoring partition from the changelog")
+            let log = run_log(&env, run);
+            log.contains("restoring partition from the changelog")
+                || partitions_logging(&log, "local state is current").len() == PARTITIONS as usize
         });
-        assert!(restoring, "run {run} did not start a restore\n{}", env.logs());
-        // Later kills come later, so that some restores complete.
-        std::thread::sleep(Duration::from_millis(300 + 500 * kill as u64));
+        assert!(restoring, "run {run} did not take its partitions over\n{}", env.logs());
+        // Later kills come later, so that some restores complete and some
+        // are cut short (a restore of this changelog takes about a second).
+        std::thread::sleep(Duration::from_millis(200 + 250 * kill as u64));
         kill9(&mut child);
         completed.extend(partitions_logging(&run_log(&env, run), "partition restored"));
         run += 1;
     }
 
-    // The last restart resumes processing within 30 s.
+    // The last restart resumes processing within 30 s: new input waits.
+    let records: Vec<(Option<String>, Vec<u8>)> = third.iter().map(|(k, v, _, _)| (k.clone(), v.clone())).collect();
+    produce(&producer, &env.input, &records);
     let started = Instant::now();
     let before = accruals(&env).len();
     let mut child = env.spawn();
@@ -134,7 +144,7 @@ fn sigkills_during_a_restore_then_same_disk_restarts_restore_nothing_and_lose_no
         env.logs()
     );
     // Let it work a little, then kill it mid-stream: the same disk again.
-    let midway = wait_until(Duration::from_secs(120), || accruals(&env).len() > FIRST + SECOND / 4);
+    let midway = wait_until(Duration::from_secs(120), || accruals(&env).len() > before + THIRD / 10);
     assert!(midway, "no progress after the last restart\n{}", env.logs());
     kill9(&mut child);
     run += 1;
@@ -143,8 +153,7 @@ fn sigkills_during_a_restore_then_same_disk_restarts_restore_nothing_and_lose_no
     let mut child = env.spawn();
     let done = wait_until(Duration::from_secs(180), || {
         let log = run_log(&env, run);
-        partitions_logging(&log, "local state is current").len() == PARTITIONS as usize
-            && accruals(&env).len() >= FIRST + SECOND
+        partitions_logging(&log, "local state is current").len() == PARTITIONS as usize && accruals(&env).len() >= TOTAL
     });
     assert!(done, "the same-disk restart did not finish\n{}", env.logs());
     let log = run_log(&env, run);
@@ -165,11 +174,11 @@ fn sigkills_during_a_restore_then_same_disk_restarts_restore_nothing_and_lose_no
     }
     let doubled: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(doubled.is_empty(), "accrue-ids published twice: {doubled:?}");
-    for (_, _, id, cents) in first.iter().chain(second.iter()) {
+    for (_, _, id, cents) in first.iter().chain(second.iter()).chain(third.iter()) {
         let got = published.get(id).map(Vec::as_slice).unwrap_or_default();
         assert_eq!(got.len(), 1, "order {id} has {} accruals", got.len());
         let expected = common::money(half_even_percent(*cents, 5));
         assert_eq!(got[0]["amount"], expected.as_str(), "order {id}");
     }
-    assert_eq!(published.len(), FIRST + SECOND, "accruals for unknown orders");
+    assert_eq!(published.len(), TOTAL, "accruals for unknown orders");
 }

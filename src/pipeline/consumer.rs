@@ -292,7 +292,7 @@ impl PipelineContext {
         // The restore may have moved the stored offsets since the assignment.
         let tpl = self.all_topics(&[p]);
         for topic in &self.topics {
-            let offset = read_offset(store, topic, p)?.map_or(Offset::Beginning, Offset::Offset);
+            let offset = start_offset(consumer, store, topic, p)?;
             if let Err(err) = consumer.seek(topic, p as i32, offset, Duration::from_secs(10)) {
                 return Err(PipelineError::Rebalance(format!("cannot position {topic}/{p}: {err}")));
             }
@@ -318,7 +318,7 @@ impl PipelineContext {
                 work.processor.set_owner(p, owner);
             }
             for topic in &self.topics {
-                let offset = read_offset(self.store.as_ref(), topic, p)?.map_or(Offset::Beginning, Offset::Offset);
+                let offset = start_offset(consumer, self.store.as_ref(), topic, p)?;
                 if let Err(err) = consumer.seek(topic, p as i32, offset, Duration::from_secs(10)) {
                     return Err(PipelineError::Rebalance(format!("cannot rewind {topic}/{p}: {err}")));
                 }
@@ -379,6 +379,27 @@ impl PipelineContext {
             tracing::info!(partition = p, "partition revoked");
         }
         Ok(())
+    }
+}
+
+/// Where partition `p` of `topic` resumes: its stored offset, or the
+/// partition's first offset if nothing was applied yet. Always a concrete
+/// offset: librdkafka leaves a paused partition that was sought to a
+/// logical offset (`BEGINNING`) in its offset-query state, never fetching.
+fn start_offset(
+    consumer: &BaseConsumer<PipelineContext>,
+    store: &dyn Store,
+    topic: &str,
+    p: u32,
+) -> Result<Offset, PipelineError> {
+    if let Some(off) = read_offset(store, topic, p)? {
+        return Ok(Offset::Offset(off));
+    }
+    match consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(10)) {
+        Ok((low, _)) => Ok(Offset::Offset(low)),
+        Err(err) => Err(PipelineError::Rebalance(format!(
+            "cannot read where {topic}/{p} begins: {err}"
+        ))),
     }
 }
 
