@@ -52,6 +52,14 @@ pub enum ErrorKind {
     KeyMismatch,
     /// Totals do not add up (lines or payments against `total`).
     Unbalanced,
+    /// The value is larger than `[batch] max_input_bytes`; it is not parsed.
+    TooLarge,
+    /// `occurred_at` is older than `[state] dedupe_retention`: its dedupe
+    /// record may have been dropped, so a duplicate could not be told apart.
+    DedupeExpired,
+    /// An output record (accrual, command, directory entry) is larger than
+    /// the producer or the broker accepts; this dead letter stands in for it.
+    OutputTooLarge,
 }
 
 impl ErrorKind {
@@ -70,11 +78,14 @@ impl ErrorKind {
             ErrorKind::BadCurrency => "bad_currency",
             ErrorKind::KeyMismatch => "key_mismatch",
             ErrorKind::Unbalanced => "unbalanced",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::DedupeExpired => "dedupe_expired",
+            ErrorKind::OutputTooLarge => "output_too_large",
         }
     }
 
     /// Every kind, for documentation and for pre-registering metric labels.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::MalformedJson,
         ErrorKind::MissingField,
         ErrorKind::InvalidField,
@@ -87,6 +98,9 @@ impl ErrorKind {
         ErrorKind::BadCurrency,
         ErrorKind::KeyMismatch,
         ErrorKind::Unbalanced,
+        ErrorKind::TooLarge,
+        ErrorKind::DedupeExpired,
+        ErrorKind::OutputTooLarge,
     ];
 }
 

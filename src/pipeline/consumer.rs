@@ -357,6 +357,7 @@ pub fn run(
     let mut processor = Processor::new(store.clone(), tenants, code_key);
     processor.set_routing(routing);
     processor.set_changelog(config.state.changelog);
+    processor.set_limits(crate::pipeline::Limits::of(config));
     let context = PipelineContext {
         store: store.clone(),
         progress: progress.clone(),

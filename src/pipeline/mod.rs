@@ -5,7 +5,7 @@ pub mod batch;
 pub mod consumer;
 pub mod shared;
 
-pub use batch::{Applied, Batch, InputRecord, Processor, Tenants};
+pub use batch::{Applied, Batch, InputRecord, Limits, Processor, Tenants};
 pub use shared::{Programs, Progress};
 
 /// Why the consume loop stopped.
