@@ -25,7 +25,7 @@ use crate::contract::{self, ErrorKind};
 /// room for the framing a size estimate can miss, and for the changelog's
 /// copy of the outbox record (its encoding, key and tag header), which
 /// must fit the same limit.
-pub const SIZE_MARGIN: u64 = 1_024;
+pub(super) const SIZE_MARGIN: u64 = 1_024;
 
 /// Longest header value (the reason) kept in a truncated dead letter.
 const HEADER_VALUE_MAX: usize = 512;
@@ -38,7 +38,7 @@ const ID_MAX: u64 = 31;
 
 /// The size librdkafka checks against `message.max.bytes` for an outbox
 /// record, with the `accrue-id` header the publisher adds.
-pub fn wire_size(record: &OutboxRecord) -> u64 {
+pub(super) fn wire_size(record: &OutboxRecord) -> u64 {
     let headers: u64 = record
         .headers
         .iter()
@@ -52,7 +52,7 @@ pub fn wire_size(record: &OutboxRecord) -> u64 {
 }
 
 /// The same for one changelog record, with its tag header.
-pub fn change_size(rec: &LogRecord) -> u64 {
+pub(super) fn change_size(rec: &LogRecord) -> u64 {
     RECORD_OVERHEAD
         + rec.key.len() as u64
         + rec.value.as_ref().map_or(0, |v| v.len() as u64)
@@ -69,7 +69,7 @@ fn header_size(name: usize, value: usize) -> u64 {
 /// number of retries: it is too large, or the broker finds it invalid.
 /// Everything else (timeouts, leader changes, a full queue, authorization)
 /// is about the connection or the topic and is retried.
-pub fn permanent(err: &KafkaError) -> bool {
+pub(super) fn permanent(err: &KafkaError) -> bool {
     matches!(
         err.rdkafka_error_code(),
         Some(
@@ -94,7 +94,7 @@ pub fn fit_dead_letter(record: OutboxRecord, limit: u64) -> OutboxRecord {
 
 /// What the publisher sends in place of an outbox record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Prepared {
+pub(super) enum Prepared {
     /// The record fits: send it as it is.
     Fits,
     /// Send this smaller record instead (and store it in place of the
@@ -106,7 +106,7 @@ pub enum Prepared {
 
 /// Checks an outbox record against `limit` before it is sent; `topic` is
 /// the topic it is meant for.
-pub fn prepare(record: &OutboxRecord, limit: u64, topic: &str) -> Prepared {
+pub(super) fn prepare(record: &OutboxRecord, limit: u64, topic: &str) -> Prepared {
     if wire_size(record) <= limit {
         return Prepared::Fits;
     }
@@ -119,7 +119,7 @@ pub fn prepare(record: &OutboxRecord, limit: u64, topic: &str) -> Prepared {
 /// What the publisher does after the producer or the broker refused a
 /// record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(super) enum Action {
     /// A transient error: send the record again (after recovery).
     Retry,
     /// A permanent refusal of a request that held other records too: the
@@ -140,7 +140,7 @@ pub enum Action {
 /// Each replacement is smaller than what was refused (at most half its
 /// size, or less than `limit`), so a record is refused only a bounded
 /// number of times before it is published or dropped.
-pub fn decide(err: &KafkaError, alone: bool, record: Option<&OutboxRecord>, size: u64, limit: u64, topic: &str) -> Action {
+pub(super) fn decide(err: &KafkaError, alone: bool, record: Option<&OutboxRecord>, size: u64, limit: u64, topic: &str) -> Action {
     if !permanent(err) {
         return Action::Retry;
     }
@@ -161,7 +161,7 @@ pub fn decide(err: &KafkaError, alone: bool, record: Option<&OutboxRecord>, size
 /// stands in for `record`, strictly smaller than it; `None` if nothing
 /// smaller can stand in (it is already cut to its headers, or it is a
 /// changelog batch, which is never replaced).
-pub fn stand_in(record: &OutboxRecord, budget: u64, topic: &str) -> Option<OutboxRecord> {
+pub(super) fn stand_in(record: &OutboxRecord, budget: u64, topic: &str) -> Option<OutboxRecord> {
     let candidate = match record.destination {
         Destination::DeadLetter => truncate(record, budget),
         Destination::Changelog => return None,
