@@ -161,6 +161,12 @@ fn the_publisher_replaces_an_outbox_record_over_the_producer_limit() {
         1.0,
         "{metrics}"
     );
+    // The replay's changelog batch holds that outbox record too: too large
+    // to publish, it is left out of the changelog, and the rest goes out.
+    assert_eq!(
+        sample(&metrics, "accrue_outbox_dropped_total", &["destination=\"changelog\""]),
+        1.0
+    );
     assert_eq!(sample(&metrics, "accrue_outbox_publish_errors_total", &[]), 0.0);
     assert_eq!(sample(&metrics, "accrue_outbox_depth", &[]), 0.0, "the outbox drained");
     let status = terminate(&mut child, Duration::from_secs(60));
