@@ -20,7 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(text) => Some(humantime_serde::re::humantime::parse_duration(&text)?),
         None => None,
     };
-    let store = RocksStore::open_with(&dir, StoreOptions { dedupe_retention: retention })?;
+    let store = RocksStore::open_with(
+        &dir,
+        StoreOptions {
+            dedupe_retention: retention,
+        },
+    )?;
     store.compact()?;
     let snapshot = store.snapshot();
     let mut total = 0;

@@ -47,7 +47,10 @@ fn a_dead_letter_over_the_producer_limit_is_truncated_and_the_partition_moves_on
     let env = Env::new("limits-dl", 2);
     // The producer accepts 64 KiB; the broker and the test's producer accept more.
     configure(&env, "kafka.librdkafka", "\"message.max.bytes\" = \"65536\"");
-    let big: Vec<u8> = std::iter::repeat_n(b"not json ".as_slice(), 22_222).flatten().copied().collect();
+    let big: Vec<u8> = std::iter::repeat_n(b"not json ".as_slice(), 22_222)
+        .flatten()
+        .copied()
+        .collect();
     let mut input = orders("before", 3);
     input.push((Some("cafe-central:c-1".into()), big.clone()));
     input.extend(orders("after", 20));
@@ -64,11 +67,18 @@ fn a_dead_letter_over_the_producer_limit_is_truncated_and_the_partition_moves_on
     let letter = &dead[0];
     assert_eq!(letter.header("accrue-error-kind"), Some("malformed_json"));
     assert_eq!(letter.header("accrue-truncated"), Some("true"));
-    assert_eq!(letter.header("accrue-original-size"), Some(big.len().to_string().as_str()));
+    assert_eq!(
+        letter.header("accrue-original-size"),
+        Some(big.len().to_string().as_str())
+    );
     assert_eq!(letter.header("accrue-source-topic"), Some(env.input.as_str()));
     assert_eq!(letter.header("accrue-source-offset"), Some("3"));
     assert!(letter.header("accrue-source-partition").is_some());
-    assert!(letter.payload.len() < 65_536 && letter.payload.len() > 32_768, "{}", letter.payload.len());
+    assert!(
+        letter.payload.len() < 65_536 && letter.payload.len() > 32_768,
+        "{}",
+        letter.payload.len()
+    );
     assert!(big.starts_with(&letter.payload), "a prefix of the original value");
     assert_eq!(letter.key.as_deref(), Some("cafe-central:c-1"));
     assert_eq!(accruals_of(&env, "before").len(), 3);
@@ -78,9 +88,17 @@ fn a_dead_letter_over_the_producer_limit_is_truncated_and_the_partition_moves_on
 
     // Nothing was refused or retried on the way.
     let metrics = scrape(env.http_port);
-    assert_eq!(sample(&metrics, "accrue_outbox_publish_errors_total", &[]), 0.0, "{metrics}");
     assert_eq!(
-        sample(&metrics, "accrue_events_dead_lettered_total", &["reason=\"malformed_json\""]),
+        sample(&metrics, "accrue_outbox_publish_errors_total", &[]),
+        0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "accrue_events_dead_lettered_total",
+            &["reason=\"malformed_json\""]
+        ),
         1.0
     );
     let status = terminate(&mut child, Duration::from_secs(60));
@@ -112,12 +130,22 @@ fn an_input_over_max_input_bytes_is_dead_lettered_as_too_large() {
     assert!(dead[0]
         .header("accrue-error-reason")
         .is_some_and(|r| r.contains(&padded.len().to_string()) && r.contains("max_input_bytes")));
-    assert_eq!(dead[0].payload, padded, "under the producer limit the value is carried whole");
+    assert_eq!(
+        dead[0].payload, padded,
+        "under the producer limit the value is carried whole"
+    );
     assert_eq!(dead[0].header("accrue-truncated"), None);
-    assert!(accruals_of(&env, "huge").is_empty(), "the oversized order was not applied");
+    assert!(
+        accruals_of(&env, "huge").is_empty(),
+        "the oversized order was not applied"
+    );
     let last = accruals_of(&env, "after-9");
     assert_eq!(last.len(), 1);
-    assert_eq!(last[0].json()["balance"], "0.60", "12 orders of 1.00 at 5%, not the 100.00 one");
+    assert_eq!(
+        last[0].json()["balance"],
+        "0.60",
+        "12 orders of 1.00 at 5%, not the 100.00 one"
+    );
     let metrics = scrape(env.http_port);
     assert_eq!(
         sample(&metrics, "accrue_events_dead_lettered_total", &["reason=\"too_large\""]),
@@ -151,13 +179,20 @@ fn the_publisher_replaces_an_outbox_record_over_the_producer_limit() {
     let dead = read_all(&env.dead_letter, env.partitions);
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].header("accrue-truncated"), Some("true"));
-    assert_eq!(dead[0].header("accrue-original-size"), Some(line.len().to_string().as_str()));
+    assert_eq!(
+        dead[0].header("accrue-original-size"),
+        Some(line.len().to_string().as_str())
+    );
     assert!(line.as_bytes().starts_with(&dead[0].payload));
     assert!(dead[0].payload.len() < 65_536);
 
     let metrics = scrape(env.http_port);
     assert_eq!(
-        sample(&metrics, "accrue_outbox_replaced_total", &["destination=\"dead_letter\""]),
+        sample(
+            &metrics,
+            "accrue_outbox_replaced_total",
+            &["destination=\"dead_letter\""]
+        ),
         1.0,
         "{metrics}"
     );

@@ -38,8 +38,7 @@ fn load(overrides: &str, state: &str, batch: &str) -> Result<Config, Vec<String>
     write(&dir.path().join("accrue.toml"), &text)?;
     std::fs::create_dir(dir.path().join("tenants")).map_err(|e| vec![e.to_string()])?;
     write(&dir.path().join("tenants/cafe.toml"), TENANT)?;
-    Config::load(&dir.path().join("accrue.toml"))
-        .map_err(|e| e.issues.iter().map(ToString::to_string).collect())
+    Config::load(&dir.path().join("accrue.toml")).map_err(|e| e.issues.iter().map(ToString::to_string).collect())
 }
 
 fn fields(result: Result<Config, Vec<String>>) -> Vec<String> {
@@ -104,7 +103,11 @@ fn inconsistent_fetch_overrides_are_refused() {
         assert!(found.iter().any(|i| i.contains(field)), "no {field:?} in {found:#?}");
     }
     // An input limit above what one fetch may hold could stall a partition.
-    let found = fields(load("\"fetch.max.bytes\" = \"1000000\"", "", "max_input_bytes = 2000000"));
+    let found = fields(load(
+        "\"fetch.max.bytes\" = \"1000000\"",
+        "",
+        "max_input_bytes = 2000000",
+    ));
     assert!(
         found
             .iter()

@@ -841,11 +841,7 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     for (field, message) in file.kafka.fetch_problems(file.batch.max_input_bytes) {
         issues.push(field, message);
     }
-    if file
-        .state
-        .dedupe_retention
-        .is_some_and(|r| r < MIN_DEDUPE_RETENTION)
-    {
+    if file.state.dedupe_retention.is_some_and(|r| r < MIN_DEDUPE_RETENTION) {
         issues.push(
             "state.dedupe_retention",
             "must be at least \"1h\" (remove it to keep dedupe records forever)",

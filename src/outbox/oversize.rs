@@ -140,7 +140,14 @@ pub(super) enum Action {
 /// Each replacement is smaller than what was refused (at most half its
 /// size, or less than `limit`), so a record is refused only a bounded
 /// number of times before it is published or dropped.
-pub(super) fn decide(err: &KafkaError, alone: bool, record: Option<&OutboxRecord>, size: u64, limit: u64, topic: &str) -> Action {
+pub(super) fn decide(
+    err: &KafkaError,
+    alone: bool,
+    record: Option<&OutboxRecord>,
+    size: u64,
+    limit: u64,
+    topic: &str,
+) -> Action {
     if !permanent(err) {
         return Action::Retry;
     }
@@ -294,7 +301,10 @@ mod tests {
         assert!(wire_size(&fitted) <= 65_536 - SIZE_MARGIN, "{}", wire_size(&fitted));
         assert!(fitted.payload.len() > 60_000, "keeps as much as fits");
         assert!(record.payload.starts_with(&fitted.payload));
-        assert!(std::str::from_utf8(&fitted.payload).is_ok(), "cut on a character boundary");
+        assert!(
+            std::str::from_utf8(&fitted.payload).is_ok(),
+            "cut on a character boundary"
+        );
         assert_eq!(header(&fitted, contract::HEADER_ORIGINAL_SIZE), Some("200000"));
         assert_eq!(header(&fitted, contract::HEADER_TRUNCATED), Some("true"));
         assert_eq!(header(&fitted, contract::HEADER_SOURCE_OFFSET), Some("18232"));
@@ -346,7 +356,10 @@ mod tests {
         assert_eq!(decide(&timeout, true, Some(&record), 500, 65_536, "dlq"), Action::Retry);
         let auth = KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed);
         assert_eq!(decide(&auth, true, Some(&record), 500, 65_536, "dlq"), Action::Retry);
-        assert_eq!(decide(&size_error(), false, Some(&record), 500, 65_536, "dlq"), Action::Shrink);
+        assert_eq!(
+            decide(&size_error(), false, Some(&record), 500, 65_536, "dlq"),
+            Action::Shrink
+        );
     }
 
     #[test]

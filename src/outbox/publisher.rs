@@ -441,7 +441,13 @@ impl Publisher {
                 match oversize::prepare(&record, limit, &topic) {
                     Prepared::Fits => {}
                     Prepared::Replace(smaller) => {
-                        replaced(p, seq, &record, &smaller, "larger than the producer's message.max.bytes");
+                        replaced(
+                            p,
+                            seq,
+                            &record,
+                            &smaller,
+                            "larger than the producer's message.max.bytes",
+                        );
                         already.put(Family::Outbox, key.clone(), smaller.encode());
                         record = smaller;
                     }
@@ -637,7 +643,10 @@ impl Publisher {
         let key = keys::outbox(p, seq);
         let record = match sent.dest {
             Destination::Changelog => None,
-            _ => self.store.get(Family::Outbox, &key)?.and_then(|v| OutboxRecord::decode(&v)),
+            _ => self
+                .store
+                .get(Family::Outbox, &key)?
+                .and_then(|v| OutboxRecord::decode(&v)),
         };
         let topic = self.topics[&sent.dest].clone();
         let action = oversize::decide(err, alone, record.as_ref(), sent.size, self.max_message_bytes, &topic);
@@ -793,7 +802,11 @@ fn drop_change(p: u32, seq: u64, rec: &LogRecord, size: u64, limit: u64) {
     tracing::error!(
         partition = p,
         seq,
-        family = rec.key.first().and_then(|t| Family::from_tag(*t)).map_or("marker", Family::name),
+        family = rec
+            .key
+            .first()
+            .and_then(|t| Family::from_tag(*t))
+            .map_or("marker", Family::name),
         size,
         limit,
         "a changelog record is larger than the producer's message.max.bytes; it is left out of the \

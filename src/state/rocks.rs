@@ -78,13 +78,16 @@ impl RocksStore {
             cf_opts.set_block_based_table_factory(&table);
             if let (Family::Dedupe, Some(retention)) = (f, options.dedupe_retention) {
                 let keep_ms = i64::try_from(retention.saturating_add(DEDUPE_GRACE).as_millis()).unwrap_or(i64::MAX);
-                cf_opts.set_compaction_filter("accrue-dedupe-retention", move |_level: u32, _key: &[u8], value: &[u8]| {
-                    if dedupe_expired(value, now_ms(), keep_ms) {
-                        CompactionDecision::Remove
-                    } else {
-                        CompactionDecision::Keep
-                    }
-                });
+                cf_opts.set_compaction_filter(
+                    "accrue-dedupe-retention",
+                    move |_level: u32, _key: &[u8], value: &[u8]| {
+                        if dedupe_expired(value, now_ms(), keep_ms) {
+                            CompactionDecision::Remove
+                        } else {
+                            CompactionDecision::Keep
+                        }
+                    },
+                );
                 // Files that no write reaches are still rewritten, so expired
                 // records go within a fraction of the window.
                 let period = (retention / 4).clamp(Duration::from_secs(3600), Duration::from_secs(7 * 24 * 3600));
@@ -343,12 +346,28 @@ mod tests {
         // Within the window plus grace: kept, although past the window.
         let in_grace = keys::dedupe(0, "t", "in-grace");
         let mut set = WriteSet::new();
-        set.put(Family::Dedupe, old.clone(), DedupeValue::encode(1, now - 40 * day).to_vec());
-        set.put(Family::Dedupe, recent.clone(), DedupeValue::encode(2, now - day).to_vec());
+        set.put(
+            Family::Dedupe,
+            old.clone(),
+            DedupeValue::encode(1, now - 40 * day).to_vec(),
+        );
+        set.put(
+            Family::Dedupe,
+            recent.clone(),
+            DedupeValue::encode(2, now - day).to_vec(),
+        );
         set.put(Family::Dedupe, legacy.clone(), keys::encode_u64(3).to_vec());
-        set.put(Family::Dedupe, in_grace.clone(), DedupeValue::encode(4, now - 30 * day - 3_600_000).to_vec());
+        set.put(
+            Family::Dedupe,
+            in_grace.clone(),
+            DedupeValue::encode(4, now - 30 * day - 3_600_000).to_vec(),
+        );
         // Another family with a value that would look expired is untouched.
-        set.put(Family::Meta, old.clone(), DedupeValue::encode(1, now - 40 * day).to_vec());
+        set.put(
+            Family::Meta,
+            old.clone(),
+            DedupeValue::encode(1, now - 40 * day).to_vec(),
+        );
         assert!(store.write(&set, Durability::Synced).is_ok());
         assert!(store.compact().is_ok());
         let has = |f, k: &[u8]| store.get(f, k).ok().flatten().is_some();

@@ -151,7 +151,14 @@ fn an_oversized_record_is_looked_for_among_the_dead_letters() -> Result<(), Box<
     // Its stand-in (a dead letter with id P-0) is on the broker; seq 1 is not.
     let published = HashMap::from([(Destination::DeadLetter, 0)]);
     let got = resume(&store, &progress, P, &published, 65_536)?;
-    assert_eq!(got, Resume { next: 1, found: 2, already: 1 });
+    assert_eq!(
+        got,
+        Resume {
+            next: 1,
+            found: 2,
+            already: 1
+        }
+    );
     assert_eq!(outbox_seqs(&store)?, vec![1]);
     Ok(())
 }
