@@ -86,13 +86,16 @@ fn a_dead_letter_over_the_producer_limit_is_truncated_and_the_partition_moves_on
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].json()["balance"], "1.15", "23 orders of 1.00 at 5%");
 
-    // Nothing was refused or retried on the way.
+    // Nothing was refused, retried or left out on the way: the dead letter
+    // and its copy in the changelog fit the limit.
     let metrics = scrape(env.http_port);
     assert_eq!(
         sample(&metrics, "accrue_outbox_publish_errors_total", &[]),
         0.0,
         "{metrics}"
     );
+    assert_eq!(sample(&metrics, "accrue_outbox_dropped_total", &[]), 0.0);
+    assert_eq!(sample(&metrics, "accrue_outbox_replaced_total", &[]), 0.0);
     assert_eq!(
         sample(
             &metrics,
