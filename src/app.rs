@@ -131,10 +131,23 @@ pub fn run_serving_reads(
         directory,
     };
 
-    let publisher_thread = thread::Builder::new()
-        .name("publisher".into())
-        .spawn(move || publisher.run())
-        .map_err(|_| RunError::Panicked("publisher could not start"))?;
+    let publisher_thread = {
+        let (progress, stop) = (progress.clone(), stop.clone());
+        thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || {
+                let result = publisher.run();
+                if let Err(err) = &result {
+                    // A publisher that stopped leaves the outbox to grow:
+                    // the whole process stops, not ready from now on.
+                    tracing::error!(error = %err, "publisher failed; stopping the processor");
+                    progress.fail(format!("publisher failed: {err}"));
+                    stop.store(true, Ordering::SeqCst);
+                }
+                result
+            })
+            .map_err(|_| RunError::Panicked("publisher could not start"))?
+    };
 
     let result = pipeline::consumer::run(
         config,

@@ -101,8 +101,10 @@ fn route(surface: &Surface, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/metrics" => {
-            // Fresh at every scrape, so the gauge never lags the endpoint.
-            telemetry::ready(surface.progress.readiness().is_ready());
+            // Fresh at every scrape, so the gauges never lag the endpoint.
+            let readiness = surface.progress.readiness();
+            telemetry::ready(readiness.is_ready());
+            telemetry::health(&readiness.conditions(), surface.progress.since_last_poll());
             let mut response = text(StatusCode::OK, surface.metrics.render());
             response.headers_mut().insert(
                 CONTENT_TYPE,
@@ -123,14 +125,30 @@ fn ready(surface: &Surface) -> Response<Full<Bytes>> {
     let r = surface.progress.readiness();
     let ready = r.is_ready();
     telemetry::ready(ready);
+    telemetry::health(&r.conditions(), surface.progress.since_last_poll());
+    let failing: Vec<String> = r.failing().iter().map(|name| format!("\"{name}\"")).collect();
+    let failure = match surface.progress.failure() {
+        Some(reason) => serde_json::Value::String(reason).to_string(),
+        None => "null".to_owned(),
+    };
     let body = format!(
-        "{{\"ready\":{ready},\"partitions_assigned\":{},\"state_open\":{},\"outbox_draining\":{},\"stopping\":{},\"directory_loaded\":{},\"restoring\":{},\"partitions\":{},\"outbox_pending\":{}}}\n",
+        "{{\"ready\":{ready},\"failing\":[{}],\"partitions_assigned\":{},\"state_open\":{},\"outbox_draining\":{},\"stopping\":{},\"directory_loaded\":{},\"restoring\":{},\"consume_loop_polling\":{},\"partitions_progressing\":{},\"assignment_ok\":{},\"broker_reachable\":{},\"publisher_ok\":{},\"last_poll_seconds_ago\":{},\"failure\":{failure},\"partitions\":{},\"outbox_pending\":{}}}\n",
+        failing.join(","),
         r.partitions_assigned,
         r.state_open,
         r.outbox_draining,
         r.stopping,
         r.directory_loaded,
         !r.restored,
+        r.consume_loop_polling,
+        r.partitions_progressing,
+        r.assignment_ok,
+        r.broker_reachable,
+        r.publisher_ok,
+        surface
+            .progress
+            .since_last_poll()
+            .map_or("null".to_owned(), |d| format!("{:.1}", d.as_secs_f64())),
         surface.progress.owned().len(),
         surface.progress.pending(),
     );

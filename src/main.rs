@@ -418,6 +418,9 @@ fn ledger(
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    // A panic outside the guarded apply of one record ends the process
+    // (src/pipeline/poison.rs): never a live husk that answers "ready".
+    accrue::pipeline::poison::install_panic_hook();
     let rt = tokio::runtime::Runtime::new()?;
     let stop = Arc::new(AtomicBool::new(false));
     let programs = Arc::new(Programs::new(config.tenants.clone()));

@@ -48,7 +48,7 @@ pub const READY: &str = "accrue_ready";
 pub const TENANT_EVENTS_PROCESSED: &str = "accrue_tenant_events_processed_total";
 
 /// Every metric with its kind and help text, for `# HELP` lines and docs.
-pub const METRICS: [(&str, Kind, &str); 38] = [
+pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         RESTORE_RECORDS,
         Kind::Counter,
@@ -215,7 +215,105 @@ pub const METRICS: [(&str, Kind, &str); 38] = [
         Kind::Gauge,
         "Bytes of one produce request of the publisher; lowered after the broker refused a request as too large.",
     ),
+    (
+        CONSUME_LOOP_LAST_POLL,
+        Kind::Gauge,
+        "Unix time of the consume loop's last poll of Kafka; /health/ready is false when older than [health] poll_stall.",
+    ),
+    (
+        READY_CONDITION,
+        Kind::Gauge,
+        "Each readiness condition, 1 when it holds: the condition label says why /health/ready is false.",
+    ),
+    (
+        PARTITION_STALLED,
+        Kind::Gauge,
+        "1 while an owned partition has records waiting and its applied offset has not moved for [health] partition_stall.",
+    ),
+    (
+        BROKER_REACHABLE,
+        Kind::Gauge,
+        "1 when the consumer sees a broker up (librdkafka statistics), else 0.",
+    ),
+    (
+        CONSUMER_REJOINS,
+        Kind::Counter,
+        "Times the consumer left the group and joined again with a new consumer, by reason.",
+    ),
+    (
+        PROCESSING_FAILURES,
+        Kind::Counter,
+        "Attempts at an input record that panicked inside accrue (the batch was dropped and retried).",
+    ),
+    (
+        POISON_RECORDS,
+        Kind::Counter,
+        "Input records dead-lettered as processing_failed after [batch] max_attempts failures.",
+    ),
 ];
+
+/// Unix time of the consume loop's last poll.
+pub const CONSUME_LOOP_LAST_POLL: &str = "accrue_consume_loop_last_poll_timestamp_seconds";
+/// Each readiness condition, 1 when it holds.
+pub const READY_CONDITION: &str = "accrue_ready_condition";
+/// 1 while an owned partition is stuck at its offset with records waiting.
+pub const PARTITION_STALLED: &str = "accrue_partition_stalled";
+/// 1 when the consumer sees a broker up.
+pub const BROKER_REACHABLE: &str = "accrue_broker_reachable";
+/// Rejoins of the consumer group, by reason.
+pub const CONSUMER_REJOINS: &str = "accrue_consumer_rejoins_total";
+/// Record applications that panicked.
+pub const PROCESSING_FAILURES: &str = "accrue_processing_failures_total";
+/// Records dead-lettered as `processing_failed`.
+pub const POISON_RECORDS: &str = "accrue_poison_records_total";
+
+/// The readiness conditions and the consume loop's heartbeat, fresh at
+/// every scrape and every `/health/ready`. `since_last_poll` is `None`
+/// before the first poll.
+pub fn health(conditions: &[(&'static str, bool)], since_last_poll: Option<Duration>) {
+    for (condition, ok) in conditions {
+        gauge!(READY_CONDITION, "condition" => *condition).set(if *ok { 1.0 } else { 0.0 });
+    }
+    if let Some(ago) = since_last_poll {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        gauge!(CONSUME_LOOP_LAST_POLL).set(now.saturating_sub(ago).as_secs_f64());
+    }
+}
+
+/// Partition `partition` of `topic` is stuck (`true`) or moves again.
+pub fn partition_stalled(topic: &str, partition: u32, stalled: bool) {
+    gauge!(PARTITION_STALLED, "topic" => topic.to_owned(), "partition" => partition.to_string()).set(if stalled {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// Whether the consumer sees a broker up.
+pub fn broker_reachable(up: bool) {
+    gauge!(BROKER_REACHABLE).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Why the consumer rejoins: owning nothing while input waits, or a
+/// partition that stayed stuck after it was re-positioned.
+pub const REJOIN_REASONS: [&str; 2] = ["no_assignment", "partition_stalled"];
+
+/// The consumer left the group and joined again.
+pub fn rejoined(reason: &'static str) {
+    counter!(CONSUMER_REJOINS, "reason" => reason).increment(1);
+}
+
+/// Applying a record panicked (a bug); it is retried.
+pub fn processing_failed() {
+    counter!(PROCESSING_FAILURES).increment(1);
+}
+
+/// A record was dead-lettered after its attempts were used up.
+pub fn poison_record() {
+    counter!(POISON_RECORDS).increment(1);
+}
 
 /// Start time of the process since the Unix epoch, in seconds.
 pub const PROCESS_START: &str = "accrue_process_start_time_seconds";
@@ -319,7 +417,7 @@ pub fn install_metrics(setup: &MetricsSetup) -> Result<PrometheusHandle, BuildEr
 }
 
 fn describe() {
-    for (name, kind, help) in METRICS {
+    for &(name, kind, help) in METRICS {
         match kind {
             Kind::Counter => describe_counter!(name, help),
             Kind::Gauge => describe_gauge!(name, help),
@@ -338,6 +436,11 @@ fn register(setup: &MetricsSetup) {
         counter!(EVENTS_DUPLICATE, "type" => event_type).absolute(0);
     }
     counter!(RECORDS_REPLAYED).absolute(0);
+    for reason in REJOIN_REASONS {
+        counter!(CONSUMER_REJOINS, "reason" => reason).absolute(0);
+    }
+    counter!(PROCESSING_FAILURES).absolute(0);
+    counter!(POISON_RECORDS).absolute(0);
     counter!(TIMERS_FIRED).absolute(0);
     gauge!(TIMERS_PENDING).set(0.0);
     gauge!(TIMERS_OVERDUE).set(0.0);
@@ -643,7 +746,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), METRICS.len(), "a metric is listed twice");
-        for (name, kind, help) in METRICS {
+        for &(name, kind, help) in METRICS {
             assert!(name.starts_with("accrue_"), "{name}");
             assert!(!help.is_empty(), "{name} has no help");
             assert_eq!(

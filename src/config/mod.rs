@@ -144,6 +144,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Optional metric labels.
     pub metrics: MetricsConfig,
+    /// When the process stops counting as ready, and when it rejoins.
+    pub health: HealthConfig,
     /// Tenants by id.
     pub tenants: HashMap<String, TenantConfig>,
 }
@@ -246,6 +248,15 @@ pub struct BatchConfig {
     /// letter (`too_large`) without being parsed.
     #[serde(default = "default_max_input_bytes")]
     pub max_input_bytes: u64,
+    /// Attempts at one input record that fails inside accrue (a bug, not bad
+    /// input) before it is dead-lettered as `processing_failed` and the
+    /// partition moves on (docs/guarantees.md, "Poison records").
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_max_attempts() -> u32 {
+    3
 }
 
 impl BatchConfig {
@@ -261,6 +272,7 @@ impl Default for BatchConfig {
             max_events: default_max_events(),
             linger_ms: default_linger_ms(),
             max_input_bytes: default_max_input_bytes(),
+            max_attempts: default_max_attempts(),
         }
     }
 }
@@ -299,6 +311,57 @@ impl Default for HttpConfig {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+/// `[health]`: the bounds after which a stuck part of the process makes
+/// `/health/ready` false (docs/operations.md, "Health").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// The consume loop has not polled Kafka for this long: not ready.
+    #[serde(default = "default_poll_stall", with = "humantime_serde")]
+    pub poll_stall: Duration,
+    /// An owned partition with records to read has not moved its applied
+    /// offset for this long (and intake is not paused): not ready; accrue
+    /// re-positions the partition, and rejoins the group if that does not help.
+    #[serde(default = "default_partition_stall", with = "humantime_serde")]
+    pub partition_stall: Duration,
+    /// The instance owns no partitions while the group's input has records
+    /// nobody is consuming, for this long: not ready. After twice this long
+    /// it leaves and rejoins the group (a new consumer).
+    #[serde(default = "default_unassigned_grace", with = "humantime_serde")]
+    pub unassigned_grace: Duration,
+    /// The publisher has failed to reach the broker (or had every delivery
+    /// fail) for this long: not ready.
+    #[serde(default = "default_publish_stall", with = "humantime_serde")]
+    pub publish_stall: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            poll_stall: default_poll_stall(),
+            partition_stall: default_partition_stall(),
+            unassigned_grace: default_unassigned_grace(),
+            publish_stall: default_publish_stall(),
+        }
+    }
+}
+
+fn default_poll_stall() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_partition_stall() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_unassigned_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_publish_stall() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `[metrics]`: optional, bounded label sets.
@@ -351,6 +414,8 @@ struct ProcessorFile {
     http: HttpConfig,
     #[serde(default)]
     metrics: MetricsConfig,
+    #[serde(default)]
+    health: HealthConfig,
     tenants: TenantsSection,
 }
 
@@ -742,6 +807,7 @@ impl Config {
             batch: file.batch,
             http: file.http,
             metrics: file.metrics,
+            health: file.health,
             tenants,
         })
     }
@@ -828,6 +894,31 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     }
     if file.batch.max_events == 0 || file.batch.max_events > 1_000_000 {
         issues.push("batch.max_events", "must be between 1 and 1000000");
+    }
+    if file.batch.max_attempts == 0 || file.batch.max_attempts > 100 {
+        issues.push("batch.max_attempts", "must be between 1 and 100");
+    }
+    for (field, value, least) in [
+        ("health.poll_stall", file.health.poll_stall, Duration::from_secs(5)),
+        (
+            "health.partition_stall",
+            file.health.partition_stall,
+            Duration::from_secs(5),
+        ),
+        (
+            "health.unassigned_grace",
+            file.health.unassigned_grace,
+            Duration::from_secs(5),
+        ),
+        (
+            "health.publish_stall",
+            file.health.publish_stall,
+            Duration::from_secs(1),
+        ),
+    ] {
+        if value < least {
+            issues.push(field, format!("must be at least {} s", least.as_secs()));
+        }
     }
     if file.batch.linger_ms > 60_000 {
         issues.push("batch.linger_ms", "must be at most 60000 (one minute)");

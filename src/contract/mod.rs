@@ -52,6 +52,9 @@ pub enum ErrorKind {
     KeyMismatch,
     /// Totals do not add up (lines or payments against `total`).
     Unbalanced,
+    /// Applying the record failed inside accrue `[batch] max_attempts`
+    /// times (a bug, not bad input); dead-lettered so its partition moves on.
+    ProcessingFailed,
     /// The value is larger than `[batch] max_input_bytes`; it is not parsed.
     TooLarge,
     /// `occurred_at` is older than `[state] dedupe_retention`: its dedupe
@@ -76,6 +79,7 @@ impl ErrorKind {
             ErrorKind::UnknownTenant => "unknown_tenant",
             ErrorKind::UnknownBranch => "unknown_branch",
             ErrorKind::BadCurrency => "bad_currency",
+            ErrorKind::ProcessingFailed => "processing_failed",
             ErrorKind::KeyMismatch => "key_mismatch",
             ErrorKind::Unbalanced => "unbalanced",
             ErrorKind::TooLarge => "too_large",
@@ -85,7 +89,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for documentation and for pre-registering metric labels.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::MalformedJson,
         ErrorKind::MissingField,
         ErrorKind::InvalidField,
@@ -98,6 +102,7 @@ impl ErrorKind {
         ErrorKind::BadCurrency,
         ErrorKind::KeyMismatch,
         ErrorKind::Unbalanced,
+        ErrorKind::ProcessingFailed,
         ErrorKind::TooLarge,
         ErrorKind::DedupeExpired,
         ErrorKind::OutputTooLarge,

@@ -197,7 +197,7 @@ impl Publisher {
             self.producer.poll(Duration::ZERO);
             let acked = self.handle_acks()?;
             self.report_acked();
-            let pending = self.pending();
+            let pending = self.pending()?;
             self.progress.set_pending(pending);
             telemetry::outbox_depth(pending);
 
@@ -231,13 +231,26 @@ impl Publisher {
     }
 
     /// Records durable but not yet acknowledged: not yet sent, or in flight.
-    fn pending(&self) -> u64 {
-        let unsent: u64 = self
-            .lanes
-            .iter()
-            .map(|(p, lane)| self.progress.durable(*p).unwrap_or(0).saturating_sub(lane.next))
-            .sum();
-        unsent + self.in_flight.values().sum::<u64>()
+    /// An owned partition not yet recovered (its output tails unread, say
+    /// while the broker is down) counts from its oldest outbox record.
+    fn pending(&self) -> Result<u64, OutboxError> {
+        let mut unsent = 0u64;
+        for p in self.progress.owned() {
+            let durable = self.progress.durable(p).unwrap_or(0);
+            let from = match self.lanes.get(&p) {
+                Some(lane) => lane.next,
+                None => {
+                    let prefix = keys::partition_prefix(p);
+                    let oldest = self.store.scan(Family::Outbox, &prefix, &prefix, 1)?;
+                    match oldest.first().and_then(|(key, _)| keys::parse_outbox(key)) {
+                        Some((_, seq)) => seq,
+                        None => durable,
+                    }
+                }
+            };
+            unsent = unsent.saturating_add(durable.saturating_sub(from));
+        }
+        Ok(unsent + self.in_flight.values().sum::<u64>())
     }
 
     fn drained(&self) -> bool {
@@ -267,6 +280,7 @@ impl Publisher {
                 }
                 Err(OutboxError::Tail(msg)) => {
                     // Never publish blindly: retry recovery on the next turn.
+                    self.progress.set_publish_failing(true);
                     tracing::warn!(partition = p, "cannot read output tails yet: {msg}");
                     std::thread::sleep(Duration::from_millis(200));
                 }
@@ -287,6 +301,7 @@ impl Publisher {
                 published.insert(dest, seq);
             }
         }
+        self.progress.set_publish_failing(false);
         let Resume { next, found, already } = resume(
             self.store.as_ref(),
             &self.progress,
@@ -619,6 +634,9 @@ impl Publisher {
         if n > 0 {
             self.store.write(&writes, Durability::Buffered)?;
         }
+        // Readiness: the broker takes our records, or it does not.
+        self.progress
+            .set_publish_failing(acks.iter().all(|(.., outcome)| outcome.is_err()));
         for (dest, count) in per_topic {
             telemetry::published(&self.topics[&dest], count);
         }

@@ -346,6 +346,22 @@ impl Processor {
         self.apply_with(batch, record, Some(decoded))
     }
 
+    /// Dead-letters `record` as `processing_failed` with `reason`, without
+    /// decoding or applying it: its processing failed inside accrue
+    /// `[batch] max_attempts` times (see [`crate::pipeline::poison`]).
+    ///
+    /// # Errors
+    /// As [`Processor::apply`].
+    pub fn apply_unprocessable(
+        &mut self,
+        batch: &mut Batch,
+        record: &InputRecord<'_>,
+        reason: &str,
+    ) -> Result<Applied, StateError> {
+        let failed = ContractError::new(ErrorKind::ProcessingFailed, reason);
+        self.apply_with(batch, record, Some(Err(failed)))
+    }
+
     fn apply_with(
         &mut self,
         batch: &mut Batch,
@@ -370,7 +386,14 @@ impl Processor {
         }
         batch.events += 1;
         batch.first_applied.get_or_insert_with(Instant::now);
-        let applied = if record.topic == self.routing.internal_topic {
+        let (decoded, unprocessable) = match decoded {
+            Some(Err(err)) if err.kind == ErrorKind::ProcessingFailed => (None, Some(err)),
+            other => (other, None),
+        };
+        let applied = if let Some(err) = unprocessable {
+            self.dead_letter(batch, record, &err);
+            Applied::DeadLettered(err.kind)
+        } else if record.topic == self.routing.internal_topic {
             match self.decode_command(record) {
                 Err(err) => {
                     self.dead_letter(batch, record, &err);

@@ -3,7 +3,10 @@
 
 pub mod batch;
 pub mod consumer;
+pub mod poison;
 pub mod shared;
+pub mod takeover;
+pub mod watchdog;
 
 pub use batch::{Applied, Batch, InputRecord, Limits, Processor, Tenants};
 pub use shared::{Programs, Progress};
