@@ -74,10 +74,15 @@ pub fn run_serving_reads(
             detail: e.to_string(),
         },
     })?;
-    let rocks = Arc::new(RocksStore::open(&config.state.dir).map_err(|source| RunError::State {
-        dir: config.state.dir.display().to_string(),
-        source,
-    })?);
+    let options = crate::state::StoreOptions {
+        dedupe_retention: config.state.dedupe_retention,
+    };
+    let rocks = Arc::new(
+        RocksStore::open_with(&config.state.dir, options).map_err(|source| RunError::State {
+            dir: config.state.dir.display().to_string(),
+            source,
+        })?,
+    );
     let _ = reads.set(rocks.clone());
     let store: Arc<dyn Store> = rocks;
     let code_key = gift_card_key(&config.state.dir).map_err(|e| RunError::State {

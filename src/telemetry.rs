@@ -201,6 +201,21 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Always 1; the version label is the accrue version.",
     ),
     (
+        OUTBOX_REPLACED,
+        Kind::Counter,
+        "Outbox records too large for the producer or refused by the broker for good, published as a truncated dead letter instead, by destination.",
+    ),
+    (
+        OUTBOX_DROPPED,
+        Kind::Counter,
+        "Outbox records dropped because nothing smaller could stand in for them (changelog records: a restore lacks that value), by destination.",
+    ),
+    (
+        PRODUCE_BATCH_BYTES,
+        Kind::Gauge,
+        "Bytes of one produce request of the publisher; lowered after the broker refused a request as too large.",
+    ),
+    (
         CONSUME_LOOP_LAST_POLL,
         Kind::Gauge,
         "Unix time of the consume loop's last poll of Kafka; /health/ready is false when older than [health] poll_stall.",
@@ -431,6 +446,10 @@ fn register(setup: &MetricsSetup) {
     gauge!(TIMERS_OVERDUE).set(0.0);
     counter!(OUTBOX_RECOVERED).absolute(0);
     counter!(OUTBOX_ERRORS).absolute(0);
+    for destination in crate::outbox::Destination::ALL.map(crate::outbox::Destination::as_str) {
+        counter!(OUTBOX_REPLACED, "destination" => destination).absolute(0);
+        counter!(OUTBOX_DROPPED, "destination" => destination).absolute(0);
+    }
     gauge!(OUTBOX_DEPTH).set(0.0);
     gauge!(PARTITIONS_OWNED).set(0.0);
     gauge!(READY).set(0.0);
@@ -683,6 +702,30 @@ pub fn assignment(how: &'static str) {
 /// Changelog records acknowledged.
 pub fn changelog_published(n: u64) {
     counter!(CHANGELOG_RECORDS).increment(n);
+}
+
+/// Outbox records published as a truncated dead letter instead, by destination.
+pub const OUTBOX_REPLACED: &str = "accrue_outbox_replaced_total";
+/// Outbox records dropped as too large, by destination.
+pub const OUTBOX_DROPPED: &str = "accrue_outbox_dropped_total";
+/// The publisher's produce request size.
+pub const PRODUCE_BATCH_BYTES: &str = "accrue_outbox_produce_batch_bytes";
+
+/// One outbox record of `destination` replaced by a truncated dead letter.
+pub fn outbox_replaced(destination: &'static str) {
+    counter!(OUTBOX_REPLACED, "destination" => destination).increment(1);
+}
+
+/// One outbox record of `destination` dropped: too large, nothing smaller
+/// could stand in.
+pub fn outbox_dropped(destination: &'static str) {
+    counter!(OUTBOX_DROPPED, "destination" => destination).increment(1);
+}
+
+/// The publisher sends produce requests of at most `bytes` (at start, and
+/// after the broker refused a request as too large).
+pub fn produce_batch_bytes(bytes: u64) {
+    gauge!(PRODUCE_BATCH_BYTES).set(bytes as f64);
 }
 
 /// Business rejections (`redemption.rejected`, ...), by type and reason.

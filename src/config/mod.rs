@@ -221,6 +221,12 @@ pub struct StateConfig {
     /// off for throughput (`docs/operations.md`).
     #[serde(default = "default_true")]
     pub changelog: bool,
+    /// How long a dedupe record (an applied `event_id`) is kept, by the age
+    /// of the event's `occurred_at` (`"30d"`, `"720h"`); absent keeps every
+    /// record forever. Events older than the window are dead letters
+    /// (`dedupe_expired`), so a duplicate is never applied twice.
+    #[serde(default, with = "humantime_serde")]
+    pub dedupe_retention: Option<Duration>,
 }
 
 fn default_true() -> bool {
@@ -238,6 +244,10 @@ pub struct BatchConfig {
     /// committed anyway.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
+    /// Largest input value, in bytes, that is parsed; a larger one is a dead
+    /// letter (`too_large`) without being parsed.
+    #[serde(default = "default_max_input_bytes")]
+    pub max_input_bytes: u64,
     /// Attempts at one input record that fails inside accrue (a bug, not bad
     /// input) before it is dead-lettered as `processing_failed` and the
     /// partition moves on (docs/guarantees.md, "Poison records").
@@ -261,6 +271,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: default_max_events(),
             linger_ms: default_linger_ms(),
+            max_input_bytes: default_max_input_bytes(),
             max_attempts: default_max_attempts(),
         }
     }
@@ -273,6 +284,13 @@ fn default_max_events() -> usize {
 fn default_linger_ms() -> u64 {
     20
 }
+
+fn default_max_input_bytes() -> u64 {
+    1 << 20
+}
+
+/// Shortest accepted `state.dedupe_retention`.
+const MIN_DEDUPE_RETENTION: Duration = Duration::from_secs(3600);
 
 /// `[http]`: metrics and health.
 #[derive(Debug, Clone, Deserialize)]
@@ -501,6 +519,93 @@ impl KafkaConfig {
     }
 }
 
+impl KafkaConfig {
+    /// The producer's `message.max.bytes`: the largest record accrue may
+    /// publish (librdkafka's default unless `[kafka.librdkafka]` sets it).
+    /// Dead letters are cut to fit it.
+    pub fn max_message_bytes(&self) -> u64 {
+        self.librdkafka
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
+    }
+
+    /// The fetch limits the consumers run with, as librdkafka derives them
+    /// from the overrides; every problem that would make a record the
+    /// producer may write unreadable, or that librdkafka refuses, as
+    /// `(field, message)`.
+    fn fetch_problems(&self, max_input_bytes: u64) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let mut get = |key: &str| -> Option<u64> {
+            let raw = self.librdkafka.get(key)?;
+            raw.trim()
+                .parse::<u64>()
+                .map_err(|_| {
+                    problems.push((
+                        format!("kafka.librdkafka.{key}"),
+                        format!("{raw:?} is not a number of bytes; write it as a string of digits, e.g. \"1000000\""),
+                    ));
+                })
+                .ok()
+        };
+        let message_max = get("message.max.bytes");
+        let fetch_max = get("fetch.max.bytes");
+        let receive_max = get("receive.message.max.bytes");
+        let queued_kb = get("queued.max.messages.kbytes");
+        let message_max_or_default = message_max.unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES);
+        if message_max_or_default < MIN_MESSAGE_MAX_BYTES {
+            problems.push((
+                "kafka.librdkafka.message.max.bytes".into(),
+                format!(
+                    "is {message_max_or_default}; it must be at least {MIN_MESSAGE_MAX_BYTES}, so a dead letter's \
+                     headers and an excerpt of its value fit one record"
+                ),
+            ));
+        }
+        // librdkafka's rule: unless set, fetch.max.bytes is its default
+        // capped by the consumer queue, and raised to message.max.bytes.
+        let effective_fetch = fetch_max.unwrap_or_else(|| {
+            LIBRDKAFKA_FETCH_MAX_BYTES
+                .min(queued_kb.unwrap_or(LIBRDKAFKA_QUEUED_MAX_KBYTES).saturating_mul(1024))
+                .max(message_max_or_default)
+        });
+        if let Some(fetch) = fetch_max {
+            if fetch < message_max_or_default {
+                problems.push((
+                    "kafka.librdkafka.fetch.max.bytes".into(),
+                    format!(
+                        "is {fetch}, below message.max.bytes ({message_max_or_default}): the tail reader could not \
+                         read back what the publisher writes; raise it or remove it"
+                    ),
+                ));
+            }
+        }
+        if effective_fetch < max_input_bytes {
+            problems.push((
+                "batch.max_input_bytes".into(),
+                format!(
+                    "is {max_input_bytes}, above the consumer's fetch.max.bytes ({effective_fetch}): an input \
+                     between the two could not be fetched and would stall its partition; lower max_input_bytes \
+                     or raise kafka.librdkafka.fetch.max.bytes"
+                ),
+            ));
+        }
+        if let Some(receive) = receive_max {
+            if receive < effective_fetch.saturating_add(512) {
+                problems.push((
+                    "kafka.librdkafka.receive.message.max.bytes".into(),
+                    format!(
+                        "is {receive}; it must be at least fetch.max.bytes + 512 ({}), or a fetch response \
+                         holding a large record is refused and its partition stalls; raise it or remove it",
+                        effective_fetch.saturating_add(512)
+                    ),
+                ));
+            }
+        }
+        problems
+    }
+}
+
 /// The size of one produce request of the publisher; see
 /// [`KafkaConfig::producer_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -514,6 +619,15 @@ pub struct ProducerBatch {
 /// librdkafka's defaults for `batch.size` and `message.max.bytes`.
 const LIBRDKAFKA_BATCH_SIZE: u64 = 1_000_000;
 const LIBRDKAFKA_MESSAGE_MAX_BYTES: u64 = 1_000_000;
+/// librdkafka's defaults for `fetch.max.bytes` and `queued.max.messages.kbytes`.
+const LIBRDKAFKA_FETCH_MAX_BYTES: u64 = 50 * 1024 * 1024;
+const LIBRDKAFKA_QUEUED_MAX_KBYTES: u64 = 65_536;
+/// Smallest `message.max.bytes` accrue accepts: a dead letter's headers
+/// (reason, source coordinates, sizes) and an excerpt must fit one record.
+pub const MIN_MESSAGE_MAX_BYTES: u64 = 16_384;
+/// Smallest and largest `batch.max_input_bytes`.
+const MIN_INPUT_BYTES: u64 = 1_024;
+const MAX_INPUT_BYTES: u64 = 100 * 1024 * 1024;
 
 /// accrue's default `batch.num.messages` for the publisher's producer.
 const PRODUCER_BATCH_MESSAGES: u64 = 1_000;
@@ -688,6 +802,7 @@ impl Config {
             state: StateConfig {
                 dir: state_dir,
                 changelog: file.state.changelog,
+                dedupe_retention: file.state.dedupe_retention,
             },
             batch: file.batch,
             http: file.http,
@@ -808,6 +923,21 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     if file.batch.linger_ms > 60_000 {
         issues.push("batch.linger_ms", "must be at most 60000 (one minute)");
     }
+    if !(MIN_INPUT_BYTES..=MAX_INPUT_BYTES).contains(&file.batch.max_input_bytes) {
+        issues.push(
+            "batch.max_input_bytes",
+            format!("must be between {MIN_INPUT_BYTES} and {MAX_INPUT_BYTES} bytes"),
+        );
+    }
+    for (field, message) in file.kafka.fetch_problems(file.batch.max_input_bytes) {
+        issues.push(field, message);
+    }
+    if file.state.dedupe_retention.is_some_and(|r| r < MIN_DEDUPE_RETENTION) {
+        issues.push(
+            "state.dedupe_retention",
+            "must be at least \"1h\" (remove it to keep dedupe records forever)",
+        );
+    }
     if file.metrics.max_tenants == 0 || file.metrics.max_tenants > MAX_TENANT_LABELS {
         issues.push(
             "metrics.max_tenants",
@@ -831,3 +961,6 @@ fn valid_topic_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod limits_tests;

@@ -55,6 +55,14 @@ pub enum ErrorKind {
     /// Applying the record failed inside accrue `[batch] max_attempts`
     /// times (a bug, not bad input); dead-lettered so its partition moves on.
     ProcessingFailed,
+    /// The value is larger than `[batch] max_input_bytes`; it is not parsed.
+    TooLarge,
+    /// `occurred_at` is older than `[state] dedupe_retention`: its dedupe
+    /// record may have been dropped, so a duplicate could not be told apart.
+    DedupeExpired,
+    /// An output record (accrual, command, directory entry) is larger than
+    /// the producer or the broker accepts; this dead letter stands in for it.
+    OutputTooLarge,
 }
 
 impl ErrorKind {
@@ -74,11 +82,14 @@ impl ErrorKind {
             ErrorKind::ProcessingFailed => "processing_failed",
             ErrorKind::KeyMismatch => "key_mismatch",
             ErrorKind::Unbalanced => "unbalanced",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::DedupeExpired => "dedupe_expired",
+            ErrorKind::OutputTooLarge => "output_too_large",
         }
     }
 
     /// Every kind, for documentation and for pre-registering metric labels.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::MalformedJson,
         ErrorKind::MissingField,
         ErrorKind::InvalidField,
@@ -92,6 +103,9 @@ impl ErrorKind {
         ErrorKind::KeyMismatch,
         ErrorKind::Unbalanced,
         ErrorKind::ProcessingFailed,
+        ErrorKind::TooLarge,
+        ErrorKind::DedupeExpired,
+        ErrorKind::OutputTooLarge,
     ];
 }
 

@@ -8,7 +8,7 @@ pub mod shared;
 pub mod takeover;
 pub mod watchdog;
 
-pub use batch::{Applied, Batch, InputRecord, Processor, Tenants};
+pub use batch::{Applied, Batch, InputRecord, Limits, Processor, Tenants};
 pub use shared::{Programs, Progress};
 
 /// Why the consume loop stopped.
