@@ -28,7 +28,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -62,12 +62,25 @@ impl Surface {
     }
 }
 
+/// Connections the kernel completes while the accept loop is busy. tokio's
+/// default (128) overflowed under a burst of a few hundred connects in
+/// `tests/http_limits.rs`, and a dropped SYN costs the client a 1 s retry.
+const ACCEPT_BACKLOG: u32 = 1024;
+
 /// Binds `listen`.
 ///
 /// # Errors
 /// If the address cannot be bound.
 pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(listen).await
+    let socket = if listen.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As TcpListener::bind does: a restart may rebind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Accepts connections until the task is dropped, under the limits of
