@@ -439,7 +439,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         let reads = api::StoreSlot::default();
         let surface = http::Surface::new(handle, progress.clone())
             .with_read_api(api::ReadApi::new(reads.clone(), programs.clone()));
-        let server = tokio::spawn(http::serve(listener, surface));
+        let server = tokio::spawn(http::serve(listener, surface, config.http.clone()));
         tracing::info!(listen = %config.http.listen, state = %config.state.dir.display(), "accrue starting");
         let worker_stop = stop.clone();
         let path = config.path.clone();

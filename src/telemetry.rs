@@ -46,6 +46,14 @@ pub const CONSUMER_LAG: &str = "accrue_consumer_lag";
 pub const READY: &str = "accrue_ready";
 /// Events applied, by tenant (opt-in: `[metrics] tenant_label`).
 pub const TENANT_EVENTS_PROCESSED: &str = "accrue_tenant_events_processed_total";
+/// HTTP connections open now.
+pub const HTTP_CONNECTIONS_OPEN: &str = "accrue_http_connections_open";
+/// HTTP connections closed at once because `[http] max_connections` were open.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "accrue_http_connections_refused_total";
+/// HTTP connections closed by a timeout, by reason.
+pub const HTTP_CONNECTIONS_TIMED_OUT: &str = "accrue_http_connections_timed_out_total";
+/// HTTP requests refused for their body, by reason.
+pub const HTTP_REQUESTS_REFUSED: &str = "accrue_http_requests_refused_total";
 
 /// Every metric with its kind and help text, for `# HELP` lines and docs.
 pub const METRICS: &[(&str, Kind, &str)] = &[
@@ -250,6 +258,26 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Input records dead-lettered as processing_failed after [batch] max_attempts failures.",
     ),
+    (
+        HTTP_CONNECTIONS_OPEN,
+        Kind::Gauge,
+        "HTTP connections open now, this scrape's included (at most [http] max_connections).",
+    ),
+    (
+        HTTP_CONNECTIONS_REFUSED,
+        Kind::Counter,
+        "HTTP connections closed at once because [http] max_connections were open.",
+    ),
+    (
+        HTTP_CONNECTIONS_TIMED_OUT,
+        Kind::Counter,
+        "HTTP connections closed by a timeout, by reason: header_read, keep_alive or idle.",
+    ),
+    (
+        HTTP_REQUESTS_REFUSED,
+        Kind::Counter,
+        "HTTP requests refused for their body, by reason: body_too_large (413), body_timeout (408), body_broken (400).",
+    ),
 ];
 
 /// Unix time of the consume loop's last poll.
@@ -453,6 +481,14 @@ fn register(setup: &MetricsSetup) {
     gauge!(OUTBOX_DEPTH).set(0.0);
     gauge!(PARTITIONS_OWNED).set(0.0);
     gauge!(READY).set(0.0);
+    gauge!(HTTP_CONNECTIONS_OPEN).set(0.0);
+    counter!(HTTP_CONNECTIONS_REFUSED).absolute(0);
+    for reason in HTTP_TIMEOUTS {
+        counter!(HTTP_CONNECTIONS_TIMED_OUT, "reason" => reason).absolute(0);
+    }
+    for reason in HTTP_BODY_REFUSALS {
+        counter!(HTTP_REQUESTS_REFUSED, "reason" => reason).absolute(0);
+    }
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -734,6 +770,31 @@ pub const EVENTS_REJECTED: &str = "accrue_events_rejected_total";
 /// One valid request refused by the programs.
 pub fn rejected(output_type: &'static str, code: &'static str) {
     counter!(EVENTS_REJECTED, "type" => output_type, "reason" => code).increment(1);
+}
+
+/// The `reason` values of [`HTTP_CONNECTIONS_TIMED_OUT`].
+pub const HTTP_TIMEOUTS: [&str; 3] = ["header_read", "keep_alive", "idle"];
+/// The `reason` values of [`HTTP_REQUESTS_REFUSED`].
+pub const HTTP_BODY_REFUSALS: [&str; 3] = ["body_too_large", "body_timeout", "body_broken"];
+
+/// HTTP connections holding a slot now.
+pub fn http_connections_open(n: usize) {
+    gauge!(HTTP_CONNECTIONS_OPEN).set(n as f64);
+}
+
+/// One connection refused at the cap.
+pub fn http_connection_refused() {
+    counter!(HTTP_CONNECTIONS_REFUSED).increment(1);
+}
+
+/// One connection closed by a timeout; `reason` is one of [`HTTP_TIMEOUTS`].
+pub fn http_connection_timed_out(reason: &'static str) {
+    counter!(HTTP_CONNECTIONS_TIMED_OUT, "reason" => reason).increment(1);
+}
+
+/// One request refused for its body; `reason` is one of [`HTTP_BODY_REFUSALS`].
+pub fn http_request_refused(reason: &'static str) {
+    counter!(HTTP_REQUESTS_REFUSED, "reason" => reason).increment(1);
 }
 
 #[cfg(test)]

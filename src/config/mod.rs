@@ -5,7 +5,10 @@
 //! Every error names the file and the field, so `accrue check-config` can
 //! point an operator straight at the line to fix.
 
+mod http;
 mod tenant;
+
+pub use http::HttpConfig;
 
 pub use tenant::{
     deposit_at, BookingsConfig, BranchConfig, CustomerProfile, GiftCardConfig, GroupRule, NegativeBalance,
@@ -33,28 +36,35 @@ pub fn partnership<'a>(
     }
 }
 
-/// Agreements that are not (yet) active, as sentences for `check-config`.
+/// Agreements that are not (yet) active, as sentences for `check-config`:
+/// one per pair of tenants where either side names the other, whichever
+/// side that is.
 pub fn pending_partnerships(tenants: &HashMap<String, TenantConfig>) -> Vec<String> {
-    let mut notes = Vec::new();
-    let mut ids: Vec<&String> = tenants.keys().collect();
-    ids.sort();
-    for id in ids {
-        let Some(tenant) = tenants.get(id) else { continue };
+    let mut pairs: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for (id, tenant) in tenants {
         for partner in tenant.partners.keys() {
-            if id < partner && partnership(tenants, id, partner).is_none() {
-                notes.push(format!(
-                    "partnership {id} <-> {partner} is not active: both tenants must set sent = true and an \
-                     [partners.<other>.accepted] table"
-                ));
-            }
+            match id.as_str().cmp(partner.as_str()) {
+                std::cmp::Ordering::Less => pairs.insert((id, partner)),
+                std::cmp::Ordering::Greater => pairs.insert((partner, id)),
+                // Refused by validation: a tenant cannot be its own partner.
+                std::cmp::Ordering::Equal => false,
+            };
         }
     }
-    notes
+    pairs
+        .into_iter()
+        .filter(|(a, b)| partnership(tenants, a, b).is_none())
+        .map(|(a, b)| {
+            format!(
+                "partnership {a} <-> {b} is not active: both tenants must set sent = true and an \
+                 [partners.<other>.accepted] table"
+            )
+        })
+        .collect()
 }
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -291,27 +301,6 @@ fn default_max_input_bytes() -> u64 {
 
 /// Shortest accepted `state.dedupe_retention`.
 const MIN_DEDUPE_RETENTION: Duration = Duration::from_secs(3600);
-
-/// `[http]`: metrics and health.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Listen address of `/metrics`.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            listen: default_listen(),
-        }
-    }
-}
-
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9464))
-}
 
 /// `[health]`: the bounds after which a stuck part of the process makes
 /// `/health/ready` false (docs/operations.md, "Health").
@@ -947,6 +936,7 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     if file.state.dir.as_os_str().is_empty() {
         issues.push("state.dir", "must not be empty");
     }
+    file.http.validate(issues);
 }
 
 fn valid_topic_name(name: &str) -> bool {

@@ -73,6 +73,11 @@ pub struct AccrualEvent {
     /// Text the customer sees (manual adjustments, gift cards, service points).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Who made a manual adjustment (`balance.adjust`'s `operator`), for
+    /// the audit trail; absent on other entries and on entries written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 impl AccrualEvent {

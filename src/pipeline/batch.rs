@@ -747,6 +747,7 @@ impl Processor {
                 base_amount: entry.base.map(|b| money(b, tenant.minor_units)).unwrap_or_default(),
                 currency: tenant.currency.clone(),
                 description: entry.description.clone(),
+                operator: entry.operator.clone(),
             };
             let payload = to_json(&accrual)?;
             let ledger_key = keys::ledger(p, &tenant.id, customer, seq);

@@ -113,6 +113,8 @@ pub struct Entry {
     pub base: Option<Decimal>,
     /// Text the customer sees (manual adjustments).
     pub description: Option<String>,
+    /// Who made a manual adjustment, for the audit trail.
+    pub operator: Option<String>,
 }
 
 /// A refused request: nothing is debited or credited.
@@ -343,6 +345,7 @@ pub fn evaluate(input: &Input<'_>) -> Outcome {
                     amount,
                     base: None,
                     description: Some(adjust.description.clone()),
+                    operator: adjust.operator.clone(),
                 }],
                 notify: input.customer.marketing_consent.then_some("balance.manually_updated"),
                 ..Outcome::default()

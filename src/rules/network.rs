@@ -299,6 +299,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
             amount,
             base: Some(base),
             description: None,
+            operator: None,
         });
         record.accruals.push(movement("deposit", &program, amount));
     }
@@ -316,6 +317,7 @@ fn debit(account: &str, program: &str, amount: Decimal) -> Entry {
         amount: -amount,
         base: None,
         description: None,
+        operator: None,
     }
 }
 
@@ -367,6 +369,7 @@ pub fn apply_command(
                     amount,
                     base: None,
                     description: None,
+                    operator: None,
                 }],
                 ..Outcome::default()
             }
@@ -417,6 +420,7 @@ pub fn apply_command(
                     amount: accrued,
                     base: Some(order.base.value()),
                     description: None,
+                    operator: None,
                 });
             }
             Outcome {

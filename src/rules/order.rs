@@ -115,6 +115,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
             amount: -*amount,
             base: None,
             description: None,
+            operator: None,
         });
         record.redemptions.push(Movement {
             account: account.clone(),
@@ -182,6 +183,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
             amount,
             base: Some(round_for_money(tenant, base)),
             description: None,
+            operator: None,
         });
         record.accruals.push(Movement {
             account: account.to_owned(),
@@ -298,6 +300,7 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Outcome {
                 amount: sign * delta,
                 base: None,
                 description: None,
+                operator: None,
             });
         }
     }
