@@ -254,6 +254,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Attempts at an input record that panicked inside accrue (the batch was dropped and retried).",
     ),
     (
+        INPUT_OFFSET_GAPS,
+        Kind::Counter,
+        "Input offsets skipped between two records of a partition (records the broker did not serve, or transactional commit markers), by topic.",
+    ),
+    (
         POISON_RECORDS,
         Kind::Counter,
         "Input records dead-lettered as processing_failed after [batch] max_attempts failures.",
@@ -294,6 +299,15 @@ pub const CONSUMER_REJOINS: &str = "accrue_consumer_rejoins_total";
 pub const PROCESSING_FAILURES: &str = "accrue_processing_failures_total";
 /// Records dead-lettered as `processing_failed`.
 pub const POISON_RECORDS: &str = "accrue_poison_records_total";
+/// Input offsets skipped between two records of a partition.
+pub const INPUT_OFFSET_GAPS: &str = "accrue_input_offset_gaps_total";
+
+/// The broker served partition `partition` of `topic` with `missing`
+/// offsets skipped.
+pub fn input_offset_gap(topic: &str, partition: u32, missing: i64) {
+    let _ = partition; // in the log line; a partition label would multiply series
+    counter!(INPUT_OFFSET_GAPS, "topic" => topic.to_owned()).increment(missing.max(0) as u64);
+}
 
 /// The readiness conditions and the consume loop's heartbeat, fresh at
 /// every scrape and every `/health/ready`. `since_last_poll` is `None`

@@ -384,6 +384,21 @@ impl Processor {
             telemetry::already_applied(1);
             return Ok(Applied::AlreadyApplied);
         }
+        if let Some(next) = expected.filter(|next| record.offset > *next) {
+            // Inputs are neither compacted nor written by accrue: a gap is
+            // records the broker did not serve (or a transactional
+            // producer's commit markers). Say so; never silently.
+            let missing = record.offset.saturating_sub(next);
+            telemetry::input_offset_gap(record.topic, p, missing);
+            tracing::warn!(
+                topic = record.topic,
+                partition = p,
+                expected = next,
+                offset = record.offset,
+                missing,
+                "input offsets skipped: the broker served this record after a gap"
+            );
+        }
         batch.events += 1;
         batch.first_applied.get_or_insert_with(Instant::now);
         let (decoded, unprocessable) = match decoded {

@@ -36,6 +36,9 @@ use crate::timers::{self, Clock};
 /// Intake pauses while more outbox records than this wait for the broker.
 const MAX_PENDING_OUTBOX: u64 = 200_000;
 
+/// How far before its stored offset a stalled partition is re-read.
+const RESEEK_BACK: i64 = 10_000;
+
 /// How often the consumer lag of owned partitions is reported.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -70,6 +73,10 @@ pub struct PipelineContext {
     failure: Mutex<Option<String>>,
     /// High watermarks from librdkafka's last statistics, for the lag metric.
     high_watermarks: Mutex<HashMap<(String, u32), i64>>,
+    /// Records librdkafka has fetched and holds for each partition, from
+    /// its last statistics: a partition with records queued is waiting its
+    /// turn in this process, not stuck at the broker.
+    fetch_queued: Mutex<HashMap<(String, u32), i64>>,
     /// `[state] changelog`: owners and epochs are kept.
     changelog: bool,
 }
@@ -97,11 +104,18 @@ impl ClientContext for PipelineContext {
             .high_watermarks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut queued = self
+            .fetch_queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (topic, t) in statistics.topics {
             for (p, part) in t.partitions {
                 // -1 is librdkafka's "internal" partition; -1001 is "unknown".
                 if p >= 0 && part.hi_offset >= 0 {
                     marks.insert((topic.clone(), p as u32), part.hi_offset);
+                }
+                if p >= 0 {
+                    queued.insert((topic.clone(), p as u32), part.fetchq_cnt);
                 }
             }
         }
@@ -460,6 +474,7 @@ pub fn run(
             topics: topics.clone(),
             failure: Mutex::new(None),
             high_watermarks: Mutex::new(HashMap::new()),
+            fetch_queued: Mutex::new(HashMap::new()),
             changelog: config.state.changelog,
         };
         let consumer: BaseConsumer<PipelineContext> = config
@@ -806,6 +821,11 @@ fn watch(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
+    let queued = ctx
+        .fetch_queued
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let mut rejoin = None;
     stalls.retain(|(_, p)| work.owned.contains(p));
     for p in work.owned.iter().copied() {
@@ -814,15 +834,20 @@ fn watch(
                 Ok(next) => next.unwrap_or(0),
                 Err(_) => continue,
             };
-            let mut high = marks.get(&(topic.clone(), p)).copied().unwrap_or(next);
+            let key = (topic.clone(), p);
+            let mut high = marks.get(&key).copied().unwrap_or(next);
             if stalls.quiet((i, p), next, now) {
                 // Statistics can be stale when fetching is what is stuck:
-                // ask the broker.
+                // ask the broker too, and believe the larger answer (tansu
+                // 0.6.0's memory storage under-reports its latest offset).
                 if let Ok((_, h)) = consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(2)) {
-                    high = h;
+                    high = high.max(h);
                 }
             }
-            let stall = stalls.observe((i, p), next, high, paused, now);
+            // Records fetched and queued here wait their turn behind other
+            // partitions' records: that is slow, not stuck.
+            let waiting_here = queued.get(&key).is_some_and(|n| *n > 0);
+            let stall = stalls.observe((i, p), next, high, paused || waiting_here, now);
             // Set at every look, so the gauge never ages out mid-stall.
             telemetry::partition_stalled(topic, p, matches!(stall, Stall::Stuck { .. }));
             match stall {
@@ -839,7 +864,13 @@ fn watch(
                         stuck_seconds = stuck_for.as_secs(),
                         "partition stalled: records wait but its applied offset has not moved; re-positioning it"
                     );
-                    let offset = Offset::Offset(next);
+                    // From before the stored offset: a broker that cannot
+                    // serve a fetch from inside a record batch (tansu
+                    // 0.6.0's memory storage returns nothing, or skips to
+                    // the next batch) serves one from an earlier batch
+                    // start. Records below the stored offset are skipped as
+                    // already applied.
+                    let offset = Offset::Offset(next.saturating_sub(RESEEK_BACK).max(0));
                     if let Err(err) = consumer.seek(topic, p as i32, offset, Duration::from_secs(10)) {
                         tracing::warn!(topic = %topic, partition = p, error = %err, "cannot re-position the stalled partition");
                     }
@@ -1035,8 +1066,18 @@ fn check_not_truncated(
     let Some(stored) = read_offset(store, topic, p)? else {
         return Ok(());
     };
+    let seen = consumer
+        .context()
+        .high_watermarks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&(topic.to_owned(), p))
+        .copied()
+        .unwrap_or(0);
+    // The larger of the broker's answer and what fetches have shown: tansu
+    // 0.6.0's memory storage under-reports its latest offset.
     match consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(10)) {
-        Ok((_, high)) if stored > high => Err(PipelineError::Rebalance(format!(
+        Ok((_, high)) if stored > high.max(seen) => Err(PipelineError::Rebalance(format!(
             "input {topic}/{p} ends at offset {high}, but the state has applied it up to offset {stored}: \
              the topic was recreated or truncated. Point [state] dir at a fresh directory to start over, \
              or restore the topic; accrue will not guess which records are new"
