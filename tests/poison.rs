@@ -17,7 +17,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use common::{half_even_percent, high_watermark_sum, money, order, produce, producer, read_all, terminate, wait_until, Env};
+use common::{
+    half_even_percent, high_watermark_sum, money, order, produce, producer, read_all, terminate, wait_until, Env,
+};
 
 const ORDERS: usize = 5_000;
 const CUSTOMERS: usize = 400;
@@ -37,7 +39,14 @@ fn partition_zero_customer(tenant: &str, prefix: &str) -> String {
         .unwrap()
 }
 
-fn envelope(event_id: &str, event_type: &str, tenant: &str, branch: &str, customer: &str, body: serde_json::Value) -> Vec<u8> {
+fn envelope(
+    event_id: &str,
+    event_type: &str,
+    tenant: &str,
+    branch: &str,
+    customer: &str,
+    body: serde_json::Value,
+) -> Vec<u8> {
     json!({
         "schema_version": 1, "event_id": event_id, "type": event_type, "tenant": tenant, "branch": branch,
         "customer": customer, "occurred_at": "2026-11-23T12:00:00Z", "body": body
@@ -87,7 +96,11 @@ fn poison_records_end_as_dead_letters_or_rejections_and_never_stop_a_partition()
     // at ends_at + credit_delay: the computation that used to overflow.
     let studio = env.dir.path().join("tenants/studio-flow.toml");
     let text = std::fs::read_to_string(&studio).unwrap();
-    std::fs::write(&studio, format!("{text}\n[bookings]\ncredit_delay = \"3h\"\npoints = {{ yoga = \"10\" }}\n")).unwrap();
+    std::fs::write(
+        &studio,
+        format!("{text}\n[bookings]\ncredit_delay = \"3h\"\npoints = {{ yoga = \"10\" }}\n"),
+    )
+    .unwrap();
 
     let mut rng = StdRng::seed_from_u64(0x0B01_5011);
     let mut stream: Vec<(Option<String>, Vec<u8>)> = Vec::new();
@@ -157,7 +170,12 @@ fn poison_records_end_as_dead_letters_or_rejections_and_never_stop_a_partition()
     // limit: the next adjustment, and an order that would accrue on it, are
     // rejected with balance_limit. They keep their order (one key).
     let mut filling: Vec<(Option<String>, Vec<u8>)> = (0..TO_THE_LIMIT)
-        .map(|n| (key("cafe-central", &spender), adjust(&format!("fill-{n}"), &spender, MAX_AMOUNT)))
+        .map(|n| {
+            (
+                key("cafe-central", &spender),
+                adjust(&format!("fill-{n}"), &spender, MAX_AMOUNT),
+            )
+        })
         .collect();
     for (id, payload, want) in [
         (
@@ -204,7 +222,10 @@ fn poison_records_end_as_dead_letters_or_rejections_and_never_stop_a_partition()
     let mut by_source: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
     for record in &accruals {
         let event = record.json();
-        assert!(ids.insert(event["id"].as_str().unwrap().to_owned()), "id published twice: {event}");
+        assert!(
+            ids.insert(event["id"].as_str().unwrap().to_owned()),
+            "id published twice: {event}"
+        );
         by_source
             .entry(event["source_event_id"].as_str().unwrap().to_owned())
             .or_default()
@@ -232,7 +253,7 @@ fn poison_records_end_as_dead_letters_or_rejections_and_never_stop_a_partition()
                 };
                 assert_eq!(found.partition, 0, "{id}");
                 assert_eq!(found.header("accrue-error-kind"), Some(*kind), "{id}");
-                assert!(by_source.get(id.as_str()).is_none(), "{id} also has outputs");
+                assert!(!by_source.contains_key(id.as_str()), "{id} also has outputs");
             }
             Expected::Rejection(output_type, code) => {
                 let events = by_source.get(id.as_str()).map(Vec::as_slice).unwrap_or_default();

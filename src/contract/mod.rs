@@ -22,7 +22,9 @@ use time::OffsetDateTime;
 /// The only envelope version this build understands.
 pub const SCHEMA_VERSION: u32 = 1;
 
-use limits::{check_amount, check_count, check_time, MAX_DESCRIPTION_LEN, MAX_GROUPS, MAX_ID_LEN, MAX_LINES, MAX_PAYMENTS};
+use limits::{
+    check_amount, check_count, check_time, MAX_DESCRIPTION_LEN, MAX_GROUPS, MAX_ID_LEN, MAX_LINES, MAX_PAYMENTS,
+};
 
 /// Why an input record was refused. Each kind is a stable, machine-readable
 /// string, carried on the dead-letter record and on the metric label.
@@ -758,7 +760,10 @@ fn check_id(field: impl fmt::Display, value: &str) -> Result<(), ContractError> 
     if value.len() > MAX_ID_LEN {
         return Err(ContractError::new(
             ErrorKind::OutOfRange,
-            format!("{field} is {} bytes long; identifiers are at most {MAX_ID_LEN} bytes", value.len()),
+            format!(
+                "{field} is {} bytes long; identifiers are at most {MAX_ID_LEN} bytes",
+                value.len()
+            ),
         ));
     }
     if value.chars().any(|c| c.is_control() || c == ':') {

@@ -111,10 +111,16 @@ mod tests {
 
     #[test]
     fn a_json_number_is_explained_once() {
-        let err = serde_json::from_str::<Amount>("12.5").err().map(|e| e.to_string()).unwrap_or_default();
+        let err = serde_json::from_str::<Amount>("12.5")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("expected a decimal string such as \"80.00\""), "{err}");
         assert!(!err.contains("expected expected"), "{err}");
-        assert!(err.contains(NOT_A_DECIMAL), "the decoder classifies by this marker: {err}");
+        assert!(
+            err.contains(NOT_A_DECIMAL),
+            "the decoder classifies by this marker: {err}"
+        );
     }
 
     #[test]

@@ -178,7 +178,10 @@ fn values_beyond_the_contract_limits_are_out_of_range() {
         ),
         event_json(
             "balance.adjust",
-            &format!(r#"{{"account":"bonus","amount":"1","description":"{}"}}"#, "d".repeat(501)),
+            &format!(
+                r#"{{"account":"bonus","amount":"1","description":"{}"}}"#,
+                "d".repeat(501)
+            ),
         ),
         event_json(
             "customer.upserted",

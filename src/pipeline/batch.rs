@@ -328,7 +328,8 @@ impl Processor {
             telemetry::already_applied(1);
             return Ok(Applied::AlreadyApplied);
         }
-        batch.events += 1;
+        // One per applied record: a batch holds far fewer than usize::MAX.
+        batch.events = batch.events.saturating_add(1);
         batch.first_applied.get_or_insert_with(Instant::now);
         let applied = if record.topic == self.routing.internal_topic {
             match self.decode_command(record) {
@@ -353,7 +354,9 @@ impl Processor {
         };
         if let Some(cursor) = batch.cursors.get_mut(&p) {
             // Kafka offsets stay far below i64::MAX.
-            cursor.offsets.insert(record.topic.to_owned(), record.offset.saturating_add(1));
+            cursor
+                .offsets
+                .insert(record.topic.to_owned(), record.offset.saturating_add(1));
         }
         Ok(applied)
     }
@@ -628,7 +631,7 @@ impl Processor {
         let (outcome, after) = match balances_after(batch.balances.get(prefix), outcome, out.reject_as) {
             Ok(after) => (outcome, after),
             Err(rejection) => {
-                refused = rejection;
+                refused = *rejection;
                 (&refused, Vec::new())
             }
         };
@@ -853,7 +856,7 @@ impl Processor {
     pub fn fire_due(&mut self, batch: &mut Batch, p: u32, now_ms: i64, limit: usize) -> Result<usize, StateError> {
         let prefix = keys::partition_prefix(p);
         let due = self.store.scan(Family::Timers, &prefix, &prefix, limit)?;
-        let mut fired = 0;
+        let mut fired: usize = 0;
         for (key, _) in due {
             let Some(keys::TimerKey {
                 due_ms,
@@ -897,7 +900,7 @@ impl Processor {
                         set: None,
                     },
                     booking: Some((booking_id.clone(), kept)),
-                    ..refused
+                    ..*refused
                 };
             }
             // i64 milliseconds times 10^6 always fits an i128.
@@ -921,7 +924,8 @@ impl Processor {
             batch.timers_deleted.insert(key.clone());
             self.apply_outcome(batch, &out, &prefix, &outcome)?;
             telemetry::timer_fired(now_ms.saturating_sub(due_ms).max(0));
-            fired += 1;
+            // At most `limit` timers are scanned.
+            fired = fired.saturating_add(1);
         }
         Ok(fired)
     }
@@ -1009,11 +1013,7 @@ impl Processor {
         let written = self.apply_outcome(batch, &out, &prefix, &outcome)?;
         let entries = written.entries;
         record_applied(batch, p, dedupe_key, first_seq);
-        let result = if written.rejected {
-            "rejected"
-        } else {
-            "applied"
-        };
+        let result = if written.rejected { "rejected" } else { "applied" };
         telemetry::command_applied(command_type, result);
         Ok(Applied::Processed(entries))
     }
@@ -1176,7 +1176,7 @@ fn balances_after(
     current: Option<&BTreeMap<String, Decimal>>,
     outcome: &Outcome,
     reject_as: &'static str,
-) -> Result<Vec<Decimal>, Outcome> {
+) -> Result<Vec<Decimal>, Box<Outcome>> {
     let mut running: BTreeMap<&str, Decimal> = BTreeMap::new();
     let mut after = Vec::with_capacity(outcome.entries.len());
     for entry in &outcome.entries {
@@ -1190,7 +1190,7 @@ fn balances_after(
                 running.insert(&entry.account, next);
                 after.push(next);
             }
-            Err((code, reason)) => return Err(Outcome::rejected(reject_as, code, reason)),
+            Err((code, reason)) => return Err(Box::new(Outcome::rejected(reject_as, code, reason))),
         }
     }
     Ok(after)

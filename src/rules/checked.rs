@@ -82,7 +82,10 @@ pub(crate) fn sum(values: impl IntoIterator<Item = Decimal>) -> Result<Decimal, 
 pub(crate) fn due_ms(at: OffsetDateTime, delay: Duration) -> Result<i64, Overflow> {
     let delay = time::Duration::try_from(delay).map_err(|_| Overflow::Date)?;
     let due = at.checked_add(delay).ok_or(Overflow::Date)?;
-    let ms = due.unix_timestamp_nanos().checked_div(1_000_000).ok_or(Overflow::Date)?;
+    let ms = due
+        .unix_timestamp_nanos()
+        .checked_div(1_000_000)
+        .ok_or(Overflow::Date)?;
     i64::try_from(ms).map_err(|_| Overflow::Date)
 }
 

@@ -222,7 +222,8 @@ fn payment_share(tenant: &TenantConfig, program: &ProgramConfig, order: &OrderPa
             .filter(|p| match &program.sales {
                 SalesConfig::All(_) => true,
                 SalesConfig::Specific(pairs) => pairs.iter().any(|pair| {
-                    pair.sale_type == order.sale_type && (pair.methods.contains("*") || pair.methods.contains(&p.method))
+                    pair.sale_type == order.sale_type
+                        && (pair.methods.contains("*") || pair.methods.contains(&p.method))
                 }),
             })
             .map(|p| p.amount.value()),
@@ -287,7 +288,8 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
         ),
     ] {
         for movement in movements.iter_mut() {
-            let target = round_for(tenant, &movement.account, checked::mul(movement.amount, share)?).min(movement.amount);
+            let target =
+                round_for(tenant, &movement.account, checked::mul(movement.amount, share)?).min(movement.amount);
             let mut delta = checked::sub(target, movement.reversed)?.max(Decimal::ZERO);
             if limit {
                 let available = balances.get(&movement.account).copied().unwrap_or_default();

@@ -665,8 +665,14 @@ fn customer_upserts_replace_the_profile() {
 #[test]
 fn rounding_helpers() {
     // 5% of 0.50 = 0.025 -> 0.02 (half-even), 5% of 0.70 = 0.035 -> 0.04.
-    assert_eq!(percent_of(Decimal::new(50, 2), Decimal::from(5), 2), Ok(Decimal::new(2, 2)));
-    assert_eq!(percent_of(Decimal::new(70, 2), Decimal::from(5), 2), Ok(Decimal::new(4, 2)));
+    assert_eq!(
+        percent_of(Decimal::new(50, 2), Decimal::from(5), 2),
+        Ok(Decimal::new(2, 2))
+    );
+    assert_eq!(
+        percent_of(Decimal::new(70, 2), Decimal::from(5), 2),
+        Ok(Decimal::new(4, 2))
+    );
     let t = tenant("", "");
     assert_eq!(round_for(&t, "bonus", Decimal::new(499, 2)), Decimal::from(4));
     assert_eq!(round_for(&t, "cashback", Decimal::new(4995, 3)), Decimal::new(500, 2));
