@@ -277,7 +277,7 @@ fn poison_records_end_as_dead_letters_or_rejections_and_never_stop_a_partition()
         .collect();
     assert!(!full.contains("panicked"), "a thread panicked\n{full}");
     eprintln!(
-        "poison: {} records, {} orders applied, {} poison records refused, {} dead letters",
+        "poison: {} records, {} orders applied, {} poison records refused ({} dead letters, the rest rejections)",
         stream.len(),
         expected.len(),
         poison.len(),
