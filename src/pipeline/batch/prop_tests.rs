@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use serde_json::{json, Value};
 
 use super::*;
@@ -28,6 +28,8 @@ const P: u32 = 0;
 /// 2026-11-23T12:00:00Z in Unix milliseconds: the seeded booking's due time.
 const NOON: i64 = 1_795_435_200_000;
 const CASES: u32 = 2_000;
+/// The runner's seed (ChaCha takes 32 bytes).
+const SEED: [u8; 32] = *b"accrue: poison never stops a run";
 
 /// The shipped local tenants: every program type, a referral program, a
 /// partnership with a shared deposit, bookings and gift cards.
@@ -406,15 +408,15 @@ const SLOTS: [(&str, &str, &str); 5] = [
 
 fn seed() -> impl Strategy<Value = Seed> {
     let near = prop_oneof![
-        Just(Decimal::MAX),
-        Just(Decimal::MIN),
-        Just(MAX_BALANCE),
-        Just(-MAX_BALANCE),
-        Just(MAX_BALANCE - Decimal::ONE),
-        Just(Decimal::from(500)),
+        2 => Just(Decimal::MAX),
+        2 => Just(Decimal::MIN),
+        1 => Just(MAX_BALANCE),
+        1 => Just(-MAX_BALANCE),
+        2 => Just(MAX_BALANCE - Decimal::ONE),
+        1 => Just(Decimal::from(500)),
     ];
     (
-        vec((0..SLOTS.len(), near), 0..3),
+        vec((0..SLOTS.len(), near), 0..5),
         prop_oneof![Just(Decimal::MAX), Just(MAX_AMOUNT), Just(Decimal::new(8000, 2))],
         prop_oneof![Just(Decimal::MAX), Just(MAX_BALANCE), Just(Decimal::new(400, 2))],
         prop_oneof![Just(Decimal::MAX), Just(MAX_BALANCE), Just(Decimal::from(10))],
@@ -697,11 +699,16 @@ fn every_input_is_applied_rejected_or_dead_lettered_and_nothing_panics() {
 
 fn run_property() {
     let tally: RefCell<BTreeMap<End, usize>> = RefCell::new(BTreeMap::new());
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases: CASES,
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
+    // A fixed seed: the same 2,000 cases every run, so the coverage check
+    // below cannot flake. Change the seed to explore others.
+    let mut runner = TestRunner::new_with_rng(
+        RunnerConfig {
+            cases: CASES,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &SEED),
+    );
     let result = runner.run(&(seed(), vec(input(), 1..10)), |(seed, inputs)| {
         let ends = run_case(&seed, &inputs).map_err(TestCaseError::fail)?;
         let mut tally = tally.borrow_mut();
