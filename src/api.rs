@@ -256,7 +256,8 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     }
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+/// A JSON error answer: `{"error": code, "message": message}`.
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "error": code, "message": message }))
 }
 

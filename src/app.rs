@@ -74,10 +74,15 @@ pub fn run_serving_reads(
             detail: e.to_string(),
         },
     })?;
-    let rocks = Arc::new(RocksStore::open(&config.state.dir).map_err(|source| RunError::State {
-        dir: config.state.dir.display().to_string(),
-        source,
-    })?);
+    let options = crate::state::StoreOptions {
+        dedupe_retention: config.state.dedupe_retention,
+    };
+    let rocks = Arc::new(
+        RocksStore::open_with(&config.state.dir, options).map_err(|source| RunError::State {
+            dir: config.state.dir.display().to_string(),
+            source,
+        })?,
+    );
     let _ = reads.set(rocks.clone());
     let store: Arc<dyn Store> = rocks;
     let code_key = gift_card_key(&config.state.dir).map_err(|e| RunError::State {
@@ -126,10 +131,23 @@ pub fn run_serving_reads(
         directory,
     };
 
-    let publisher_thread = thread::Builder::new()
-        .name("publisher".into())
-        .spawn(move || publisher.run())
-        .map_err(|_| RunError::Panicked("publisher could not start"))?;
+    let publisher_thread = {
+        let (progress, stop) = (progress.clone(), stop.clone());
+        thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || {
+                let result = publisher.run();
+                if let Err(err) = &result {
+                    // A publisher that stopped leaves the outbox to grow:
+                    // the whole process stops, not ready from now on.
+                    tracing::error!(error = %err, "publisher failed; stopping the processor");
+                    progress.fail(format!("publisher failed: {err}"));
+                    stop.store(true, Ordering::SeqCst);
+                }
+                result
+            })
+            .map_err(|_| RunError::Panicked("publisher could not start"))?
+    };
 
     let result = pipeline::consumer::run(
         config,

@@ -23,6 +23,8 @@
 //! epoch once a newer epoch has appeared (a fenced-off former owner).
 //! [`Restorer`] runs it against the broker.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -99,6 +101,42 @@ pub fn stored_owner(store: &dyn Store, p: u32) -> Result<Option<Owner>, StateErr
     Ok(store
         .get(Family::Meta, &keys::owner(p))?
         .and_then(|v| Owner::decode(&v)))
+}
+
+/// The number of the last batch partition `p` wrote (or restored), if any.
+///
+/// # Errors
+/// [`StateError`] if the store fails.
+pub fn stored_batch(store: &dyn Store, p: u32) -> Result<Option<u64>, StateError> {
+    Ok(store
+        .get(Family::Meta, &keys::changelog_cursor(p))?
+        .and_then(|v| u64_at(&v, 0)))
+}
+
+/// Whether partition `p`'s local state can be used as it is, given its
+/// stored owner and last batch number and the newest batch in the
+/// changelog (`head`). Pure: see docs/guarantees.md, "Same-disk restarts".
+///
+/// - An empty changelog has nothing to restore.
+/// - Local state without an owner is missing or a restore was cut short.
+/// - The same owner as the head wrote the newest records: nobody else has
+///   written the partition since.
+/// - A newer local epoch than the head's, with every batch of the head
+///   applied, is this disk taking the partition over and crashing before
+///   its first changelog batch reached the broker: any other owner since
+///   would have an epoch at least as new in the log. The local outbox
+///   still holds the changelog records the log lacks.
+pub fn is_current(local: Option<Owner>, local_batch: Option<u64>, head: Option<BatchTag>) -> bool {
+    let Some(head) = head else {
+        return true;
+    };
+    let Some(local) = local else {
+        return false;
+    };
+    if local == head.owner {
+        return true;
+    }
+    local.epoch > head.owner.epoch && local_batch.is_some_and(|n| n >= head.n)
 }
 
 /// Which batch a changelog record belongs to.
@@ -446,6 +484,8 @@ pub struct RestoreStats {
 pub struct Restorer {
     consumer: BaseConsumer<KafkaLog>,
     topic: String,
+    /// Set to stop a read (the partition was revoked, or the process stops).
+    cancel: Arc<AtomicBool>,
 }
 
 /// How far back from the end [`Restorer::head`] looks.
@@ -475,6 +515,10 @@ pub enum RestoreError {
     /// The store failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The read was cancelled (the partition was revoked); the partition's
+    /// local state has no owner and is restored again at its next assignment.
+    #[error("restore of partition {0} cancelled")]
+    Cancelled(u32),
 }
 
 impl Restorer {
@@ -497,7 +541,17 @@ impl Restorer {
             partition: 0,
             detail: e.to_string(),
         })?;
-        Ok(Restorer { consumer, topic })
+        Ok(Restorer {
+            consumer,
+            topic,
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Stops reads when `cancel` is set.
+    pub fn with_cancel(mut self, cancel: Arc<AtomicBool>) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     fn err(&self, p: u32, detail: impl ToString) -> RestoreError {
@@ -531,6 +585,9 @@ impl Restorer {
         self.consumer.assign(&tpl).map_err(|e| self.err(p, e))?;
         let mut last_progress = Instant::now();
         let result = loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                break Err(RestoreError::Cancelled(p));
+            }
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(msg)) => {
                     last_progress = Instant::now();
@@ -575,22 +632,21 @@ impl Restorer {
         result
     }
 
-    /// The owner of the newest records of partition `p`'s changelog, or
-    /// `None` if it is empty. Local state whose owner equals it is current:
-    /// nobody else has written the partition since.
+    /// The newest batch of partition `p`'s changelog (its owner and
+    /// number), or `None` if it is empty. See [`is_current`].
     ///
     /// # Errors
     /// [`RestoreError`] if the broker cannot be read.
-    pub fn head(&self, p: u32) -> Result<Option<Owner>, RestoreError> {
+    pub fn head(&self, p: u32) -> Result<Option<BatchTag>, RestoreError> {
         let (low, high) = self.watermarks(p)?;
         if high <= low {
             return Ok(None);
         }
-        let mut newest: Option<Owner> = None;
+        let mut newest: Option<BatchTag> = None;
         self.read(p, (high - HEAD_WINDOW).max(low), high, |_, tag, _, _| {
             if let Some(tag) = tag {
-                if newest.is_none_or(|o| tag.owner.epoch >= o.epoch) {
-                    newest = Some(tag.owner);
+                if newest.is_none_or(|o| (tag.owner.epoch, tag.n) >= (o.owner.epoch, o.n)) {
+                    newest = Some(tag);
                 }
             }
             Ok(())

@@ -418,6 +418,9 @@ fn ledger(
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    // A panic outside the guarded apply of one record ends the process
+    // (src/pipeline/poison.rs): never a live husk that answers "ready".
+    accrue::pipeline::poison::install_panic_hook();
     let rt = tokio::runtime::Runtime::new()?;
     let stop = Arc::new(AtomicBool::new(false));
     let programs = Arc::new(Programs::new(config.tenants.clone()));
@@ -436,7 +439,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         let reads = api::StoreSlot::default();
         let surface = http::Surface::new(handle, progress.clone())
             .with_read_api(api::ReadApi::new(reads.clone(), programs.clone()));
-        let server = tokio::spawn(http::serve(listener, surface));
+        let server = tokio::spawn(http::serve(listener, surface, config.http.clone()));
         tracing::info!(listen = %config.http.listen, state = %config.state.dir.display(), "accrue starting");
         let worker_stop = stop.clone();
         let path = config.path.clone();

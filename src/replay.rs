@@ -23,8 +23,8 @@ use crate::contract;
 use crate::gen::Pacer;
 use crate::outbox::{Destination, OutboxRecord};
 use crate::pipeline::batch::Routing;
-use crate::pipeline::{Applied, Batch, InputRecord, Processor};
-use crate::state::{keys, Family, RocksStore, StateError, Store};
+use crate::pipeline::{Applied, Batch, InputRecord, Limits, Processor};
+use crate::state::{keys, Family, RocksStore, StateError, Store, StoreOptions};
 
 /// The pseudo-topic internal commands are delivered under in a replay.
 pub const REPLAY_INTERNAL_TOPIC: &str = "replay.internal";
@@ -86,7 +86,12 @@ pub fn replay(
     let reader = std::fs::File::open(file).map_err(|e| ReplayError::Io(file.display().to_string(), e))?;
     let total = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     std::fs::create_dir_all(state).map_err(|e| ReplayError::Io(state.display().to_string(), e))?;
-    let store: Arc<dyn Store> = Arc::new(RocksStore::open(state)?);
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open_with(
+        state,
+        StoreOptions {
+            dedupe_retention: config.state.dedupe_retention,
+        },
+    )?);
     let key_file = state.join("giftcard.key");
     let code_key: Arc<[u8]> = std::fs::read(&key_file)
         .map(Arc::from)
@@ -95,6 +100,7 @@ pub fn replay(
     // A later `run` publishes the changelog records, so another instance
     // can restore what the replay wrote.
     processor.set_changelog(config.state.changelog);
+    processor.set_limits(Limits::of(config));
     processor.set_routing(Routing {
         internal_topic: REPLAY_INTERNAL_TOPIC.into(),
         partitions,

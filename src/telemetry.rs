@@ -46,9 +46,17 @@ pub const CONSUMER_LAG: &str = "accrue_consumer_lag";
 pub const READY: &str = "accrue_ready";
 /// Events applied, by tenant (opt-in: `[metrics] tenant_label`).
 pub const TENANT_EVENTS_PROCESSED: &str = "accrue_tenant_events_processed_total";
+/// HTTP connections open now.
+pub const HTTP_CONNECTIONS_OPEN: &str = "accrue_http_connections_open";
+/// HTTP connections closed at once because `[http] max_connections` were open.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "accrue_http_connections_refused_total";
+/// HTTP connections closed by a timeout, by reason.
+pub const HTTP_CONNECTIONS_TIMED_OUT: &str = "accrue_http_connections_timed_out_total";
+/// HTTP requests refused for their body, by reason.
+pub const HTTP_REQUESTS_REFUSED: &str = "accrue_http_requests_refused_total";
 
 /// Every metric with its kind and help text, for `# HELP` lines and docs.
-pub const METRICS: [(&str, Kind, &str); 35] = [
+pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         RESTORE_RECORDS,
         Kind::Counter,
@@ -200,7 +208,140 @@ pub const METRICS: [(&str, Kind, &str); 35] = [
         Kind::Gauge,
         "Always 1; the version label is the accrue version.",
     ),
+    (
+        OUTBOX_REPLACED,
+        Kind::Counter,
+        "Outbox records too large for the producer or refused by the broker for good, published as a truncated dead letter instead, by destination.",
+    ),
+    (
+        OUTBOX_DROPPED,
+        Kind::Counter,
+        "Outbox records dropped because nothing smaller could stand in for them (changelog records: a restore lacks that value), by destination.",
+    ),
+    (
+        PRODUCE_BATCH_BYTES,
+        Kind::Gauge,
+        "Bytes of one produce request of the publisher; lowered after the broker refused a request as too large.",
+    ),
+    (
+        CONSUME_LOOP_LAST_POLL,
+        Kind::Gauge,
+        "Unix time of the consume loop's last poll of Kafka; /health/ready is false when older than [health] poll_stall.",
+    ),
+    (
+        READY_CONDITION,
+        Kind::Gauge,
+        "Each readiness condition, 1 when it holds: the condition label says why /health/ready is false.",
+    ),
+    (
+        PARTITION_STALLED,
+        Kind::Gauge,
+        "1 while an owned partition has records waiting and its applied offset has not moved for [health] partition_stall.",
+    ),
+    (
+        BROKER_REACHABLE,
+        Kind::Gauge,
+        "1 when the consumer sees a broker up (librdkafka statistics), else 0.",
+    ),
+    (
+        CONSUMER_REJOINS,
+        Kind::Counter,
+        "Times the consumer left the group and joined again with a new consumer, by reason.",
+    ),
+    (
+        PROCESSING_FAILURES,
+        Kind::Counter,
+        "Attempts at an input record that panicked inside accrue (the batch was dropped and retried).",
+    ),
+    (
+        POISON_RECORDS,
+        Kind::Counter,
+        "Input records dead-lettered as processing_failed after [batch] max_attempts failures.",
+    ),
+    (
+        HTTP_CONNECTIONS_OPEN,
+        Kind::Gauge,
+        "HTTP connections open now, this scrape's included (at most [http] max_connections).",
+    ),
+    (
+        HTTP_CONNECTIONS_REFUSED,
+        Kind::Counter,
+        "HTTP connections closed at once because [http] max_connections were open.",
+    ),
+    (
+        HTTP_CONNECTIONS_TIMED_OUT,
+        Kind::Counter,
+        "HTTP connections closed by a timeout, by reason: header_read, keep_alive or idle.",
+    ),
+    (
+        HTTP_REQUESTS_REFUSED,
+        Kind::Counter,
+        "HTTP requests refused for their body, by reason: body_too_large (413), body_timeout (408), body_broken (400).",
+    ),
 ];
+
+/// Unix time of the consume loop's last poll.
+pub const CONSUME_LOOP_LAST_POLL: &str = "accrue_consume_loop_last_poll_timestamp_seconds";
+/// Each readiness condition, 1 when it holds.
+pub const READY_CONDITION: &str = "accrue_ready_condition";
+/// 1 while an owned partition is stuck at its offset with records waiting.
+pub const PARTITION_STALLED: &str = "accrue_partition_stalled";
+/// 1 when the consumer sees a broker up.
+pub const BROKER_REACHABLE: &str = "accrue_broker_reachable";
+/// Rejoins of the consumer group, by reason.
+pub const CONSUMER_REJOINS: &str = "accrue_consumer_rejoins_total";
+/// Record applications that panicked.
+pub const PROCESSING_FAILURES: &str = "accrue_processing_failures_total";
+/// Records dead-lettered as `processing_failed`.
+pub const POISON_RECORDS: &str = "accrue_poison_records_total";
+
+/// The readiness conditions and the consume loop's heartbeat, fresh at
+/// every scrape and every `/health/ready`. `since_last_poll` is `None`
+/// before the first poll.
+pub fn health(conditions: &[(&'static str, bool)], since_last_poll: Option<Duration>) {
+    for (condition, ok) in conditions {
+        gauge!(READY_CONDITION, "condition" => *condition).set(if *ok { 1.0 } else { 0.0 });
+    }
+    if let Some(ago) = since_last_poll {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        gauge!(CONSUME_LOOP_LAST_POLL).set(now.saturating_sub(ago).as_secs_f64());
+    }
+}
+
+/// Partition `partition` of `topic` is stuck (`true`) or moves again.
+pub fn partition_stalled(topic: &str, partition: u32, stalled: bool) {
+    gauge!(PARTITION_STALLED, "topic" => topic.to_owned(), "partition" => partition.to_string()).set(if stalled {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// Whether the consumer sees a broker up.
+pub fn broker_reachable(up: bool) {
+    gauge!(BROKER_REACHABLE).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Why the consumer rejoins: owning nothing while input waits, or a
+/// partition that stayed stuck after it was re-positioned.
+pub const REJOIN_REASONS: [&str; 2] = ["no_assignment", "partition_stalled"];
+
+/// The consumer left the group and joined again.
+pub fn rejoined(reason: &'static str) {
+    counter!(CONSUMER_REJOINS, "reason" => reason).increment(1);
+}
+
+/// Applying a record panicked (a bug); it is retried.
+pub fn processing_failed() {
+    counter!(PROCESSING_FAILURES).increment(1);
+}
+
+/// A record was dead-lettered after its attempts were used up.
+pub fn poison_record() {
+    counter!(POISON_RECORDS).increment(1);
+}
 
 /// Start time of the process since the Unix epoch, in seconds.
 pub const PROCESS_START: &str = "accrue_process_start_time_seconds";
@@ -304,7 +445,7 @@ pub fn install_metrics(setup: &MetricsSetup) -> Result<PrometheusHandle, BuildEr
 }
 
 fn describe() {
-    for (name, kind, help) in METRICS {
+    for &(name, kind, help) in METRICS {
         match kind {
             Kind::Counter => describe_counter!(name, help),
             Kind::Gauge => describe_gauge!(name, help),
@@ -323,14 +464,31 @@ fn register(setup: &MetricsSetup) {
         counter!(EVENTS_DUPLICATE, "type" => event_type).absolute(0);
     }
     counter!(RECORDS_REPLAYED).absolute(0);
+    for reason in REJOIN_REASONS {
+        counter!(CONSUMER_REJOINS, "reason" => reason).absolute(0);
+    }
+    counter!(PROCESSING_FAILURES).absolute(0);
+    counter!(POISON_RECORDS).absolute(0);
     counter!(TIMERS_FIRED).absolute(0);
     gauge!(TIMERS_PENDING).set(0.0);
     gauge!(TIMERS_OVERDUE).set(0.0);
     counter!(OUTBOX_RECOVERED).absolute(0);
     counter!(OUTBOX_ERRORS).absolute(0);
+    for destination in crate::outbox::Destination::ALL.map(crate::outbox::Destination::as_str) {
+        counter!(OUTBOX_REPLACED, "destination" => destination).absolute(0);
+        counter!(OUTBOX_DROPPED, "destination" => destination).absolute(0);
+    }
     gauge!(OUTBOX_DEPTH).set(0.0);
     gauge!(PARTITIONS_OWNED).set(0.0);
     gauge!(READY).set(0.0);
+    gauge!(HTTP_CONNECTIONS_OPEN).set(0.0);
+    counter!(HTTP_CONNECTIONS_REFUSED).absolute(0);
+    for reason in HTTP_TIMEOUTS {
+        counter!(HTTP_CONNECTIONS_TIMED_OUT, "reason" => reason).absolute(0);
+    }
+    for reason in HTTP_BODY_REFUSALS {
+        counter!(HTTP_REQUESTS_REFUSED, "reason" => reason).absolute(0);
+    }
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -582,12 +740,61 @@ pub fn changelog_published(n: u64) {
     counter!(CHANGELOG_RECORDS).increment(n);
 }
 
+/// Outbox records published as a truncated dead letter instead, by destination.
+pub const OUTBOX_REPLACED: &str = "accrue_outbox_replaced_total";
+/// Outbox records dropped as too large, by destination.
+pub const OUTBOX_DROPPED: &str = "accrue_outbox_dropped_total";
+/// The publisher's produce request size.
+pub const PRODUCE_BATCH_BYTES: &str = "accrue_outbox_produce_batch_bytes";
+
+/// One outbox record of `destination` replaced by a truncated dead letter.
+pub fn outbox_replaced(destination: &'static str) {
+    counter!(OUTBOX_REPLACED, "destination" => destination).increment(1);
+}
+
+/// One outbox record of `destination` dropped: too large, nothing smaller
+/// could stand in.
+pub fn outbox_dropped(destination: &'static str) {
+    counter!(OUTBOX_DROPPED, "destination" => destination).increment(1);
+}
+
+/// The publisher sends produce requests of at most `bytes` (at start, and
+/// after the broker refused a request as too large).
+pub fn produce_batch_bytes(bytes: u64) {
+    gauge!(PRODUCE_BATCH_BYTES).set(bytes as f64);
+}
+
 /// Business rejections (`redemption.rejected`, ...), by type and reason.
 pub const EVENTS_REJECTED: &str = "accrue_events_rejected_total";
 
 /// One valid request refused by the programs.
 pub fn rejected(output_type: &'static str, code: &'static str) {
     counter!(EVENTS_REJECTED, "type" => output_type, "reason" => code).increment(1);
+}
+
+/// The `reason` values of [`HTTP_CONNECTIONS_TIMED_OUT`].
+pub const HTTP_TIMEOUTS: [&str; 3] = ["header_read", "keep_alive", "idle"];
+/// The `reason` values of [`HTTP_REQUESTS_REFUSED`].
+pub const HTTP_BODY_REFUSALS: [&str; 3] = ["body_too_large", "body_timeout", "body_broken"];
+
+/// HTTP connections holding a slot now.
+pub fn http_connections_open(n: usize) {
+    gauge!(HTTP_CONNECTIONS_OPEN).set(n as f64);
+}
+
+/// One connection refused at the cap.
+pub fn http_connection_refused() {
+    counter!(HTTP_CONNECTIONS_REFUSED).increment(1);
+}
+
+/// One connection closed by a timeout; `reason` is one of [`HTTP_TIMEOUTS`].
+pub fn http_connection_timed_out(reason: &'static str) {
+    counter!(HTTP_CONNECTIONS_TIMED_OUT, "reason" => reason).increment(1);
+}
+
+/// One request refused for its body; `reason` is one of [`HTTP_BODY_REFUSALS`].
+pub fn http_request_refused(reason: &'static str) {
+    counter!(HTTP_REQUESTS_REFUSED, "reason" => reason).increment(1);
 }
 
 #[cfg(test)]
@@ -600,7 +807,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), METRICS.len(), "a metric is listed twice");
-        for (name, kind, help) in METRICS {
+        for &(name, kind, help) in METRICS {
             assert!(name.starts_with("accrue_"), "{name}");
             assert!(!help.is_empty(), "{name} has no help");
             assert_eq!(

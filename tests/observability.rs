@@ -341,6 +341,24 @@ fn alert_rules_and_prometheus_config_pass_promtool() {
 }
 
 #[test]
+fn alert_rules_fire_for_each_way_the_processor_can_stall() {
+    // deploy/prometheus/alerts_test.yaml: one scenario per readiness case
+    // (consume loop, stalled partition, no assignment, restore, broker,
+    // outbox, rejoins, poison records) and a healthy one that stays silent.
+    let out = Command::new(promtool())
+        .args(["test", "rules"])
+        .arg(repo("deploy/prometheus/alerts_test.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn the_container_config_is_valid() {
     let path = repo("deploy/config/accrue.toml");
     let config = accrue::config::Config::load(&path);

@@ -198,6 +198,27 @@ branches = {{ downtown = "active" }}
     let times: Vec<&str> = full.iter().map(|e| e["occurred_at"].as_str().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     assert!(full.iter().all(|e| e["tenant"] == "cafe-central"));
+    // The audit trail: an adjustment's operator is in its ledger entry.
+    let operators: Vec<(&str, &str)> = full
+        .iter()
+        .filter_map(|e| Some((e["entry_type"].as_str()?, e["operator"].as_str()?)))
+        .collect();
+    assert_eq!(operators, [("manual_adjustment", "anna"); 2]);
+    let mut published = Vec::new();
+    let all_published = wait_until(Duration::from_secs(60), || {
+        published = common::read_all(&env.accruals, 3)
+            .iter()
+            .map(common::Record::json)
+            .filter(|v| v["entry_type"] == "manual_adjustment")
+            .map(|v| v["operator"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        published.len() == 2
+    });
+    assert!(all_published, "the adjustments' accrual events: {published:?}");
+    assert_eq!(
+        published, ["anna"; 2],
+        "the published accrual event carries the operator"
+    );
 
     // Every filter, against the full ledger filtered here.
     let field_filters = [
@@ -306,6 +327,13 @@ branches = {{ downtown = "active" }}
         vec!["'=gift, \"thanks\""; 2],
         "quotes, commas and formulas survive"
     );
+    assert_eq!(header.last().map(String::as_str), Some("operator"));
+    let operated: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (&r[6], &r[14]))
+        .filter(|(_, o)| !o.is_empty())
+        .collect();
+    assert_eq!(operated, [("manual_adjustment", "anna"); 2], "the operator column");
 
     // The CLI reads the same state while the processor runs.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_accrue"))

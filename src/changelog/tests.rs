@@ -261,3 +261,34 @@ fn keys_a_fenced_owner_wrote_are_shadowed_too() {
     ]);
     assert_eq!(r.shadowed_keys(), vec![(Family::Balances, b"x".to_vec())]);
 }
+
+#[test]
+fn local_state_is_current_when_nobody_wrote_the_log_since() {
+    let head = tag(owner(4, 7), 120);
+    assert!(
+        is_current(None, None, None),
+        "an empty changelog has nothing to restore"
+    );
+    assert!(!is_current(None, None, Some(head)), "no owner: missing or cut short");
+    assert!(is_current(Some(owner(4, 7)), Some(120), Some(head)), "same owner");
+    assert!(
+        is_current(Some(owner(5, 9)), Some(120), Some(head)),
+        "a newer local epoch that applied the head batch: killed before its first changelog batch"
+    );
+    assert!(
+        is_current(Some(owner(6, 1)), Some(125), Some(head)),
+        "several restarts on the same disk, batches not yet in the log"
+    );
+    assert!(
+        !is_current(Some(owner(5, 9)), Some(119), Some(head)),
+        "a newer epoch that never saw the head batch"
+    );
+    assert!(
+        !is_current(Some(owner(4, 8)), Some(130), Some(head)),
+        "same epoch, another token: another owner wrote the log"
+    );
+    assert!(
+        !is_current(Some(owner(3, 7)), Some(130), Some(head)),
+        "an older epoch: another owner has written since"
+    );
+}

@@ -5,7 +5,10 @@
 //! Every error names the file and the field, so `accrue check-config` can
 //! point an operator straight at the line to fix.
 
+mod http;
 mod tenant;
+
+pub use http::HttpConfig;
 
 pub use tenant::{
     deposit_at, BookingsConfig, BranchConfig, CustomerProfile, GiftCardConfig, GroupRule, NegativeBalance,
@@ -33,28 +36,35 @@ pub fn partnership<'a>(
     }
 }
 
-/// Agreements that are not (yet) active, as sentences for `check-config`.
+/// Agreements that are not (yet) active, as sentences for `check-config`:
+/// one per pair of tenants where either side names the other, whichever
+/// side that is.
 pub fn pending_partnerships(tenants: &HashMap<String, TenantConfig>) -> Vec<String> {
-    let mut notes = Vec::new();
-    let mut ids: Vec<&String> = tenants.keys().collect();
-    ids.sort();
-    for id in ids {
-        let Some(tenant) = tenants.get(id) else { continue };
+    let mut pairs: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for (id, tenant) in tenants {
         for partner in tenant.partners.keys() {
-            if id < partner && partnership(tenants, id, partner).is_none() {
-                notes.push(format!(
-                    "partnership {id} <-> {partner} is not active: both tenants must set sent = true and an \
-                     [partners.<other>.accepted] table"
-                ));
-            }
+            match id.as_str().cmp(partner.as_str()) {
+                std::cmp::Ordering::Less => pairs.insert((id, partner)),
+                std::cmp::Ordering::Greater => pairs.insert((partner, id)),
+                // Refused by validation: a tenant cannot be its own partner.
+                std::cmp::Ordering::Equal => false,
+            };
         }
     }
-    notes
+    pairs
+        .into_iter()
+        .filter(|(a, b)| partnership(tenants, a, b).is_none())
+        .map(|(a, b)| {
+            format!(
+                "partnership {a} <-> {b} is not active: both tenants must set sent = true and an \
+                 [partners.<other>.accepted] table"
+            )
+        })
+        .collect()
 }
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -144,6 +154,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Optional metric labels.
     pub metrics: MetricsConfig,
+    /// When the process stops counting as ready, and when it rejoins.
+    pub health: HealthConfig,
     /// Tenants by id.
     pub tenants: HashMap<String, TenantConfig>,
 }
@@ -219,6 +231,12 @@ pub struct StateConfig {
     /// off for throughput (`docs/operations.md`).
     #[serde(default = "default_true")]
     pub changelog: bool,
+    /// How long a dedupe record (an applied `event_id`) is kept, by the age
+    /// of the event's `occurred_at` (`"30d"`, `"720h"`); absent keeps every
+    /// record forever. Events older than the window are dead letters
+    /// (`dedupe_expired`), so a duplicate is never applied twice.
+    #[serde(default, with = "humantime_serde")]
+    pub dedupe_retention: Option<Duration>,
 }
 
 fn default_true() -> bool {
@@ -236,6 +254,19 @@ pub struct BatchConfig {
     /// committed anyway.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
+    /// Largest input value, in bytes, that is parsed; a larger one is a dead
+    /// letter (`too_large`) without being parsed.
+    #[serde(default = "default_max_input_bytes")]
+    pub max_input_bytes: u64,
+    /// Attempts at one input record that fails inside accrue (a bug, not bad
+    /// input) before it is dead-lettered as `processing_failed` and the
+    /// partition moves on (docs/guarantees.md, "Poison records").
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_max_attempts() -> u32 {
+    3
 }
 
 impl BatchConfig {
@@ -250,6 +281,8 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: default_max_events(),
             linger_ms: default_linger_ms(),
+            max_input_bytes: default_max_input_bytes(),
+            max_attempts: default_max_attempts(),
         }
     }
 }
@@ -262,25 +295,62 @@ fn default_linger_ms() -> u64 {
     20
 }
 
-/// `[http]`: metrics and health.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Listen address of `/metrics`.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
+fn default_max_input_bytes() -> u64 {
+    1 << 20
 }
 
-impl Default for HttpConfig {
+/// Shortest accepted `state.dedupe_retention`.
+const MIN_DEDUPE_RETENTION: Duration = Duration::from_secs(3600);
+
+/// `[health]`: the bounds after which a stuck part of the process makes
+/// `/health/ready` false (docs/operations.md, "Health").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// The consume loop has not polled Kafka for this long: not ready.
+    #[serde(default = "default_poll_stall", with = "humantime_serde")]
+    pub poll_stall: Duration,
+    /// An owned partition with records to read has not moved its applied
+    /// offset for this long (and intake is not paused): not ready; accrue
+    /// re-positions the partition, and rejoins the group if that does not help.
+    #[serde(default = "default_partition_stall", with = "humantime_serde")]
+    pub partition_stall: Duration,
+    /// The instance owns no partitions while the group's input has records
+    /// nobody is consuming, for this long: not ready. After twice this long
+    /// it leaves and rejoins the group (a new consumer).
+    #[serde(default = "default_unassigned_grace", with = "humantime_serde")]
+    pub unassigned_grace: Duration,
+    /// The publisher has failed to reach the broker (or had every delivery
+    /// fail) for this long: not ready.
+    #[serde(default = "default_publish_stall", with = "humantime_serde")]
+    pub publish_stall: Duration,
+}
+
+impl Default for HealthConfig {
     fn default() -> Self {
-        HttpConfig {
-            listen: default_listen(),
+        HealthConfig {
+            poll_stall: default_poll_stall(),
+            partition_stall: default_partition_stall(),
+            unassigned_grace: default_unassigned_grace(),
+            publish_stall: default_publish_stall(),
         }
     }
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9464))
+fn default_poll_stall() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_partition_stall() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_unassigned_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_publish_stall() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `[metrics]`: optional, bounded label sets.
@@ -333,6 +403,8 @@ struct ProcessorFile {
     http: HttpConfig,
     #[serde(default)]
     metrics: MetricsConfig,
+    #[serde(default)]
+    health: HealthConfig,
     tenants: TenantsSection,
 }
 
@@ -436,6 +508,93 @@ impl KafkaConfig {
     }
 }
 
+impl KafkaConfig {
+    /// The producer's `message.max.bytes`: the largest record accrue may
+    /// publish (librdkafka's default unless `[kafka.librdkafka]` sets it).
+    /// Dead letters are cut to fit it.
+    pub fn max_message_bytes(&self) -> u64 {
+        self.librdkafka
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
+    }
+
+    /// The fetch limits the consumers run with, as librdkafka derives them
+    /// from the overrides; every problem that would make a record the
+    /// producer may write unreadable, or that librdkafka refuses, as
+    /// `(field, message)`.
+    fn fetch_problems(&self, max_input_bytes: u64) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let mut get = |key: &str| -> Option<u64> {
+            let raw = self.librdkafka.get(key)?;
+            raw.trim()
+                .parse::<u64>()
+                .map_err(|_| {
+                    problems.push((
+                        format!("kafka.librdkafka.{key}"),
+                        format!("{raw:?} is not a number of bytes; write it as a string of digits, e.g. \"1000000\""),
+                    ));
+                })
+                .ok()
+        };
+        let message_max = get("message.max.bytes");
+        let fetch_max = get("fetch.max.bytes");
+        let receive_max = get("receive.message.max.bytes");
+        let queued_kb = get("queued.max.messages.kbytes");
+        let message_max_or_default = message_max.unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES);
+        if message_max_or_default < MIN_MESSAGE_MAX_BYTES {
+            problems.push((
+                "kafka.librdkafka.message.max.bytes".into(),
+                format!(
+                    "is {message_max_or_default}; it must be at least {MIN_MESSAGE_MAX_BYTES}, so a dead letter's \
+                     headers and an excerpt of its value fit one record"
+                ),
+            ));
+        }
+        // librdkafka's rule: unless set, fetch.max.bytes is its default
+        // capped by the consumer queue, and raised to message.max.bytes.
+        let effective_fetch = fetch_max.unwrap_or_else(|| {
+            LIBRDKAFKA_FETCH_MAX_BYTES
+                .min(queued_kb.unwrap_or(LIBRDKAFKA_QUEUED_MAX_KBYTES).saturating_mul(1024))
+                .max(message_max_or_default)
+        });
+        if let Some(fetch) = fetch_max {
+            if fetch < message_max_or_default {
+                problems.push((
+                    "kafka.librdkafka.fetch.max.bytes".into(),
+                    format!(
+                        "is {fetch}, below message.max.bytes ({message_max_or_default}): the tail reader could not \
+                         read back what the publisher writes; raise it or remove it"
+                    ),
+                ));
+            }
+        }
+        if effective_fetch < max_input_bytes {
+            problems.push((
+                "batch.max_input_bytes".into(),
+                format!(
+                    "is {max_input_bytes}, above the consumer's fetch.max.bytes ({effective_fetch}): an input \
+                     between the two could not be fetched and would stall its partition; lower max_input_bytes \
+                     or raise kafka.librdkafka.fetch.max.bytes"
+                ),
+            ));
+        }
+        if let Some(receive) = receive_max {
+            if receive < effective_fetch.saturating_add(512) {
+                problems.push((
+                    "kafka.librdkafka.receive.message.max.bytes".into(),
+                    format!(
+                        "is {receive}; it must be at least fetch.max.bytes + 512 ({}), or a fetch response \
+                         holding a large record is refused and its partition stalls; raise it or remove it",
+                        effective_fetch.saturating_add(512)
+                    ),
+                ));
+            }
+        }
+        problems
+    }
+}
+
 /// The size of one produce request of the publisher; see
 /// [`KafkaConfig::producer_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,6 +608,15 @@ pub struct ProducerBatch {
 /// librdkafka's defaults for `batch.size` and `message.max.bytes`.
 const LIBRDKAFKA_BATCH_SIZE: u64 = 1_000_000;
 const LIBRDKAFKA_MESSAGE_MAX_BYTES: u64 = 1_000_000;
+/// librdkafka's defaults for `fetch.max.bytes` and `queued.max.messages.kbytes`.
+const LIBRDKAFKA_FETCH_MAX_BYTES: u64 = 50 * 1024 * 1024;
+const LIBRDKAFKA_QUEUED_MAX_KBYTES: u64 = 65_536;
+/// Smallest `message.max.bytes` accrue accepts: a dead letter's headers
+/// (reason, source coordinates, sizes) and an excerpt must fit one record.
+pub const MIN_MESSAGE_MAX_BYTES: u64 = 16_384;
+/// Smallest and largest `batch.max_input_bytes`.
+const MIN_INPUT_BYTES: u64 = 1_024;
+const MAX_INPUT_BYTES: u64 = 100 * 1024 * 1024;
 
 /// accrue's default `batch.num.messages` for the publisher's producer.
 const PRODUCER_BATCH_MESSAGES: u64 = 1_000;
@@ -623,10 +791,12 @@ impl Config {
             state: StateConfig {
                 dir: state_dir,
                 changelog: file.state.changelog,
+                dedupe_retention: file.state.dedupe_retention,
             },
             batch: file.batch,
             http: file.http,
             metrics: file.metrics,
+            health: file.health,
             tenants,
         })
     }
@@ -714,8 +884,48 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     if file.batch.max_events == 0 || file.batch.max_events > 1_000_000 {
         issues.push("batch.max_events", "must be between 1 and 1000000");
     }
+    if file.batch.max_attempts == 0 || file.batch.max_attempts > 100 {
+        issues.push("batch.max_attempts", "must be between 1 and 100");
+    }
+    for (field, value, least) in [
+        ("health.poll_stall", file.health.poll_stall, Duration::from_secs(5)),
+        (
+            "health.partition_stall",
+            file.health.partition_stall,
+            Duration::from_secs(5),
+        ),
+        (
+            "health.unassigned_grace",
+            file.health.unassigned_grace,
+            Duration::from_secs(5),
+        ),
+        (
+            "health.publish_stall",
+            file.health.publish_stall,
+            Duration::from_secs(1),
+        ),
+    ] {
+        if value < least {
+            issues.push(field, format!("must be at least {} s", least.as_secs()));
+        }
+    }
     if file.batch.linger_ms > 60_000 {
         issues.push("batch.linger_ms", "must be at most 60000 (one minute)");
+    }
+    if !(MIN_INPUT_BYTES..=MAX_INPUT_BYTES).contains(&file.batch.max_input_bytes) {
+        issues.push(
+            "batch.max_input_bytes",
+            format!("must be between {MIN_INPUT_BYTES} and {MAX_INPUT_BYTES} bytes"),
+        );
+    }
+    for (field, message) in file.kafka.fetch_problems(file.batch.max_input_bytes) {
+        issues.push(field, message);
+    }
+    if file.state.dedupe_retention.is_some_and(|r| r < MIN_DEDUPE_RETENTION) {
+        issues.push(
+            "state.dedupe_retention",
+            "must be at least \"1h\" (remove it to keep dedupe records forever)",
+        );
     }
     if file.metrics.max_tenants == 0 || file.metrics.max_tenants > MAX_TENANT_LABELS {
         issues.push(
@@ -726,6 +936,7 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     if file.state.dir.as_os_str().is_empty() {
         issues.push("state.dir", "must not be empty");
     }
+    file.http.validate(issues);
 }
 
 fn valid_topic_name(name: &str) -> bool {
@@ -740,3 +951,6 @@ fn valid_topic_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod limits_tests;

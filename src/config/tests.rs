@@ -321,3 +321,48 @@ fn the_publisher_batch_follows_the_producer_settings() {
         }
     );
 }
+
+fn partner_tenant(id: &str, partners: &str) -> String {
+    format!(
+        "id = \"{id}\"\ncurrency = \"AZN\"\n[branches.main]\n[[programs]]\nid = \"cashback\"\ntype = \"cashback\"\npercent = \"5\"\nbranches = {{ main = \"active\" }}\n{partners}"
+    )
+}
+
+const ACCEPTED: &str = "sent = true\n[partners.{other}.accepted]\ndiscount_percent = \"5\"\n";
+
+#[test]
+fn pending_partnerships_are_listed_whichever_side_sent() {
+    let sends_to = |other: &str| format!("[partners.{other}]\nsent = true\n");
+    let accepts = |other: &str| format!("[partners.{other}]\n{}", ACCEPTED.replace("{other}", other));
+    // "zulu" sorts after its partner "alpha", which has not answered: the
+    // case check-config used to skip. "beta" -> "yankee" is the other order.
+    // "mike" and "november" are active both ways and never listed.
+    let files = [
+        ("alpha.toml", partner_tenant("alpha", "")),
+        ("zulu.toml", partner_tenant("zulu", &sends_to("alpha"))),
+        ("beta.toml", partner_tenant("beta", &sends_to("yankee"))),
+        ("yankee.toml", partner_tenant("yankee", "")),
+        ("mike.toml", partner_tenant("mike", &accepts("november"))),
+        ("november.toml", partner_tenant("november", &accepts("mike"))),
+        ("oscar.toml", partner_tenant("oscar", &accepts("papa"))),
+        ("papa.toml", partner_tenant("papa", &sends_to("oscar"))),
+    ];
+    let tenants: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let Some(fx) = Fixture::new(PROCESSOR, &tenants) else {
+        panic!("fixture")
+    };
+    let loaded = fx.load();
+    let Ok(config) = loaded else { panic!("{loaded:?}") };
+    assert!(partnership(&config.tenants, "mike", "november").is_some());
+    let notes = pending_partnerships(&config.tenants);
+    let pairs: Vec<&str> = notes
+        .iter()
+        .filter_map(|n| n.strip_prefix("partnership ")?.split(" is not active").next())
+        .collect();
+    // Each pair once, lower id first, in id order.
+    assert_eq!(
+        pairs,
+        ["alpha <-> zulu", "beta <-> yankee", "oscar <-> papa"],
+        "{notes:?}"
+    );
+}

@@ -54,6 +54,17 @@ pub enum ErrorKind {
     KeyMismatch,
     /// Totals do not add up (lines or payments against `total`).
     Unbalanced,
+    /// Applying the record failed inside accrue `[batch] max_attempts`
+    /// times (a bug, not bad input); dead-lettered so its partition moves on.
+    ProcessingFailed,
+    /// The value is larger than `[batch] max_input_bytes`; it is not parsed.
+    TooLarge,
+    /// `occurred_at` is older than `[state] dedupe_retention`: its dedupe
+    /// record may have been dropped, so a duplicate could not be told apart.
+    DedupeExpired,
+    /// An output record (accrual, command, directory entry) is larger than
+    /// the producer or the broker accepts; this dead letter stands in for it.
+    OutputTooLarge,
     /// A value is beyond a contract limit ([`limits`]): an amount, a time,
     /// an array or an identifier too large.
     OutOfRange,
@@ -73,14 +84,18 @@ impl ErrorKind {
             ErrorKind::UnknownTenant => "unknown_tenant",
             ErrorKind::UnknownBranch => "unknown_branch",
             ErrorKind::BadCurrency => "bad_currency",
+            ErrorKind::ProcessingFailed => "processing_failed",
             ErrorKind::KeyMismatch => "key_mismatch",
             ErrorKind::Unbalanced => "unbalanced",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::DedupeExpired => "dedupe_expired",
+            ErrorKind::OutputTooLarge => "output_too_large",
             ErrorKind::OutOfRange => "out_of_range",
         }
     }
 
     /// Every kind, for documentation and for pre-registering metric labels.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::MalformedJson,
         ErrorKind::MissingField,
         ErrorKind::InvalidField,
@@ -93,6 +108,10 @@ impl ErrorKind {
         ErrorKind::BadCurrency,
         ErrorKind::KeyMismatch,
         ErrorKind::Unbalanced,
+        ErrorKind::ProcessingFailed,
+        ErrorKind::TooLarge,
+        ErrorKind::DedupeExpired,
+        ErrorKind::OutputTooLarge,
         ErrorKind::OutOfRange,
     ];
 }

@@ -16,6 +16,15 @@ pub const HEADER_SOURCE_TOPIC: &str = "accrue-source-topic";
 pub const HEADER_SOURCE_PARTITION: &str = "accrue-source-partition";
 /// Dead-letter header: the input offset.
 pub const HEADER_SOURCE_OFFSET: &str = "accrue-source-offset";
+/// Dead-letter header: the size in bytes of the original value, present when
+/// the value carried is a truncated copy.
+pub const HEADER_ORIGINAL_SIZE: &str = "accrue-original-size";
+/// Dead-letter header: `"true"` when the value (and possibly the key and the
+/// reason) is a truncated copy that fits the producer's `message.max.bytes`.
+pub const HEADER_TRUNCATED: &str = "accrue-truncated";
+/// Dead-letter header of an `output_too_large` record: the topic the
+/// replaced output was meant for (its id is the record's `accrue-id`).
+pub const HEADER_OUTPUT_TOPIC: &str = "accrue-output-topic";
 
 /// The deterministic id of output record `seq` of input partition `p`.
 pub fn output_id(partition: u32, seq: u64) -> String {
@@ -64,6 +73,11 @@ pub struct AccrualEvent {
     /// Text the customer sees (manual adjustments, gift cards, service points).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Who made a manual adjustment (`balance.adjust`'s `operator`), for
+    /// the audit trail; absent on other entries and on entries written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 impl AccrualEvent {

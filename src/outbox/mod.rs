@@ -1,10 +1,12 @@
 //! The outbox: records written in the same batch as the state they describe,
 //! and the publisher that moves them to Kafka once durable.
 
+mod oversize;
 mod publisher;
 mod record;
 mod tail;
 
+pub use oversize::fit_dead_letter;
 pub use publisher::Publisher;
 pub use record::{Destination, OutboxRecord};
 pub use tail::TailReader;

@@ -9,15 +9,22 @@
 //! partition instead; they are re-sent after a crash, which is harmless:
 //! commands are deduplicated by id where they are applied, and a directory
 //! entry is an idempotent upsert.
+//!
+//! A record larger than the producer's `message.max.bytes`, or one the
+//! broker refuses for good, is never retried as it is: it is replaced by a
+//! smaller stand-in, or dropped when none can stand in (see
+//! [`super::oversize`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
+use super::oversize::{self, Action, Prepared};
 use super::record::{Destination, OutboxRecord};
 use super::tail::TailReader;
 use super::OutboxError;
@@ -37,11 +44,36 @@ const MAX_IN_FLIGHT: u64 = 50_000;
 /// Longest the shutdown drain waits for acknowledgements.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Partition, sequence, destination, when it was handed to the producer,
-/// and whether it completes its outbox record (false for all but the
-/// commit marker of a changelog batch).
-type Opaque = (u32, u64, Destination, Instant, bool);
-type Ack = (u32, u64, Destination, Instant, bool, Result<(), String>);
+/// What the publisher remembers of a record handed to the producer.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// Source partition and outbox sequence.
+    p: u32,
+    seq: u64,
+    dest: Destination,
+    /// When it was handed to the producer.
+    at: Instant,
+    /// Whether it completes its outbox record (false for all but the
+    /// commit marker of a changelog batch).
+    last: bool,
+    /// Its index among the records of a changelog batch (0 otherwise).
+    part: usize,
+    /// Its size as librdkafka counts it against `message.max.bytes`.
+    size: u64,
+}
+
+type Opaque = Sent;
+type Ack = (Sent, Result<(), KafkaError>);
+
+/// What became of a record handed to librdkafka.
+enum Handed {
+    /// Queued for sending.
+    Queued,
+    /// The queue is full: poll and come back.
+    QueueFull,
+    /// Refused at once.
+    Refused(KafkaError),
+}
 
 /// Collects delivery reports; served on the publisher thread by `poll`.
 struct DeliveryContext {
@@ -58,15 +90,14 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Opaque>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
-        let (p, seq, dest, sent, last) = *opaque;
         let outcome = match result {
             Ok(_) => Ok(()),
-            Err((err, _)) => Err(err.to_string()),
+            Err((err, _)) => Err(err.clone()),
         };
         self.acks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((p, seq, dest, sent, last, outcome));
+            .push((*opaque, outcome));
     }
 }
 
@@ -105,6 +136,14 @@ pub struct Publisher {
     /// One produce request's worth of records, handed to librdkafka per
     /// partition at a time ([`crate::config::KafkaConfig::producer_batch`]).
     batch: ProducerBatch,
+    /// The producer's `message.max.bytes`: larger records are replaced.
+    max_message_bytes: u64,
+    /// Per partition, the record of its last round if it went alone: a
+    /// refusal then names that record, not a request it shared.
+    lone: HashMap<u32, (u64, usize)>,
+    /// Changelog records (partition, sequence, index) left out because
+    /// they are too large; see [`super::oversize`].
+    dropped_changes: HashSet<(u32, u64, usize)>,
 }
 
 impl Publisher {
@@ -128,6 +167,8 @@ impl Publisher {
             (Destination::Directory, config.topics.directory()),
             (Destination::Changelog, config.topics.changelog()),
         ]);
+        let batch = config.kafka.producer_batch();
+        telemetry::produce_batch_bytes(batch.bytes);
         Ok(Publisher {
             store,
             progress,
@@ -136,7 +177,10 @@ impl Publisher {
             topics,
             lanes: HashMap::new(),
             in_flight: HashMap::new(),
-            batch: config.kafka.producer_batch(),
+            batch,
+            max_message_bytes: config.kafka.max_message_bytes(),
+            lone: HashMap::new(),
+            dropped_changes: HashSet::new(),
         })
     }
 
@@ -153,7 +197,7 @@ impl Publisher {
             self.producer.poll(Duration::ZERO);
             let acked = self.handle_acks()?;
             self.report_acked();
-            let pending = self.pending();
+            let pending = self.pending()?;
             self.progress.set_pending(pending);
             telemetry::outbox_depth(pending);
 
@@ -187,13 +231,26 @@ impl Publisher {
     }
 
     /// Records durable but not yet acknowledged: not yet sent, or in flight.
-    fn pending(&self) -> u64 {
-        let unsent: u64 = self
-            .lanes
-            .iter()
-            .map(|(p, lane)| self.progress.durable(*p).unwrap_or(0).saturating_sub(lane.next))
-            .sum();
-        unsent + self.in_flight.values().sum::<u64>()
+    /// An owned partition not yet recovered (its output tails unread, say
+    /// while the broker is down) counts from its oldest outbox record.
+    fn pending(&self) -> Result<u64, OutboxError> {
+        let mut unsent = 0u64;
+        for p in self.progress.owned() {
+            let durable = self.progress.durable(p).unwrap_or(0);
+            let from = match self.lanes.get(&p) {
+                Some(lane) => lane.next,
+                None => {
+                    let prefix = keys::partition_prefix(p);
+                    let oldest = self.store.scan(Family::Outbox, &prefix, &prefix, 1)?;
+                    match oldest.first().and_then(|(key, _)| keys::parse_outbox(key)) {
+                        Some((_, seq)) => seq,
+                        None => durable,
+                    }
+                }
+            };
+            unsent = unsent.saturating_add(durable.saturating_sub(from));
+        }
+        Ok(unsent + self.in_flight.values().sum::<u64>())
     }
 
     fn drained(&self) -> bool {
@@ -223,6 +280,7 @@ impl Publisher {
                 }
                 Err(OutboxError::Tail(msg)) => {
                     // Never publish blindly: retry recovery on the next turn.
+                    self.progress.set_publish_failing(true);
                     tracing::warn!(partition = p, "cannot read output tails yet: {msg}");
                     std::thread::sleep(Duration::from_millis(200));
                 }
@@ -243,7 +301,14 @@ impl Publisher {
                 published.insert(dest, seq);
             }
         }
-        let Resume { next, found, already } = resume(self.store.as_ref(), &self.progress, p, &published)?;
+        self.progress.set_publish_failing(false);
+        let Resume { next, found, already } = resume(
+            self.store.as_ref(),
+            &self.progress,
+            p,
+            &published,
+            self.max_message_bytes,
+        )?;
         telemetry::recovered_published(already);
         tracing::info!(
             partition = p,
@@ -268,6 +333,7 @@ impl Publisher {
             // lately (a long pause): publish nothing until it has.
             return Ok(0);
         }
+        let limit = self.max_message_bytes;
         let partitions: Vec<u32> = self.lanes.keys().copied().collect();
         for p in partitions {
             let in_flight: u64 = self.in_flight.values().sum();
@@ -300,8 +366,11 @@ impl Publisher {
                 &keys::outbox(p, next),
                 budget,
             )?;
+            // Records found on the broker (deleted) and stand-ins (stored
+            // in place of what they replace).
             let mut already = WriteSet::new();
             let mut sent_here = 0u64;
+            let mut last_sent = None;
             // A changelog batch goes out only once everything before it is
             // acknowledged, and nothing after it until it is (see
             // `crate::changelog`): it opens a round, and ends it.
@@ -313,7 +382,7 @@ impl Publisher {
                 if seq >= durable {
                     break;
                 }
-                let record = decode(&value, p, seq)?;
+                let mut record = decode(&value, p, seq)?;
                 if record.destination == Destination::Changelog {
                     if sent_here > 0 && !changelog_in_round {
                         break;
@@ -323,17 +392,51 @@ impl Publisher {
                         _ => expand(p, seq, &record)?,
                     };
                     while exp.sent < exp.records.len() && (sent_here as usize) < budget {
-                        let rec = &exp.records[exp.sent];
+                        let part = exp.sent;
+                        let rec = &exp.records[part];
+                        let last = part + 1 == exp.records.len();
+                        let wire = oversize::change_size(rec);
+                        // The commit marker is never left out: without it
+                        // a restore ignores the whole batch.
+                        if !last && (wire > limit || self.dropped_changes.contains(&(p, seq, part))) {
+                            if self.dropped_changes.insert((p, seq, part)) {
+                                drop_change(p, seq, rec, wire, limit);
+                            }
+                            exp.sent += 1;
+                            continue;
+                        }
                         let size = (rec.key.len() + rec.value.as_ref().map_or(0, Vec::len) + 90) as u64;
                         if sent_here > 0 && size > bytes_left {
                             break;
                         }
-                        let last = exp.sent + 1 == exp.records.len();
-                        if !self.produce_change(p, seq, &exp.tag, rec, last) {
-                            break;
+                        let sent_as = Sent {
+                            p,
+                            seq,
+                            dest: Destination::Changelog,
+                            at: Instant::now(),
+                            last,
+                            part,
+                            size: wire,
+                        };
+                        match self.produce_change(&exp.tag, rec, sent_as) {
+                            Handed::Queued => {}
+                            Handed::QueueFull => break,
+                            Handed::Refused(err) => {
+                                let action = oversize::decide(&err, true, None, wire, limit, "");
+                                if action == Action::Drop && !last {
+                                    self.dropped_changes.insert((p, seq, part));
+                                    drop_change(p, seq, rec, wire, limit);
+                                    exp.sent += 1;
+                                    continue;
+                                }
+                                telemetry::publish_error();
+                                tracing::warn!(partition = p, seq, error = %err, "cannot enqueue changelog record; retrying");
+                                break;
+                            }
                         }
                         bytes_left = bytes_left.saturating_sub(size);
                         sent_here += 1;
+                        last_sent = Some((seq, part));
                         *self.in_flight.entry(p).or_default() += 1;
                         sent += 1;
                         exp.sent += 1;
@@ -349,20 +452,73 @@ impl Publisher {
                 if changelog_in_round {
                     break;
                 }
+                let topic = self.topics[&record.destination].clone();
+                match oversize::prepare(&record, limit, &topic) {
+                    Prepared::Fits => {}
+                    Prepared::Replace(smaller) => {
+                        replaced(
+                            p,
+                            seq,
+                            &record,
+                            &smaller,
+                            "larger than the producer's message.max.bytes",
+                        );
+                        already.put(Family::Outbox, key.clone(), smaller.encode());
+                        record = smaller;
+                    }
+                    Prepared::Drop => {
+                        dropped(p, seq, &record, "larger than the producer's message.max.bytes");
+                        already.delete(Family::Outbox, key);
+                        next = seq + 1;
+                        continue;
+                    }
+                }
                 if published.get(&record.destination).is_some_and(|last| seq <= *last) {
                     // Found on the broker at recovery: drop, do not resend.
                     already.delete(Family::Outbox, key);
                 } else if sent_here > 0 && record_size(&record) > bytes_left {
                     break; // the rest goes in the next request
-                } else if self.produce(p, seq, &record) {
-                    bytes_left = bytes_left.saturating_sub(record_size(&record));
-                    sent_here += 1;
-                    *self.in_flight.entry(p).or_default() += 1;
-                    sent += 1;
                 } else {
-                    break; // queue full: poll and come back
+                    match self.produce(p, seq, &record) {
+                        Handed::Queued => {
+                            bytes_left = bytes_left.saturating_sub(record_size(&record));
+                            sent_here += 1;
+                            last_sent = Some((seq, 0));
+                            *self.in_flight.entry(p).or_default() += 1;
+                            sent += 1;
+                        }
+                        Handed::QueueFull => break, // poll and come back
+                        Handed::Refused(err) => {
+                            let wire = oversize::wire_size(&record);
+                            match oversize::decide(&err, true, Some(&record), wire, limit, &topic) {
+                                Action::Replace(smaller) => {
+                                    replaced(p, seq, &record, &smaller, &err.to_string());
+                                    // Sent in the next round, from the store.
+                                    already.put(Family::Outbox, key, smaller.encode());
+                                    break;
+                                }
+                                Action::Drop => {
+                                    dropped(p, seq, &record, &err.to_string());
+                                    already.delete(Family::Outbox, key);
+                                }
+                                Action::Retry | Action::Shrink => {
+                                    telemetry::publish_error();
+                                    tracing::warn!(partition = p, seq, error = %err, "cannot enqueue outbox record; retrying");
+                                    break;
+                                }
+                            }
+                        }
+                    }
                 }
                 next = seq + 1;
+            }
+            match (sent_here, last_sent) {
+                (1, Some(one)) => {
+                    self.lone.insert(p, one);
+                }
+                _ => {
+                    self.lone.remove(&p);
+                }
             }
             if let Some(lane) = self.lanes.get_mut(&p) {
                 lane.next = next;
@@ -375,8 +531,8 @@ impl Publisher {
         Ok(sent)
     }
 
-    /// Hands one record to librdkafka; false if its queue is full.
-    fn produce(&self, p: u32, seq: u64, record: &OutboxRecord) -> bool {
+    /// Hands one record to librdkafka.
+    fn produce(&self, p: u32, seq: u64, record: &OutboxRecord) -> Handed {
         let id = contract::output_id(p, seq);
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1).insert(Header {
             key: contract::HEADER_ID,
@@ -389,54 +545,53 @@ impl Publisher {
             });
         }
         let topic = &self.topics[&record.destination];
-        let mut base: BaseRecord<'_, [u8], [u8], _> =
-            BaseRecord::with_opaque_to(topic, Box::new((p, seq, record.destination, Instant::now(), true)))
-                .partition(record.partition.unwrap_or(p) as i32)
-                .payload(record.payload.as_slice())
-                .headers(headers);
+        let sent = Sent {
+            p,
+            seq,
+            dest: record.destination,
+            at: Instant::now(),
+            last: true,
+            part: 0,
+            size: oversize::wire_size(record),
+        };
+        let mut base: BaseRecord<'_, [u8], [u8], _> = BaseRecord::with_opaque_to(topic, Box::new(sent))
+            .partition(record.partition.unwrap_or(p) as i32)
+            .payload(record.payload.as_slice())
+            .headers(headers);
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
         }
-        self.send(base, p, seq)
+        self.send(base)
     }
 
-    /// Hands one changelog record of outbox record `seq` to librdkafka; false
-    /// if its queue is full.
-    fn produce_change(&self, p: u32, seq: u64, tag: &[u8; 24], rec: &LogRecord, last: bool) -> bool {
+    /// Hands one changelog record to librdkafka.
+    fn produce_change(&self, tag: &[u8; 24], rec: &LogRecord, sent: Sent) -> Handed {
         let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
             key: changelog::HEADER_TAG,
             value: Some(&tag[..]),
         });
         let topic = &self.topics[&Destination::Changelog];
-        let mut base: BaseRecord<'_, [u8], [u8], _> =
-            BaseRecord::with_opaque_to(topic, Box::new((p, seq, Destination::Changelog, Instant::now(), last)))
-                .partition(p as i32)
-                .key(rec.key.as_slice())
-                .headers(headers);
+        let mut base: BaseRecord<'_, [u8], [u8], _> = BaseRecord::with_opaque_to(topic, Box::new(sent))
+            .partition(sent.p as i32)
+            .key(rec.key.as_slice())
+            .headers(headers);
         if let Some(value) = &rec.value {
             base = base.payload(value.as_slice());
         }
-        self.send(base, p, seq)
+        self.send(base)
     }
 
-    /// Hands `base` (of outbox record `p`-`seq`) to librdkafka; false if its
-    /// queue is full or it refused (counted, logged, retried later).
-    fn send(&self, base: BaseRecord<'_, [u8], [u8], Box<Opaque>>, p: u32, seq: u64) -> bool {
+    fn send(&self, base: BaseRecord<'_, [u8], [u8], Box<Opaque>>) -> Handed {
         match self.producer.send(base) {
-            Ok(()) => true,
-            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
-                false
-            }
-            Err((err, _)) => {
-                telemetry::publish_error();
-                tracing::warn!(partition = p, seq, error = %err, "cannot enqueue outbox record; retrying");
-                false
-            }
+            Ok(()) => Handed::Queued,
+            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => Handed::QueueFull,
+            Err((err, _)) => Handed::Refused(err),
         }
     }
 
     /// Deletes acknowledged records; on a failure, restarts the lane through
-    /// recovery once its in-flight records are settled.
+    /// recovery once its in-flight records are settled, after replacing or
+    /// dropping a record refused for good ([`oversize::decide`]).
     fn handle_acks(&mut self) -> Result<usize, OutboxError> {
         let acks = std::mem::take(
             &mut *self
@@ -449,35 +604,39 @@ impl Publisher {
         if acks.is_empty() {
             return Ok(0);
         }
-        let mut deletes = WriteSet::new();
+        let mut writes = WriteSet::new();
         let mut per_topic: HashMap<Destination, u64> = HashMap::new();
         let mut changes = 0u64;
-        for (p, seq, dest, _, last, outcome) in &acks {
-            if let Some(n) = self.in_flight.get_mut(p) {
+        for (sent, outcome) in &acks {
+            let (p, seq) = (sent.p, sent.seq);
+            if let Some(n) = self.in_flight.get_mut(&p) {
                 *n = n.saturating_sub(1);
             }
             match outcome {
-                Ok(()) if *dest == Destination::Changelog => {
+                Ok(()) if sent.dest == Destination::Changelog => {
                     changes += 1;
-                    if *last {
-                        deletes.delete(Family::Outbox, keys::outbox(*p, *seq));
+                    if sent.last {
+                        writes.delete(Family::Outbox, keys::outbox(p, seq));
                     }
                 }
                 Ok(()) => {
-                    deletes.delete(Family::Outbox, keys::outbox(*p, *seq));
-                    *per_topic.entry(*dest).or_default() += 1;
+                    writes.delete(Family::Outbox, keys::outbox(p, seq));
+                    *per_topic.entry(sent.dest).or_default() += 1;
                 }
                 Err(err) => {
                     telemetry::publish_error();
-                    tracing::warn!(partition = p, seq, error = %err, "delivery failed; re-reading the output tail before retrying");
-                    self.lanes.remove(p);
+                    self.refused(sent, err, &mut writes)?;
+                    self.lanes.remove(&p);
                 }
             }
         }
-        let n = deletes.len();
+        let n = writes.len();
         if n > 0 {
-            self.store.write(&deletes, Durability::Buffered)?;
+            self.store.write(&writes, Durability::Buffered)?;
         }
+        // Readiness: the broker takes our records, or it does not.
+        self.progress
+            .set_publish_failing(acks.iter().all(|(.., outcome)| outcome.is_err()));
         for (dest, count) in per_topic {
             telemetry::published(&self.topics[&dest], count);
         }
@@ -486,11 +645,69 @@ impl Publisher {
         }
         telemetry::publish_latencies(
             acks.iter()
-                .filter(|a| a.5.is_ok() && a.2 != Destination::Changelog)
-                .map(|(_, _, _, sent, _, _)| sent.elapsed()),
+                .filter(|(sent, outcome)| outcome.is_ok() && sent.dest != Destination::Changelog)
+                .map(|(sent, _)| sent.at.elapsed()),
         );
         self.progress.note_acked();
         Ok(acks.len())
+    }
+
+    /// Handles a delivery failure: a transient one is retried as it is; a
+    /// permanent one shrinks the produce batch, replaces the record in the
+    /// outbox, or drops it. The lane then restarts through recovery.
+    fn refused(&mut self, sent: &Sent, err: &KafkaError, writes: &mut WriteSet) -> Result<(), OutboxError> {
+        let (p, seq) = (sent.p, sent.seq);
+        let alone = self.lone.get(&p) == Some(&(seq, sent.part));
+        let key = keys::outbox(p, seq);
+        let record = match sent.dest {
+            Destination::Changelog => None,
+            _ => self
+                .store
+                .get(Family::Outbox, &key)?
+                .and_then(|v| OutboxRecord::decode(&v)),
+        };
+        let topic = self.topics[&sent.dest].clone();
+        let action = oversize::decide(err, alone, record.as_ref(), sent.size, self.max_message_bytes, &topic);
+        match (action, record) {
+            (Action::Shrink, _) => {
+                self.batch.bytes = (self.batch.bytes / 2).max(1);
+                telemetry::produce_batch_bytes(self.batch.bytes);
+                tracing::warn!(
+                    partition = p,
+                    seq,
+                    error = %err,
+                    batch_bytes = self.batch.bytes,
+                    "the broker refused a produce request for good; sending smaller requests until the refused \
+                     record goes alone. Keep message.max.bytes and batch.size at most the broker's max.message.bytes"
+                );
+            }
+            (Action::Replace(smaller), Some(record)) => {
+                replaced(p, seq, &record, &smaller, &err.to_string());
+                writes.put(Family::Outbox, key, smaller.encode());
+            }
+            (Action::Drop, Some(record)) => {
+                dropped(p, seq, &record, &err.to_string());
+                writes.delete(Family::Outbox, key);
+            }
+            (Action::Drop, None) if sent.dest == Destination::Changelog && !sent.last => {
+                if self.dropped_changes.insert((p, seq, sent.part)) {
+                    telemetry::outbox_dropped(Destination::Changelog.as_str());
+                    tracing::error!(
+                        partition = p,
+                        seq,
+                        part = sent.part,
+                        size = sent.size,
+                        error = %err,
+                        "the broker refused a changelog record for good; it is left out of the changelog, so a \
+                         restore of this partition lacks this one value"
+                    );
+                }
+            }
+            _ => {
+                tracing::warn!(partition = p, seq, error = %err, "delivery failed; re-reading the output tail before retrying");
+            }
+        }
+        Ok(())
     }
 
     /// Tells the consume loop how far each lane is on the broker: a lane
@@ -529,6 +746,7 @@ fn resume(
     progress: &Progress,
     p: u32,
     published: &HashMap<Destination, u64>,
+    limit: u64,
 ) -> Result<Resume, OutboxError> {
     let durable_before_scan = progress.durable(p).unwrap_or(0);
     let prefix = keys::partition_prefix(p);
@@ -547,7 +765,13 @@ fn resume(
             };
             let record = decode(value, p, seq)?;
             found += 1;
-            if published.get(&record.destination).is_some_and(|last| seq <= *last) {
+            // A record too large to send goes out as a dead letter: look
+            // for it there.
+            let destination = match oversize::prepare(&record, limit, "") {
+                Prepared::Replace(smaller) => smaller.destination,
+                Prepared::Fits | Prepared::Drop => record.destination,
+            };
+            if published.get(&destination).is_some_and(|last| seq <= *last) {
                 deletes.delete(Family::Outbox, key.clone());
             } else if first_unsent.is_none() {
                 first_unsent = Some(seq);
@@ -563,6 +787,50 @@ fn resume(
         found,
         already,
     })
+}
+
+/// Logs and counts an outbox record replaced by a smaller stand-in.
+fn replaced(p: u32, seq: u64, record: &OutboxRecord, smaller: &OutboxRecord, why: &str) {
+    telemetry::outbox_replaced(record.destination.as_str());
+    tracing::warn!(
+        partition = p,
+        seq,
+        destination = record.destination.as_str(),
+        size = oversize::wire_size(record),
+        replacement_size = oversize::wire_size(smaller),
+        "outbox record cannot be published ({why}); publishing a truncated dead letter in its place"
+    );
+}
+
+/// Logs and counts an outbox record dropped: nothing smaller can stand in.
+fn dropped(p: u32, seq: u64, record: &OutboxRecord, why: &str) {
+    telemetry::outbox_dropped(record.destination.as_str());
+    tracing::error!(
+        partition = p,
+        seq,
+        destination = record.destination.as_str(),
+        size = oversize::wire_size(record),
+        "outbox record cannot be published ({why}) and is already cut to its headers; dropped"
+    );
+}
+
+/// Logs and counts a changelog record left out because it is too large.
+fn drop_change(p: u32, seq: u64, rec: &LogRecord, size: u64, limit: u64) {
+    telemetry::outbox_dropped(Destination::Changelog.as_str());
+    tracing::error!(
+        partition = p,
+        seq,
+        family = rec
+            .key
+            .first()
+            .and_then(|t| Family::from_tag(*t))
+            .map_or("marker", Family::name),
+        size,
+        limit,
+        "a changelog record is larger than the producer's message.max.bytes; it is left out of the \
+         changelog, so a restore of this partition lacks this one value (raise message.max.bytes, or lower \
+         [batch] max_input_bytes)"
+    );
 }
 
 /// A record's size as librdkafka counts it towards `batch.size`, roughly:

@@ -32,6 +32,17 @@ impl Destination {
     /// are idempotent at the reader: a re-send after a crash is harmless.
     pub const TAILED: [Destination; 2] = [Destination::Accruals, Destination::DeadLetter];
 
+    /// The destination's name in logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Destination::Accruals => "accruals",
+            Destination::DeadLetter => "dead_letter",
+            Destination::Internal => "internal",
+            Destination::Directory => "directory",
+            Destination::Changelog => "changelog",
+        }
+    }
+
     /// Whether records go to an explicit partition of the target.
     pub fn routed(self) -> bool {
         matches!(self, Destination::Internal | Destination::Directory)

@@ -26,7 +26,7 @@ use crate::contract::{
     OutputHeader, PartnerIdentified, ReferralApplied, RejectionEvent, SourceRef,
 };
 use crate::directory::{Directory, DirectoryEntry, NetworkView};
-use crate::outbox::{Destination, OutboxRecord};
+use crate::outbox::{fit_dead_letter, Destination, OutboxRecord};
 use crate::rules::{self, Booking, Customer, Notice, OrderRecord, Outcome};
 use crate::state::{keys, read_next_seq, read_offset, Durability, Family, StateError, Store, WriteSet};
 use crate::telemetry;
@@ -126,6 +126,42 @@ pub struct Committed {
 /// Tenants by id, as configured.
 pub type Tenants = std::collections::HashMap<String, TenantConfig>;
 
+/// The size and age limits the processor enforces on input and dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A larger input value is a dead letter (`too_large`), not parsed
+    /// (`[batch] max_input_bytes`).
+    pub max_input_bytes: u64,
+    /// The producer's `message.max.bytes`: a dead letter is cut to fit it.
+    pub max_message_bytes: u64,
+    /// Events older than this are dead letters (`dedupe_expired`): their
+    /// dedupe record may be gone (`[state] dedupe_retention`).
+    pub dedupe_retention: Option<std::time::Duration>,
+}
+
+impl Limits {
+    /// The limits of `config`.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Limits {
+            max_input_bytes: config.batch.max_input_bytes,
+            max_message_bytes: config.kafka.max_message_bytes(),
+            dedupe_retention: config.state.dedupe_retention,
+        }
+    }
+}
+
+impl Default for Limits {
+    /// The defaults of an empty config: 1 MiB inputs, librdkafka's
+    /// `message.max.bytes`, dedupe records kept forever.
+    fn default() -> Self {
+        Limits {
+            max_input_bytes: 1 << 20,
+            max_message_bytes: 1_000_000,
+            dedupe_retention: None,
+        }
+    }
+}
+
 /// Where effects on other customers go.
 #[derive(Clone)]
 pub struct Routing {
@@ -172,6 +208,7 @@ pub struct Processor {
     changelog: bool,
     /// The owner of each assigned partition, written in its changelog records.
     owners: HashMap<u32, Owner>,
+    limits: Limits,
 }
 
 impl Processor {
@@ -187,7 +224,14 @@ impl Processor {
             routing,
             changelog: false,
             owners: HashMap::new(),
+            limits: Limits::default(),
         }
+    }
+
+    /// Sets the input size, dead-letter size and dedupe retention limits
+    /// (by default those of an empty config).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Writes every batch's state changes to the changelog from now on.
@@ -306,6 +350,22 @@ impl Processor {
         self.apply_with(batch, record, Some(decoded))
     }
 
+    /// Dead-letters `record` as `processing_failed` with `reason`, without
+    /// decoding or applying it: its processing failed inside accrue
+    /// `[batch] max_attempts` times (see [`crate::pipeline::poison`]).
+    ///
+    /// # Errors
+    /// As [`Processor::apply`].
+    pub fn apply_unprocessable(
+        &mut self,
+        batch: &mut Batch,
+        record: &InputRecord<'_>,
+        reason: &str,
+    ) -> Result<Applied, StateError> {
+        let failed = ContractError::new(ErrorKind::ProcessingFailed, reason);
+        self.apply_with(batch, record, Some(Err(failed)))
+    }
+
     fn apply_with(
         &mut self,
         batch: &mut Batch,
@@ -331,7 +391,14 @@ impl Processor {
         // One per applied record: a batch holds far fewer than usize::MAX.
         batch.events = batch.events.saturating_add(1);
         batch.first_applied.get_or_insert_with(Instant::now);
-        let applied = if record.topic == self.routing.internal_topic {
+        let (decoded, unprocessable) = match decoded {
+            Some(Err(err)) if err.kind == ErrorKind::ProcessingFailed => (None, Some(err)),
+            other => (other, None),
+        };
+        let applied = if let Some(err) = unprocessable {
+            self.dead_letter(batch, record, &err);
+            Applied::DeadLettered(err.kind)
+        } else if record.topic == self.routing.internal_topic {
             match self.decode_command(record) {
                 Err(err) => {
                     self.dead_letter(batch, record, &err);
@@ -341,7 +408,11 @@ impl Processor {
             }
         } else {
             let event = match decoded {
-                Some(decoded) => decoded.and_then(|event| self.admit(record, event)),
+                // The caller parsed it already; the size rule still holds.
+                Some(decoded) => self
+                    .check_size(record)
+                    .and(decoded)
+                    .and_then(|event| self.admit(record, event)),
                 None => self.decode(record),
             };
             match event {
@@ -491,10 +562,49 @@ impl Processor {
     }
 
     fn decode(&self, record: &InputRecord<'_>) -> Result<Event, ContractError> {
+        self.check_size(record)?;
         let Some(payload) = record.payload else {
             return Err(ContractError::new(ErrorKind::MalformedJson, "the record has no value"));
         };
         self.admit(record, contract::decode(payload)?)
+    }
+
+    /// Refuses a value over `max_input_bytes` before anything parses it.
+    fn check_size(&self, record: &InputRecord<'_>) -> Result<(), ContractError> {
+        let size = record.payload.map_or(0, <[u8]>::len) as u64;
+        if size > self.limits.max_input_bytes {
+            return Err(ContractError::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "the value is {size} bytes, more than [batch] max_input_bytes ({}); it was not parsed",
+                    self.limits.max_input_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses an event (or command) that occurred longer ago than the
+    /// dedupe retention: its dedupe record may have been dropped, so a
+    /// duplicate could no longer be recognised.
+    fn check_retention(&self, occurred_at: time::OffsetDateTime) -> Result<(), ContractError> {
+        let Some(retention) = self.limits.dedupe_retention else {
+            return Ok(());
+        };
+        let window_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let oldest = unix_ms(time::OffsetDateTime::now_utc()).saturating_sub(window_ms);
+        if unix_ms(occurred_at) < oldest {
+            return Err(ContractError::new(
+                ErrorKind::DedupeExpired,
+                format!(
+                    "occurred_at {} is older than [state] dedupe_retention ({}): a duplicate of it could no \
+                     longer be recognised, so it is not applied",
+                    occurred_at.format(&Rfc3339).unwrap_or_default(),
+                    humantime_serde::re::humantime::format_duration(retention)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The checks of a decoded event against its tenant's config and the
@@ -507,6 +617,7 @@ impl Processor {
             ));
         };
         contract::check_key(record.key, &event)?;
+        self.check_retention(event.occurred_at)?;
         if !tenant.branches.contains_key(&event.branch) {
             return Err(ContractError::new(
                 ErrorKind::UnknownBranch,
@@ -606,7 +717,7 @@ impl Processor {
         if let (Body::CustomerUpserted(_), Some(profile)) = (&event.body, &outcome.customer) {
             self.publish_directory_entry(batch, p, tenant, &event.customer, profile)?;
         }
-        record_applied(batch, p, dedupe_key, first_seq);
+        record_applied(batch, p, dedupe_key, first_seq, unix_ms(event.occurred_at));
         telemetry::processed(event_type);
         telemetry::tenant_processed(&event.tenant);
         if batch.oldest_occurred_at.is_none_or(|t| event.occurred_at < t) {
@@ -653,6 +764,7 @@ impl Processor {
                 base_amount: entry.base.map(|b| money(b, tenant.minor_units)).unwrap_or_default(),
                 currency: tenant.currency.clone(),
                 description: entry.description.clone(),
+                operator: entry.operator.clone(),
             };
             let payload = to_json(&accrual)?;
             let ledger_key = keys::ledger(p, &tenant.id, customer, seq);
@@ -953,6 +1065,7 @@ impl Processor {
             return Err(ContractError::new(ErrorKind::MalformedJson, "the record has no value"));
         };
         let command = Command::decode(record.key, payload)?;
+        self.check_retention(command.occurred_at)?;
         if !self.tenants.contains_key(&command.tenant) {
             return Err(ContractError::new(
                 ErrorKind::UnknownTenant,
@@ -1012,7 +1125,7 @@ impl Processor {
         let first_seq = peek_seq(batch, p);
         let written = self.apply_outcome(batch, &out, &prefix, &outcome)?;
         let entries = written.entries;
-        record_applied(batch, p, dedupe_key, first_seq);
+        record_applied(batch, p, dedupe_key, first_seq, unix_ms(command.occurred_at));
         let result = if written.rejected { "rejected" } else { "applied" };
         telemetry::command_applied(command_type, result);
         Ok(Applied::Processed(entries))
@@ -1066,6 +1179,7 @@ impl Processor {
     }
 
     /// Whether `dedupe_key` was applied before, in this batch or in state.
+    /// Any value counts, old 8-byte ones too ([`keys::DedupeValue`]).
     fn applied_before(&self, batch: &Batch, dedupe_key: &[u8]) -> Result<bool, StateError> {
         Ok(batch.seen.contains(dedupe_key) || self.store.get(Family::Dedupe, dedupe_key)?.is_some())
     }
@@ -1074,6 +1188,8 @@ impl Processor {
         read_through(self.store.as_ref(), &mut batch.orders, Family::Orders, key)
     }
 
+    /// Writes the dead letter of `record`, cut to fit the producer's
+    /// `message.max.bytes` (a truncated copy, with the original size).
     fn dead_letter(&self, batch: &mut Batch, record: &InputRecord<'_>, err: &ContractError) {
         let p = record.partition;
         let seq = next_seq(batch, p);
@@ -1096,6 +1212,7 @@ impl Processor {
             ],
             payload: record.payload.map(<[u8]>::to_vec).unwrap_or_default(),
         };
+        let out = fit_dead_letter(out, self.limits.max_message_bytes);
         batch.set.put(Family::Outbox, keys::outbox(p, seq), out.encode());
         telemetry::dead_lettered(err.kind.as_str());
         tracing::debug!(partition = p, offset = record.offset, topic = record.topic, reason = %err, "dead-lettered");
@@ -1122,17 +1239,25 @@ fn read_through<T: serde::de::DeserializeOwned + Clone>(
 }
 
 /// Records `dedupe_key` as applied in `batch`. Its value is the sequence of
-/// the first output written since `first_seq`, or `u64::MAX` if none was.
-fn record_applied(batch: &mut Batch, p: u32, dedupe_key: Vec<u8>, first_seq: u64) {
+/// the first output written since `first_seq` (or `u64::MAX` if none was)
+/// and when the event occurred, which the retention compaction reads.
+fn record_applied(batch: &mut Batch, p: u32, dedupe_key: Vec<u8>, first_seq: u64, occurred_ms: i64) {
     let marker = if peek_seq(batch, p) > first_seq {
         first_seq
     } else {
         u64::MAX
     };
-    batch
-        .set
-        .put(Family::Dedupe, dedupe_key.clone(), keys::encode_u64(marker).to_vec());
+    batch.set.put(
+        Family::Dedupe,
+        dedupe_key.clone(),
+        keys::DedupeValue::encode(marker, occurred_ms).to_vec(),
+    );
     batch.seen.insert(dedupe_key);
+}
+
+/// Unix milliseconds of `at` (saturating: the contract bounds dates).
+fn unix_ms(at: time::OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// The sequence the next output of partition `p` will take.
@@ -1305,6 +1430,10 @@ fn corrupt(family: Family, detail: &str) -> StateError {
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod limits_tests;
 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]

@@ -3,9 +3,12 @@
 
 pub mod batch;
 pub mod consumer;
+pub mod poison;
 pub mod shared;
+pub mod takeover;
+pub mod watchdog;
 
-pub use batch::{Applied, Batch, InputRecord, Processor, Tenants};
+pub use batch::{Applied, Batch, InputRecord, Limits, Processor, Tenants};
 pub use shared::{Programs, Progress};
 
 /// Why the consume loop stopped.

@@ -43,6 +43,24 @@ pub struct Progress {
     directory_loading: AtomicBool,
     /// Milliseconds since `epoch` of the last acknowledgement; 0 = none yet.
     last_ack_ms: AtomicU64,
+    /// Milliseconds since `epoch` of the consume loop's last poll; 0 = none yet.
+    last_poll_ms: AtomicU64,
+    /// Owned partitions with records to read whose offset has not moved
+    /// for `[health] partition_stall`.
+    stalled: AtomicU64,
+    /// The instance owns no partitions while the group's input has records
+    /// nobody consumes, for longer than `[health] unassigned_grace`.
+    unassigned_with_lag: AtomicBool,
+    /// The consumer sees no broker up (librdkafka's statistics or errors).
+    broker_down: AtomicBool,
+    /// Milliseconds since `epoch` since which the publisher fails to reach
+    /// the broker (tails unreadable, deliveries failing); 0 = it does not.
+    publish_failing_since_ms: AtomicU64,
+    /// A worker failed for good; the process is stopping with this error.
+    failure: Mutex<Option<String>>,
+    /// `[health]` bounds, in milliseconds.
+    poll_stall_ms: AtomicU64,
+    publish_stall_ms: AtomicU64,
     epoch: OnceLock<Instant>,
 }
 
@@ -65,17 +83,53 @@ pub struct Readiness {
     pub directory_loaded: bool,
     /// No partition is being restored from the changelog.
     pub restored: bool,
+    /// The consume loop polled Kafka within `[health] poll_stall`.
+    pub consume_loop_polling: bool,
+    /// No owned partition with records to read is stuck at its offset.
+    pub partitions_progressing: bool,
+    /// Not left without partitions while the group's input waits.
+    pub assignment_ok: bool,
+    /// The consumer sees a broker up.
+    pub broker_reachable: bool,
+    /// The publisher reaches the broker (within `[health] publish_stall`).
+    pub publisher_ok: bool,
+    /// No worker has failed for good.
+    pub no_failure: bool,
 }
 
 impl Readiness {
     /// Ready to serve: every condition holds and it is not shutting down.
     pub fn is_ready(&self) -> bool {
-        self.partitions_assigned
-            && self.state_open
-            && self.outbox_draining
-            && self.directory_loaded
-            && self.restored
-            && !self.stopping
+        self.conditions().iter().all(|(_, ok)| *ok)
+    }
+
+    /// Every condition by its stable name (the `condition` label of
+    /// `accrue_ready_condition` and the `reasons` of `/health/ready`); true
+    /// when it holds.
+    pub fn conditions(&self) -> [(&'static str, bool); 12] {
+        [
+            ("partitions_assigned", self.partitions_assigned),
+            ("state_open", self.state_open),
+            ("outbox_draining", self.outbox_draining),
+            ("not_stopping", !self.stopping),
+            ("directory_loaded", self.directory_loaded),
+            ("not_restoring", self.restored),
+            ("consume_loop_polling", self.consume_loop_polling),
+            ("partitions_progressing", self.partitions_progressing),
+            ("assignment_ok", self.assignment_ok),
+            ("broker_reachable", self.broker_reachable),
+            ("publisher_ok", self.publisher_ok),
+            ("no_failure", self.no_failure),
+        ]
+    }
+
+    /// The names of the conditions that do not hold.
+    pub fn failing(&self) -> Vec<&'static str> {
+        self.conditions()
+            .iter()
+            .filter(|(_, ok)| !*ok)
+            .map(|(name, _)| *name)
+            .collect()
     }
 }
 
@@ -199,11 +253,85 @@ impl Progress {
         self.last_ack_ms.store(ms.max(1), Ordering::Relaxed);
     }
 
+    /// Sets the `[health]` bounds readiness is judged by.
+    pub fn set_bounds(&self, health: &crate::config::HealthConfig) {
+        self.poll_stall_ms
+            .store(health.poll_stall.as_millis() as u64, Ordering::Relaxed);
+        self.publish_stall_ms
+            .store(health.publish_stall.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The consume loop is about to poll (or is busy inside a poll, handing
+    /// partitions over): it is alive.
+    pub fn heartbeat(&self) {
+        let ms = self.epoch().elapsed().as_millis() as u64;
+        self.last_poll_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// How long ago the consume loop last polled; `None` before its first poll.
+    pub fn since_last_poll(&self) -> Option<Duration> {
+        let last = self.last_poll_ms.load(Ordering::Relaxed);
+        (last > 0).then(|| Duration::from_millis(self.now_ms().saturating_sub(last)))
+    }
+
+    /// How many owned partitions are stuck (see the field).
+    pub fn set_stalled(&self, n: u64) {
+        self.stalled.store(n, Ordering::Relaxed);
+    }
+
+    /// Whether the instance is without partitions while input waits.
+    pub fn set_unassigned_with_lag(&self, on: bool) {
+        self.unassigned_with_lag.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the consumer sees no broker up.
+    pub fn set_broker_down(&self, down: bool) {
+        self.broker_down.store(down, Ordering::Relaxed);
+    }
+
+    /// The publisher failed to reach the broker just now (`true`), or
+    /// succeeded (`false`).
+    pub fn set_publish_failing(&self, failing: bool) {
+        if failing {
+            let now = self.now_ms().max(1);
+            let _ = self
+                .publish_failing_since_ms
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        } else {
+            self.publish_failing_since_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A worker failed for good: readiness is false from now on.
+    pub fn fail(&self, reason: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        failure.get_or_insert(reason);
+        drop(failure);
+        self.doorbell.ring();
+    }
+
+    /// The failure recorded by [`Progress::fail`], if any.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The readiness conditions now.
     pub fn readiness(&self) -> Readiness {
         let last = self.last_ack_ms.load(Ordering::Relaxed);
-        let now = self.epoch().elapsed().as_millis() as u64;
+        let now = self.now_ms();
         let recent_ack = last > 0 && now.saturating_sub(last) <= DRAIN_STALL.as_millis() as u64;
+        let poll_stall = Duration::from_millis(match self.poll_stall_ms.load(Ordering::Relaxed) {
+            0 => 30_000,
+            ms => ms,
+        });
+        let publish_stall = match self.publish_stall_ms.load(Ordering::Relaxed) {
+            0 => 10_000,
+            ms => ms,
+        };
+        let failing_since = self.publish_failing_since_ms.load(Ordering::Relaxed);
         Readiness {
             partitions_assigned: self.assigned.load(Ordering::SeqCst),
             state_open: self.state_open.load(Ordering::SeqCst),
@@ -211,7 +339,21 @@ impl Progress {
             stopping: self.intake_done(),
             directory_loaded: !self.directory_loading.load(Ordering::SeqCst),
             restored: self.restoring.load(Ordering::SeqCst) == 0,
+            consume_loop_polling: self.since_last_poll().is_some_and(|d| d <= poll_stall),
+            partitions_progressing: self.stalled.load(Ordering::Relaxed) == 0,
+            assignment_ok: !self.unassigned_with_lag.load(Ordering::Relaxed),
+            broker_reachable: !self.broker_down.load(Ordering::Relaxed),
+            publisher_ok: failing_since == 0 || now.saturating_sub(failing_since) < publish_stall,
+            no_failure: self
+                .failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_none(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch().elapsed().as_millis() as u64
     }
 
     fn epoch(&self) -> Instant {
@@ -309,6 +451,7 @@ mod tests {
         let p = Progress::default();
         assert!(!p.readiness().is_ready());
         p.set_state_open();
+        p.heartbeat();
         assert!(!p.readiness().is_ready(), "no assignment yet");
         p.set_assigned();
         assert!(p.readiness().is_ready(), "empty outbox drains");
@@ -322,5 +465,64 @@ mod tests {
         assert!(p.readiness().is_ready());
         p.finish_intake();
         assert!(!p.readiness().is_ready(), "shutting down");
+    }
+
+    #[test]
+    fn every_stuck_part_makes_it_unready_and_says_which() {
+        let p = Progress::default();
+        p.set_state_open();
+        p.set_assigned();
+        assert_eq!(p.readiness().failing(), vec!["consume_loop_polling"], "never polled");
+        p.heartbeat();
+        assert!(p.readiness().is_ready());
+        p.set_stalled(1);
+        assert_eq!(p.readiness().failing(), vec!["partitions_progressing"]);
+        p.set_stalled(0);
+        p.set_unassigned_with_lag(true);
+        assert_eq!(p.readiness().failing(), vec!["assignment_ok"]);
+        p.set_unassigned_with_lag(false);
+        p.set_broker_down(true);
+        assert_eq!(p.readiness().failing(), vec!["broker_reachable"]);
+        p.set_broker_down(false);
+        p.set_restoring(true);
+        assert_eq!(p.readiness().failing(), vec!["not_restoring"]);
+        p.set_restoring(false);
+        p.fail("state write failed".into());
+        assert_eq!(p.readiness().failing(), vec!["no_failure"]);
+        assert_eq!(p.failure().as_deref(), Some("state write failed"));
+    }
+
+    #[test]
+    fn a_publisher_failing_longer_than_the_bound_is_unready() {
+        let p = Progress::default();
+        p.set_state_open();
+        p.set_assigned();
+        p.heartbeat();
+        p.set_bounds(&crate::config::HealthConfig {
+            publish_stall: Duration::from_millis(30),
+            ..crate::config::HealthConfig::default()
+        });
+        p.set_publish_failing(true);
+        assert!(p.readiness().publisher_ok, "within the bound");
+        std::thread::sleep(Duration::from_millis(40));
+        p.heartbeat();
+        assert_eq!(p.readiness().failing(), vec!["publisher_ok"]);
+        p.set_publish_failing(false);
+        assert!(p.readiness().is_ready());
+    }
+
+    #[test]
+    fn a_silent_consume_loop_is_unready() {
+        let p = Progress::default();
+        p.set_state_open();
+        p.set_assigned();
+        p.set_bounds(&crate::config::HealthConfig {
+            poll_stall: Duration::from_millis(20),
+            ..crate::config::HealthConfig::default()
+        });
+        p.heartbeat();
+        assert!(p.readiness().is_ready());
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(p.readiness().failing(), vec!["consume_loop_polling"]);
     }
 }

@@ -275,8 +275,9 @@ pub fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The CSV columns, in order.
-pub const CSV_HEADER: &str = "id,occurred_at,tenant,customer,branch,account,entry_type,program,amount,balance,base_amount,currency,source_event_id,description\r\n";
+/// The CSV columns, in order. New columns are added at the end, so that
+/// readers that go by position keep working.
+pub const CSV_HEADER: &str = "id,occurred_at,tenant,customer,branch,account,entry_type,program,amount,balance,base_amount,currency,source_event_id,description,operator\r\n";
 
 /// Appends one CSV row (RFC 4180, CRLF) of `entry` to `out`.
 ///
@@ -304,6 +305,8 @@ pub fn csv_row(entry: &AccrualEvent, out: &mut Vec<u8>) {
         out.push(b',');
     }
     csv_field(entry.description.as_deref().unwrap_or_default(), true, out);
+    out.push(b',');
+    csv_field(entry.operator.as_deref().unwrap_or_default(), true, out);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -416,6 +419,57 @@ mod tests {
             String::from_utf8_lossy(&out),
             "plain|\"a,\"\"b\"\"\nc\"|\"'=HYPERLINK(1)\"|-4.00"
         );
+    }
+
+    fn entry(description: Option<&str>, operator: Option<&str>) -> AccrualEvent {
+        let text = serde_json::json!({
+            "id": "3-7", "type": "accrual.recorded", "schema_version": 1, "tenant": "cafe",
+            "customer": "c-1", "branch": "downtown", "source_event_id": "e-1",
+            "source": {"topic": "commands", "partition": 3, "offset": 7},
+            "occurred_at": "2026-11-23T12:00:00Z", "account": "bonus",
+            "entry_type": "manual_adjustment", "program": "manual", "amount": "-5",
+            "balance": "10", "base_amount": "", "currency": "AZN",
+            "description": description, "operator": operator,
+        });
+        match serde_json::from_value(text) {
+            Ok(entry) => entry,
+            Err(err) => panic!("fixture entry: {err}"),
+        }
+    }
+
+    #[test]
+    fn csv_rows_end_with_description_and_operator() {
+        let columns = CSV_HEADER.trim_end().split(',').count();
+        let mut out = Vec::new();
+        csv_row(&entry(Some("Correction"), Some("=anna")), &mut out);
+        csv_row(&entry(None, None), &mut out);
+        let text = String::from_utf8_lossy(&out);
+        let rows: Vec<&str> = text.split_terminator("\r\n").collect();
+        assert_eq!(
+            rows,
+            [
+                "3-7,2026-11-23T12:00:00Z,cafe,c-1,downtown,bonus,manual_adjustment,manual,-5,10,,AZN,e-1,Correction,\"'=anna\"",
+                "3-7,2026-11-23T12:00:00Z,cafe,c-1,downtown,bonus,manual_adjustment,manual,-5,10,,AZN,e-1,,",
+            ]
+        );
+        assert!(CSV_HEADER.trim_end().ends_with(",description,operator"));
+        assert_eq!(rows[1].split(',').count(), columns, "one field per column");
+    }
+
+    #[test]
+    fn ledger_entries_written_before_the_operator_field_still_read() {
+        let mut old = serde_json::to_value(entry(Some("d"), None)).unwrap_or_default();
+        assert!(old.get("operator").is_none(), "absent, not null, when there is none");
+        if let Some(map) = old.as_object_mut() {
+            map.remove("description");
+        }
+        let read: Result<AccrualEvent, _> = serde_json::from_value(old);
+        assert!(
+            matches!(&read, Ok(e) if e.operator.is_none() && e.description.is_none()),
+            "{read:?}"
+        );
+        let with = serde_json::to_value(entry(None, Some("anna"))).unwrap_or_default();
+        assert_eq!(with["operator"], "anna");
     }
 
     proptest! {

@@ -182,6 +182,7 @@ pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outco
                         if no_show { "no-show" } else { "cancelled" },
                         booking.service
                     )),
+                    operator: None,
                 }]
             } else {
                 Vec::new()
@@ -215,6 +216,7 @@ pub fn fire(booking_id: &str, booking: &Booking, marketing_consent: bool) -> Out
             amount: booking.points,
             base: None,
             description: Some(format!("points for {}", booking.service)),
+            operator: None,
         }],
         notify: marketing_consent.then_some("points.auto_credited"),
         timers: TimerChange {

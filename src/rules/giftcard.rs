@@ -60,6 +60,7 @@ pub(super) fn exchange(input: &Input<'_>, card_id: &str) -> Outcome {
             amount: checked::neg(points),
             base: None,
             description: Some(format!("gift card {}", card.name.as_str().trim()).trim().to_owned()),
+            operator: None,
         }],
         gift_card: Some(IssuedCard {
             gift_card: card.id.clone(),

@@ -119,6 +119,8 @@ pub struct Entry {
     pub base: Option<Decimal>,
     /// Text the customer sees (manual adjustments).
     pub description: Option<String>,
+    /// Who made a manual adjustment, for the audit trail.
+    pub operator: Option<String>,
 }
 
 /// A refused request: nothing is debited or credited.
@@ -368,6 +370,7 @@ fn adjust_balance(input: &Input<'_>, adjust: &BalanceAdjust) -> Result<Outcome, 
             amount,
             base: None,
             description: Some(adjust.description.clone()),
+            operator: adjust.operator.clone(),
         }],
         notify: input.customer.marketing_consent.then_some("balance.manually_updated"),
         ..Outcome::default()

@@ -303,6 +303,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
             amount,
             base: Some(base),
             description: None,
+            operator: None,
         });
         record.accruals.push(movement("deposit", &program, amount));
     }
@@ -320,6 +321,7 @@ fn debit(account: &str, program: &str, amount: Decimal) -> Entry {
         amount: checked::neg(amount),
         base: None,
         description: None,
+        operator: None,
     }
 }
 
@@ -387,6 +389,7 @@ fn apply_command_checked(
                     amount,
                     base: None,
                     description: None,
+                    operator: None,
                 }],
                 ..Outcome::default()
             })
@@ -437,6 +440,7 @@ fn apply_command_checked(
                     amount: accrued,
                     base: Some(order.base.value()),
                     description: None,
+                    operator: None,
                 });
             }
             Ok(Outcome {

@@ -117,6 +117,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             amount: checked::neg(*amount),
             base: None,
             description: None,
+            operator: None,
         });
         record.redemptions.push(Movement {
             account: account.clone(),
@@ -188,6 +189,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             amount,
             base: Some(round_for_money(tenant, base)),
             description: None,
+            operator: None,
         });
         record.accruals.push(Movement {
             account: account.to_owned(),
@@ -309,6 +311,7 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
                 amount: signed,
                 base: None,
                 description: None,
+                operator: None,
             });
         }
     }

@@ -13,7 +13,8 @@ pub enum Family {
     Balances,
     /// `p | tenant 0 customer 0 seq` -> ledger entry (JSON).
     Ledger,
-    /// `p | tenant 0 event_id` -> sequence of the event's first output, or `u64::MAX`.
+    /// `p | tenant 0 event_id` -> [`DedupeValue`]: the sequence of the
+    /// event's first output (or `u64::MAX`) and its `occurred_at`.
     Dedupe,
     /// `p | topic` -> next input offset to apply (`i64` big-endian).
     Offsets,
@@ -225,6 +226,42 @@ pub fn dedupe(p: u32, tenant: &str, event_id: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), event_id.as_bytes()], 0)
 }
 
+/// What a dedupe record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupeValue {
+    /// The sequence of the event's first output, or `u64::MAX` if it had none.
+    pub first_seq: u64,
+    /// The event's `occurred_at`, Unix milliseconds; `None` in records
+    /// written before retention existed (8-byte values), which never expire.
+    pub occurred_ms: Option<i64>,
+}
+
+impl DedupeValue {
+    /// Encodes as 16 bytes: the sequence, then `occurred_at` (big-endian).
+    pub fn encode(first_seq: u64, occurred_ms: i64) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&first_seq.to_be_bytes());
+        out[8..].copy_from_slice(&occurred_ms.to_be_bytes());
+        out
+    }
+
+    /// Decodes a 16-byte value, or an 8-byte one of an older version;
+    /// `None` for any other length.
+    pub fn decode(bytes: &[u8]) -> Option<DedupeValue> {
+        match bytes.len() {
+            8 => Some(DedupeValue {
+                first_seq: decode_u64(bytes)?,
+                occurred_ms: None,
+            }),
+            16 => Some(DedupeValue {
+                first_seq: decode_u64(bytes.get(..8)?)?,
+                occurred_ms: Some(i64::from_be_bytes(bytes.get(8..)?.try_into().ok()?)),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Next offset to apply for one input topic's partition.
 pub fn offset(p: u32, topic: &str) -> Vec<u8> {
     with_parts(p, &[topic.as_bytes()], 0)
@@ -346,6 +383,19 @@ mod tests {
             prop_assert_eq!(parse_ledger_by_time(&ledger_by_time(2, "t", a, s), n), Some((a, s)));
             prop_assert_eq!(ledger_by_time(2, "t", a, s) < ledger_by_time(2, "t", b, t), (a, s) < (b, t));
             prop_assert!(!ledger_by_time(2, "t2", a, s).starts_with(&ledger_by_time_prefix(2, "t")));
+        }
+
+        #[test]
+        fn dedupe_values_round_trip_and_old_ones_still_read(seq in any::<u64>(), ms in any::<i64>()) {
+            prop_assert_eq!(
+                DedupeValue::decode(&DedupeValue::encode(seq, ms)),
+                Some(DedupeValue { first_seq: seq, occurred_ms: Some(ms) })
+            );
+            prop_assert_eq!(
+                DedupeValue::decode(&encode_u64(seq)),
+                Some(DedupeValue { first_seq: seq, occurred_ms: None })
+            );
+            prop_assert_eq!(DedupeValue::decode(&[0u8; 5]), None);
         }
 
         #[test]

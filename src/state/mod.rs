@@ -12,7 +12,7 @@ mod rocks;
 
 pub use keys::Family;
 pub use memory::MemoryStore;
-pub use rocks::{RocksStore, Snapshot};
+pub use rocks::{RocksStore, Snapshot, StoreOptions, DEDUPE_GRACE};
 
 /// A state-store failure. Fatal for the processor: it stops rather than
 /// continue with state it cannot trust.

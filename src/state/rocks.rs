@@ -1,10 +1,43 @@
 //! The RocksDB store: one column family per key family, WAL always on.
+//! Expired dedupe records are dropped by a compaction filter.
 
 use std::path::Path;
+use std::time::Duration;
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, CompactionDecision, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 
+use super::keys::DedupeValue;
 use super::{Entry, Family, Op, StateError, Store, WriteSet};
+
+/// How the store treats its data; the defaults keep everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Drop dedupe records whose event occurred longer ago than this plus
+    /// [`DEDUPE_GRACE`] (`[state] dedupe_retention`); `None` keeps them.
+    pub dedupe_retention: Option<Duration>,
+}
+
+/// How long after leaving the retention window a dedupe record is kept.
+/// Events are refused at the window itself, so a clock that steps back by
+/// up to this much (or an instance whose clock runs behind another's, after
+/// a partition moves) never meets a duplicate whose record is gone.
+pub const DEDUPE_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether a dedupe record with this value may be dropped at `now_ms` when
+/// records are kept `keep_ms` after their event occurred. Records without
+/// an `occurred_at` (written by an older version) are kept.
+fn dedupe_expired(value: &[u8], now_ms: i64, keep_ms: i64) -> bool {
+    DedupeValue::decode(value)
+        .and_then(|v| v.occurred_ms)
+        .is_some_and(|occurred| occurred < now_ms.saturating_sub(keep_ms))
+}
+
+fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
 
 /// The production store.
 pub struct RocksStore {
@@ -18,6 +51,14 @@ impl RocksStore {
     /// [`StateError::Rocks`] if the directory cannot be opened, for example
     /// because another `accrue` process holds its lock.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the database in `dir` with `options`.
+    ///
+    /// # Errors
+    /// As [`RocksStore::open`].
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self, StateError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -35,6 +76,23 @@ impl RocksStore {
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
             cf_opts.set_block_based_table_factory(&table);
+            if let (Family::Dedupe, Some(retention)) = (f, options.dedupe_retention) {
+                let keep_ms = i64::try_from(retention.saturating_add(DEDUPE_GRACE).as_millis()).unwrap_or(i64::MAX);
+                cf_opts.set_compaction_filter(
+                    "accrue-dedupe-retention",
+                    move |_level: u32, _key: &[u8], value: &[u8]| {
+                        if dedupe_expired(value, now_ms(), keep_ms) {
+                            CompactionDecision::Remove
+                        } else {
+                            CompactionDecision::Keep
+                        }
+                    },
+                );
+                // Files that no write reaches are still rewritten, so expired
+                // records go within a fraction of the window.
+                let period = (retention / 4).clamp(Duration::from_secs(3600), Duration::from_secs(7 * 24 * 3600));
+                cf_opts.set_periodic_compaction_seconds(period.as_secs());
+            }
             ColumnFamilyDescriptor::new(f.name(), cf_opts)
         });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
@@ -67,6 +125,35 @@ impl RocksStore {
             store: self,
             snap: self.db.snapshot(),
         }
+    }
+
+    /// Compacts every family now, running the compaction filters (for
+    /// operators and measurements; RocksDB compacts on its own otherwise).
+    ///
+    /// # Errors
+    /// [`StateError`] if a family is missing.
+    pub fn compact(&self) -> Result<(), StateError> {
+        for family in Family::ALL {
+            self.db.compact_range_cf(self.cf(family)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
+    /// RocksDB's estimate of the live data of each family, in bytes
+    /// (`rocksdb.estimate-live-data-size`: on-disk SST bytes that are not
+    /// garbage; memtables not included).
+    ///
+    /// # Errors
+    /// [`StateError`] if a family is missing or the property cannot be read.
+    pub fn live_data_sizes(&self) -> Result<Vec<(Family, u64)>, StateError> {
+        let mut out = Vec::with_capacity(Family::ALL.len());
+        for family in Family::ALL {
+            let size = self
+                .db
+                .property_int_value_cf(self.cf(family)?, rocksdb::properties::ESTIMATE_LIVE_DATA_SIZE)?;
+            out.push((family, size.unwrap_or(0)));
+        }
+        Ok(out)
     }
 
     fn cf(&self, family: Family) -> Result<&rocksdb::ColumnFamily, StateError> {
@@ -227,6 +314,71 @@ impl Snapshot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::keys;
+
+    #[test]
+    fn only_dated_dedupe_records_past_the_window_expire() {
+        let day = 86_400_000;
+        let now = 100 * day;
+        assert!(dedupe_expired(&DedupeValue::encode(1, now - 31 * day), now, 30 * day));
+        assert!(!dedupe_expired(&DedupeValue::encode(1, now - 29 * day), now, 30 * day));
+        // Events from the future, and records of an older version, stay.
+        assert!(!dedupe_expired(&DedupeValue::encode(1, now + day), now, 30 * day));
+        assert!(!dedupe_expired(&keys::encode_u64(1), now, 30 * day));
+        assert!(!dedupe_expired(b"garbage", now, 30 * day));
+    }
+
+    #[test]
+    fn compaction_drops_expired_dedupe_records_and_nothing_else() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let options = StoreOptions {
+            dedupe_retention: Some(Duration::from_secs(30 * 86_400)),
+        };
+        let store = match RocksStore::open_with(dir.path(), options) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let now = now_ms();
+        let day = 86_400_000;
+        let old = keys::dedupe(0, "t", "old");
+        let recent = keys::dedupe(0, "t", "recent");
+        let legacy = keys::dedupe(0, "t", "legacy");
+        // Within the window plus grace: kept, although past the window.
+        let in_grace = keys::dedupe(0, "t", "in-grace");
+        let mut set = WriteSet::new();
+        set.put(
+            Family::Dedupe,
+            old.clone(),
+            DedupeValue::encode(1, now - 40 * day).to_vec(),
+        );
+        set.put(
+            Family::Dedupe,
+            recent.clone(),
+            DedupeValue::encode(2, now - day).to_vec(),
+        );
+        set.put(Family::Dedupe, legacy.clone(), keys::encode_u64(3).to_vec());
+        set.put(
+            Family::Dedupe,
+            in_grace.clone(),
+            DedupeValue::encode(4, now - 30 * day - 3_600_000).to_vec(),
+        );
+        // Another family with a value that would look expired is untouched.
+        set.put(
+            Family::Meta,
+            old.clone(),
+            DedupeValue::encode(1, now - 40 * day).to_vec(),
+        );
+        assert!(store.write(&set, Durability::Synced).is_ok());
+        assert!(store.compact().is_ok());
+        let has = |f, k: &[u8]| store.get(f, k).ok().flatten().is_some();
+        assert!(!has(Family::Dedupe, &old), "expired record kept");
+        assert!(has(Family::Dedupe, &recent));
+        assert!(has(Family::Dedupe, &legacy));
+        assert!(has(Family::Dedupe, &in_grace));
+        assert!(has(Family::Meta, &old));
+        let sizes = store.live_data_sizes().unwrap_or_default();
+        assert_eq!(sizes.len(), Family::ALL.len());
+    }
 
     #[test]
     fn operations_on_one_key_apply_in_their_order() {

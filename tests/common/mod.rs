@@ -71,7 +71,7 @@ pub fn broker() -> &'static Broker {
 /// use starts.
 /// Without the sqlite3 tool (`scripts/test` installs it) tansu runs
 /// unindexed, which is only slower.
-fn prepare_tansu_db(tansu: &Path, db: &Path, url: &str, port: u16) {
+pub fn prepare_tansu_db(tansu: &Path, db: &Path, url: &str, port: u16) {
     if let Err(err) = Command::new("sqlite3").arg("-version").output() {
         eprintln!("sqlite3 not available ({err}); tansu runs without its header index (slow reads)");
         return;
@@ -110,7 +110,7 @@ fn prepare_tansu_db(tansu: &Path, db: &Path, url: &str, port: u16) {
     }
 }
 
-fn tansu_binary() -> PathBuf {
+pub fn tansu_binary() -> PathBuf {
     if let Ok(bin) = std::env::var("TANSU_BIN") {
         return PathBuf::from(bin);
     }
@@ -130,7 +130,7 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn wait_for_port(address: &str, timeout: Duration) {
+pub fn wait_for_port(address: &str, timeout: Duration) {
     let addr: SocketAddr = address.parse().expect("socket address");
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {

@@ -88,7 +88,7 @@ fn records_committed_during_the_scan_are_not_skipped() -> Result<(), Box<dyn std
     commit(&store.inner, &progress, 0..3)?;
     // The broker holds 0..=2 already.
     let published = HashMap::from([(Destination::Accruals, 2)]);
-    let got = resume(&store, &progress, P, &published)?;
+    let got = resume(&store, &progress, P, &published, u64::MAX)?;
     assert_eq!(progress.durable(P), Some(6), "the commit happened during the scan");
     assert_eq!(
         got,
@@ -114,7 +114,7 @@ fn resumes_at_the_first_unpublished_record() -> Result<(), Box<dyn std::error::E
     let store = MemoryStore::default();
     commit(&store, &progress, 0..10)?;
     let published = HashMap::from([(Destination::Accruals, 6)]);
-    let got = resume(&store, &progress, P, &published)?;
+    let got = resume(&store, &progress, P, &published, u64::MAX)?;
     assert_eq!(
         got,
         Resume {
@@ -125,8 +125,40 @@ fn resumes_at_the_first_unpublished_record() -> Result<(), Box<dyn std::error::E
     );
     assert_eq!(outbox_seqs(&store)?, vec![7, 8, 9]);
     // Nothing published: everything stays and is sent from the start.
-    let got = resume(&store, &progress, P, &HashMap::new())?;
+    let got = resume(&store, &progress, P, &HashMap::new(), u64::MAX)?;
     assert_eq!(got.next, 7);
     assert_eq!(got.already, 0);
+    Ok(())
+}
+
+#[test]
+fn an_oversized_record_is_looked_for_among_the_dead_letters() -> Result<(), Box<dyn std::error::Error>> {
+    let progress = Progress::default();
+    progress.own(P, 0);
+    let store = MemoryStore::default();
+    let big = OutboxRecord {
+        destination: Destination::Accruals,
+        partition: None,
+        key: Some(b"t:c".to_vec()),
+        headers: Vec::new(),
+        payload: vec![b'x'; 70_000],
+    };
+    let mut set = WriteSet::new();
+    set.put(Family::Outbox, keys::outbox(P, 0), big.encode());
+    set.put(Family::Outbox, keys::outbox(P, 1), accrual(1));
+    store.write(&set, Durability::Synced)?;
+    progress.advance(P, 2);
+    // Its stand-in (a dead letter with id P-0) is on the broker; seq 1 is not.
+    let published = HashMap::from([(Destination::DeadLetter, 0)]);
+    let got = resume(&store, &progress, P, &published, 65_536)?;
+    assert_eq!(
+        got,
+        Resume {
+            next: 1,
+            found: 2,
+            already: 1
+        }
+    );
+    assert_eq!(outbox_seqs(&store)?, vec![1]);
     Ok(())
 }

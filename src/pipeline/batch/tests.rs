@@ -596,3 +596,53 @@ fn a_referral_command_crosses_partitions_and_applies_once_whatever_the_redeliver
         .any(|(_, r)| String::from_utf8_lossy(&r.payload).contains("not_first_visit"));
     assert!(rejected, "a second referral of the same invitee is refused");
 }
+
+#[test]
+fn an_adjustments_operator_reaches_the_accrual_event_and_the_ledger() {
+    let (store, mut processor) = setup();
+    let adjust = |event_id: &str, operator: &str| {
+        format!(
+            r#"{{"schema_version":1,"event_id":"{event_id}","type":"balance.adjust","tenant":"cafe","branch":"downtown",
+            "customer":"c1","occurred_at":"2026-11-23T12:00:00Z","body":{{"account":"cashback","amount":"5.00",
+            "description":"Sorry for the wait"{operator}}}}}"#
+        )
+    };
+    let with = adjust("a1", r#","operator":"front-desk-anna""#);
+    let without = adjust("a2", "");
+    let mut batch = Batch::default();
+    assert_eq!(
+        processor.apply(&mut batch, &record(0, "cafe:c1", &with)).ok(),
+        Some(Applied::Processed(1))
+    );
+    assert_eq!(
+        processor.apply(&mut batch, &record(1, "cafe:c1", &without)).ok(),
+        Some(Applied::Processed(1))
+    );
+    assert!(processor.commit(batch).is_ok());
+    let published: Vec<AccrualEvent> = outbox(&store)
+        .iter()
+        .filter_map(|(_, r)| serde_json::from_slice(&r.payload).ok())
+        .filter(|e: &AccrualEvent| e.header.event_type == AccrualEvent::TYPE)
+        .collect();
+    let operators: Vec<Option<&str>> = published.iter().map(|e| e.operator.as_deref()).collect();
+    assert_eq!(operators, [Some("front-desk-anna"), None]);
+    let stored: Vec<AccrualEvent> = store
+        .scan(
+            Family::Ledger,
+            &keys::ledger_prefix(3, "cafe", "c1"),
+            &keys::ledger_prefix(3, "cafe", "c1"),
+            10,
+        )
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(_, raw)| serde_json::from_slice(raw).ok())
+        .collect();
+    assert_eq!(stored, published, "the ledger holds what was published");
+    let raw = String::from_utf8_lossy(&outbox(&store)[0].1.payload).into_owned();
+    assert!(raw.contains(r#""operator":"front-desk-anna""#), "{raw}");
+    let none = outbox(&store)
+        .iter()
+        .filter(|(_, r)| String::from_utf8_lossy(&r.payload).contains("\"a2\""))
+        .all(|(_, r)| !String::from_utf8_lossy(&r.payload).contains("operator"));
+    assert!(none, "no operator field when the adjustment named none");
+}
