@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::limits::{check_amount, check_time};
 use super::{check_id, check_key_of, first_byte, parse_output_id, Amount, ContractError, ErrorKind, SCHEMA_VERSION};
 
 /// One internal command.
@@ -127,6 +128,7 @@ impl Command {
         ] {
             check_id(field, value)?;
         }
+        check_time("occurred_at", command.occurred_at)?;
         if command.origin().is_none() {
             return Err(ContractError::new(
                 ErrorKind::InvalidField,
@@ -149,6 +151,7 @@ impl Command {
                     format!("{field} is {amount}; must not be negative"),
                 ));
             }
+            check_amount(field, amount.value())?;
         }
         check_key_of(key, &command.tenant, &command.customer)?;
         Ok(command)
@@ -178,7 +181,7 @@ mod tests {
             source_customer: "invitee".into(),
             branch: "b".into(),
             source_event_id: "e-1".into(),
-            occurred_at: OffsetDateTime::UNIX_EPOCH,
+            occurred_at: time::macros::datetime!(2026-11-23 12:00 UTC),
             body: CommandBody::ReferralCredit(ReferralCredit {
                 program: "referral".into(),
                 account: "cashback".into(),
@@ -198,6 +201,25 @@ mod tests {
         assert_eq!(back.ok().and_then(|c| c.origin()), Some((2, 17)));
         let wrong = Command::decode(Some(b"other:referrer"), &bytes).err().map(|e| e.kind);
         assert_eq!(wrong, Some(ErrorKind::KeyMismatch));
+    }
+
+    #[test]
+    fn refuses_amounts_and_times_beyond_the_limits() {
+        let mut huge = credit();
+        huge.body = CommandBody::ReferralCredit(ReferralCredit {
+            program: "referral".into(),
+            account: "cashback".into(),
+            amount: Amount::new(Decimal::MAX),
+        });
+        let mut early = credit();
+        early.occurred_at = OffsetDateTime::UNIX_EPOCH;
+        for bad in [huge, early] {
+            let bytes = bad.encode().unwrap_or_default();
+            assert_eq!(
+                Command::decode(Some(b"t:referrer"), &bytes).err().map(|e| e.kind),
+                Some(ErrorKind::OutOfRange)
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! developers in `docs/events.md`, with JSON Schema files in `docs/schemas/`.
 
 mod command;
+pub mod limits;
 mod money;
 mod output;
 
@@ -21,8 +22,9 @@ use time::OffsetDateTime;
 /// The only envelope version this build understands.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Longest accepted identifier (tenant, branch, customer, product, ...).
-const MAX_ID_LEN: usize = 128;
+use limits::{
+    check_amount, check_count, check_time, MAX_DESCRIPTION_LEN, MAX_GROUPS, MAX_ID_LEN, MAX_LINES, MAX_PAYMENTS,
+};
 
 /// Why an input record was refused. Each kind is a stable, machine-readable
 /// string, carried on the dead-letter record and on the metric label.
@@ -63,6 +65,9 @@ pub enum ErrorKind {
     /// An output record (accrual, command, directory entry) is larger than
     /// the producer or the broker accepts; this dead letter stands in for it.
     OutputTooLarge,
+    /// A value is beyond a contract limit ([`limits`]): an amount, a time,
+    /// an array or an identifier too large.
+    OutOfRange,
 }
 
 impl ErrorKind {
@@ -85,11 +90,12 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::DedupeExpired => "dedupe_expired",
             ErrorKind::OutputTooLarge => "output_too_large",
+            ErrorKind::OutOfRange => "out_of_range",
         }
     }
 
     /// Every kind, for documentation and for pre-registering metric labels.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::MalformedJson,
         ErrorKind::MissingField,
         ErrorKind::InvalidField,
@@ -106,6 +112,7 @@ impl ErrorKind {
         ErrorKind::TooLarge,
         ErrorKind::DedupeExpired,
         ErrorKind::OutputTooLarge,
+        ErrorKind::OutOfRange,
     ];
 }
 
@@ -510,6 +517,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
     check_id("tenant", &envelope.tenant)?;
     check_id("branch", &envelope.branch)?;
     check_id("customer", &envelope.customer)?;
+    check_time("occurred_at", envelope.occurred_at)?;
     let Some(event_type) = EventType::parse(&envelope.event_type) else {
         return Err(ContractError::new(
             ErrorKind::UnknownType,
@@ -550,6 +558,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             check_id("body.original_event_id", &refund.original_event_id)?;
             check_currency_code(&refund.currency)?;
             non_negative("body.amount", refund.amount.value())?;
+            check_amount("body.amount", refund.amount.value())?;
             if refund.amount.value().is_zero() {
                 return Err(ContractError::new(
                     ErrorKind::InvalidAmount,
@@ -560,6 +569,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
         }
         EventType::CustomerUpserted => {
             let customer: CustomerUpserted = from_text(raw, "body.")?;
+            check_count("body.groups", customer.groups.len(), MAX_GROUPS)?;
             for (i, group) in customer.groups.iter().enumerate() {
                 check_id(format_args!("body.groups[{i}]"), group)?;
             }
@@ -585,10 +595,17 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
                     "body.amount of an adjustment must not be zero",
                 ));
             }
-            if adjust.description.trim().is_empty() || adjust.description.len() > 500 {
+            check_amount("body.amount", adjust.amount.value())?;
+            if adjust.description.trim().is_empty() {
                 return Err(ContractError::new(
                     ErrorKind::InvalidField,
-                    "body.description must be 1 to 500 bytes: the customer sees it",
+                    "body.description must not be empty: the customer sees it",
+                ));
+            }
+            if adjust.description.len() > MAX_DESCRIPTION_LEN {
+                return Err(ContractError::new(
+                    ErrorKind::OutOfRange,
+                    format!("body.description must be at most {MAX_DESCRIPTION_LEN} bytes: the customer sees it"),
                 ));
             }
             Body::BalanceAdjust(adjust)
@@ -602,12 +619,16 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
             let booking: BookingCreated = from_text(raw, "body.")?;
             check_id("body.booking_id", &booking.booking_id)?;
             check_id("body.service", &booking.service)?;
+            check_time("body.starts_at", booking.starts_at)?;
+            check_time("body.ends_at", booking.ends_at)?;
             check_span(booking.starts_at, booking.ends_at)?;
             Body::BookingCreated(booking)
         }
         EventType::BookingRescheduled => {
             let booking: BookingRescheduled = from_text(raw, "body.")?;
             check_id("body.booking_id", &booking.booking_id)?;
+            check_time("body.starts_at", booking.starts_at)?;
+            check_time("body.ends_at", booking.ends_at)?;
             check_span(booking.starts_at, booking.ends_at)?;
             Body::BookingRescheduled(booking)
         }
@@ -749,10 +770,19 @@ fn strip_position(message: &str) -> &str {
 }
 
 fn check_id(field: impl fmt::Display, value: &str) -> Result<(), ContractError> {
-    if value.is_empty() || value.len() > MAX_ID_LEN {
+    if value.is_empty() {
         return Err(ContractError::new(
             ErrorKind::InvalidField,
             format!("{field} must be 1 to {MAX_ID_LEN} bytes long"),
+        ));
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(ContractError::new(
+            ErrorKind::OutOfRange,
+            format!(
+                "{field} is {} bytes long; identifiers are at most {MAX_ID_LEN} bytes",
+                value.len()
+            ),
         ));
     }
     if value.chars().any(|c| c.is_control() || c == ':') {
@@ -793,18 +823,23 @@ fn validate_order(order: &OrderPaid, id_field: &str) -> Result<(), ContractError
             "body.payments must hold at least one payment",
         ));
     }
+    check_count("body.lines", order.lines.len(), MAX_LINES)?;
+    check_count("body.payments", order.payments.len(), MAX_PAYMENTS)?;
     non_negative("body.total", order.total.value())?;
+    check_amount("body.total", order.total.value())?;
     let mut lines_sum = Decimal::ZERO;
     for (i, line) in order.lines.iter().enumerate() {
         check_id(format_args!("body.lines[{i}].product"), &line.product)?;
         check_id(format_args!("body.lines[{i}].category"), &line.category)?;
         non_negative(format_args!("body.lines[{i}].amount"), line.amount.value())?;
+        check_amount(format_args!("body.lines[{i}].amount"), line.amount.value())?;
         if line.quantity.value() <= Decimal::ZERO {
             return Err(ContractError::new(
                 ErrorKind::NegativeAmount,
                 format!("body.lines[{i}].quantity must be greater than zero"),
             ));
         }
+        check_amount(format_args!("body.lines[{i}].quantity"), line.quantity.value())?;
         lines_sum = checked_add(lines_sum, line.amount.value(), "body.lines")?;
     }
     let mut payments_sum = Decimal::ZERO;
@@ -820,6 +855,7 @@ fn validate_order(order: &OrderPaid, id_field: &str) -> Result<(), ContractError
             }
         }
         non_negative(format_args!("body.payments[{i}].amount"), payment.amount.value())?;
+        check_amount(format_args!("body.payments[{i}].amount"), payment.amount.value())?;
         payments_sum = checked_add(payments_sum, payment.amount.value(), "body.payments")?;
     }
     let total = order.total.value();

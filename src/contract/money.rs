@@ -6,6 +6,9 @@ use rust_decimal::Decimal;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// What an amount must be: serde's messages read "expected <this>".
+const A_DECIMAL: &str = "a decimal string";
+
 /// Marker in the error message of a value that is not a decimal string; the
 /// decoder uses it to classify the error as `invalid_amount`.
 pub(crate) const NOT_A_DECIMAL: &str = "expected a decimal string";
@@ -57,7 +60,8 @@ impl Visitor<'_> for AmountVisitor {
     type Value = Amount;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{NOT_A_DECIMAL} such as \"80.00\"")
+        // serde writes "expected " before this.
+        write!(f, "{A_DECIMAL} such as \"80.00\"")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Amount, E> {
@@ -102,6 +106,20 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Amount>("\"80.10\"").ok().map(Amount::value),
             Some(Decimal::new(8010, 2))
+        );
+    }
+
+    #[test]
+    fn a_json_number_is_explained_once() {
+        let err = serde_json::from_str::<Amount>("12.5")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("expected a decimal string such as \"80.00\""), "{err}");
+        assert!(!err.contains("expected expected"), "{err}");
+        assert!(
+            err.contains(NOT_A_DECIMAL),
+            "the decoder classifies by this marker: {err}"
         );
     }
 

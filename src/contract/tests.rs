@@ -133,6 +133,91 @@ fn classifies_every_kind_of_bad_input() {
     }
 }
 
+fn event_json(event_type: &str, body: &str) -> String {
+    order_json(body).replace("order.paid", event_type)
+}
+
+#[test]
+fn values_beyond_the_contract_limits_are_out_of_range() {
+    let line = r#"{"product":"p","category":"c","quantity":"1","amount":"0"}"#;
+    let many_lines = GOOD_BODY.replace(
+        r#""lines":["#,
+        &format!(r#""lines":[{}"#, format!("{line},").repeat(limits::MAX_LINES)),
+    );
+    let payment = r#"{"method":"card","amount":"0"},"#;
+    let many_payments = GOOD_BODY.replace(
+        r#""payments":["#,
+        &format!(r#""payments":[{}"#, payment.repeat(limits::MAX_PAYMENTS)),
+    );
+    let huge = "1000000000000.01";
+    let huge_order = GOOD_BODY
+        .replace("\"10.00\"", &format!("\"{huge}\""))
+        .replace("\"50.00\"", &format!("\"{huge}\""))
+        .replace("\"70.00\"", "\"70\"")
+        .replace("\"30.00\"", "\"70\"")
+        .replace("\"80.00\"", "\"1000000000070.01\"");
+    let long_id = "x".repeat(limits::MAX_ID_LEN + 1);
+    let groups = format!(r#"["{}"]"#, vec!["g"; limits::MAX_GROUPS + 1].join(r#"",""#));
+    let cases: Vec<String> = vec![
+        order_json(&many_lines),
+        order_json(&many_payments),
+        order_json(&huge_order),
+        order_json(&GOOD_BODY.replace("\"quantity\":\"2\"", "\"quantity\":\"1000000000001\"")),
+        order_json(GOOD_BODY).replace("\"c-1\"", &format!("\"{long_id}\"")),
+        order_json(GOOD_BODY).replace("2026-11-23T12:00:00+04:00", "1999-12-31T23:59:59Z"),
+        order_json(GOOD_BODY).replace("2026-11-23T12:00:00+04:00", "2000-01-01T00:30:00+01:00"),
+        order_json(GOOD_BODY).replace("2026-11-23T12:00:00+04:00", "2100-01-01T00:00:00Z"),
+        order_json(GOOD_BODY).replace("2026-11-23T12:00:00+04:00", "9999-12-31T23:59:59Z"),
+        event_json(
+            "order.refunded",
+            r#"{"refund_id":"r","original_event_id":"e","amount":"79228162514264337593543950335","currency":"AZN"}"#,
+        ),
+        event_json(
+            "balance.adjust",
+            r#"{"account":"bonus","amount":"-1000000000000.5","description":"x"}"#,
+        ),
+        event_json(
+            "balance.adjust",
+            &format!(
+                r#"{{"account":"bonus","amount":"1","description":"{}"}}"#,
+                "d".repeat(501)
+            ),
+        ),
+        event_json(
+            "customer.upserted",
+            &format!(r#"{{"registered":true,"marketing_consent":false,"groups":{groups}}}"#),
+        ),
+        event_json(
+            "booking.created",
+            r#"{"booking_id":"b","service":"s","starts_at":"9999-12-31T22:00:00Z","ends_at":"9999-12-31T23:59:59Z"}"#,
+        ),
+        event_json(
+            "booking.rescheduled",
+            r#"{"booking_id":"b","starts_at":"0001-01-01T00:00:00Z","ends_at":"2026-01-01T00:00:00Z"}"#,
+        ),
+    ];
+    for json in cases {
+        let got = decode(json.as_bytes());
+        assert_eq!(
+            got.as_ref().err().map(|e| e.kind),
+            Some(ErrorKind::OutOfRange),
+            "input: {}\ngot: {got:?}",
+            json.get(..400).unwrap_or(&json)
+        );
+    }
+    // The limits themselves are accepted.
+    let at_limit = GOOD_BODY
+        .replace("\"10.00\"", "\"1000000000000\"")
+        .replace("\"70.00\"", "\"0\"")
+        .replace("\"50.00\"", "\"1000000000000.00\"")
+        .replace("\"30.00\"", "\"0\"")
+        .replace("\"80.00\"", "\"1000000000000\"");
+    let ok = order_json(&at_limit).replace("2026-11-23T12:00:00+04:00", "2099-12-31T23:59:59.999999999Z");
+    assert!(decode(ok.as_bytes()).is_ok(), "{:?}", decode(ok.as_bytes()));
+    let negative_zero = GOOD_BODY.replace("\"quantity\":\"1\"", "\"quantity\":\"-0.00\"");
+    assert_eq!(kind_of(&order_json(&negative_zero)), Some(ErrorKind::NegativeAmount));
+}
+
 #[test]
 fn missing_field_reason_names_the_field() {
     let json = order_json(&GOOD_BODY.replace("\"total\":\"80.00\",", ""));

@@ -3,6 +3,10 @@
 //!
 //! It knows nothing of Kafka: the consume loop (and `replay`) feed it
 //! [`InputRecord`]s. Everything it writes is keyed by input partition.
+//!
+//! Arithmetic here is checked or explained (the lint below): a balance that
+//! would overflow or pass the contract's limit refuses the event instead.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -314,7 +318,7 @@ impl Processor {
             let mut cursor = self.load_cursor(p)?;
             if self.changelog {
                 cursor.changelog_seq = Some(cursor.next_seq);
-                cursor.next_seq += 1;
+                cursor.next_seq = seq_after(cursor.next_seq);
             }
             slot.insert(cursor);
         }
@@ -399,7 +403,8 @@ impl Processor {
                 "input offsets skipped: the broker served this record after a gap"
             );
         }
-        batch.events += 1;
+        // One per applied record: a batch holds far fewer than usize::MAX.
+        batch.events = batch.events.saturating_add(1);
         batch.first_applied.get_or_insert_with(Instant::now);
         let (decoded, unprocessable) = match decoded {
             Some(Err(err)) if err.kind == ErrorKind::ProcessingFailed => (None, Some(err)),
@@ -434,7 +439,10 @@ impl Processor {
             }
         };
         if let Some(cursor) = batch.cursors.get_mut(&p) {
-            cursor.offsets.insert(record.topic.to_owned(), record.offset + 1);
+            // Kafka offsets stay far below i64::MAX.
+            cursor
+                .offsets
+                .insert(record.topic.to_owned(), record.offset.saturating_add(1));
         }
         Ok(applied)
     }
@@ -529,7 +537,8 @@ impl Processor {
             let Some(seq) = cursor.changelog_seq.take() else {
                 continue;
             };
-            let n = cursor.changelog_last.map_or(1, |(n, _)| n + 1);
+            // One batch number per commit: u64 cannot run out.
+            let n = cursor.changelog_last.map_or(1, |(n, _)| n.saturating_add(1));
             let mut value = keys::encode_u64(n).to_vec();
             value.extend_from_slice(&keys::encode_u64(seq));
             set.put(Family::Meta, keys::changelog_cursor(*p), value);
@@ -719,7 +728,7 @@ impl Processor {
         }
         let out = Emitter::for_event(p, tenant, record, event);
         let first_seq = peek_seq(batch, p);
-        let entries = self.apply_outcome(batch, &out, &prefix, &outcome)?;
+        let entries = self.apply_outcome(batch, &out, &prefix, &outcome)?.entries;
         if let (Body::CustomerUpserted(_), Some(profile)) = (&event.body, &outcome.customer) {
             self.publish_directory_entry(batch, p, tenant, &event.customer, profile)?;
         }
@@ -732,22 +741,30 @@ impl Processor {
         Ok(Applied::Processed(entries))
     }
 
-    /// Writes an outcome's ledger entries, outputs and records; returns the
-    /// number of ledger entries.
+    /// Writes an outcome's ledger entries, outputs and records. Every new
+    /// balance is computed first: if one would overflow or pass the
+    /// contract's balance limit, the outcome is replaced by a rejection
+    /// (`amount_overflow`, `balance_limit`) before anything of it is written.
     fn apply_outcome(
         &self,
         batch: &mut Batch,
         out: &Emitter<'_>,
         prefix: &[u8],
         outcome: &Outcome,
-    ) -> Result<usize, StateError> {
+    ) -> Result<Written, StateError> {
         let (p, tenant, customer) = (out.p, out.tenant, out.customer);
+        let refused;
+        let (outcome, after) = match balances_after(batch.balances.get(prefix), outcome, out.reject_as) {
+            Ok(after) => (outcome, after),
+            Err(rejection) => {
+                refused = *rejection;
+                (&refused, Vec::new())
+            }
+        };
         let mut last_balance = Decimal::ZERO;
-        for entry in &outcome.entries {
+        for (entry, new_balance) in outcome.entries.iter().zip(after) {
             let balances = batch.balances.entry(prefix.to_vec()).or_default();
-            let balance = balances.entry(entry.account.clone()).or_default();
-            *balance += entry.amount;
-            let new_balance = *balance;
+            balances.insert(entry.account.clone(), new_balance);
             last_balance = new_balance;
             batch.dirty.insert((prefix.to_vec(), entry.account.clone()));
             let seq = next_seq(batch, p);
@@ -910,7 +927,10 @@ impl Processor {
                 add_timers(batch, p, 1);
             }
         }
-        Ok(outcome.entries.len())
+        Ok(Written {
+            entries: outcome.entries.len(),
+            rejected: outcome.rejection.is_some(),
+        })
     }
 
     /// The customer's profile: this batch, then state, then config, else an
@@ -963,7 +983,7 @@ impl Processor {
     pub fn fire_due(&mut self, batch: &mut Batch, p: u32, now_ms: i64, limit: usize) -> Result<usize, StateError> {
         let prefix = keys::partition_prefix(p);
         let due = self.store.scan(Family::Timers, &prefix, &prefix, limit)?;
-        let mut fired = 0;
+        let mut fired: usize = 0;
         for (key, _) in due {
             let Some(keys::TimerKey {
                 due_ms,
@@ -994,8 +1014,24 @@ impl Processor {
             let customer = self.customer(batch, p, tenant, &booking.customer)?;
             let prefix = keys::balance_prefix(p, &tenant_id, &booking.customer);
             self.load_balances(batch, &prefix)?;
-            let outcome = rules::fire(&booking_id, &booking, customer.marketing_consent);
-            let due_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(due_ms) * 1_000_000)
+            let mut outcome = rules::fire(&booking_id, &booking, customer.marketing_consent);
+            if let Err(refused) = balances_after(batch.balances.get(&prefix), &outcome, "booking.rejected") {
+                // The credit does not fit the balance: refuse it once and drop
+                // the timer, or it would fire (and be refused) forever. The
+                // booking stays scheduled, without a credit to come.
+                let mut kept = booking.clone();
+                kept.due_ms = None;
+                outcome = Outcome {
+                    timers: rules::TimerChange {
+                        delete: Some(due_ms),
+                        set: None,
+                    },
+                    booking: Some((booking_id.clone(), kept)),
+                    ..*refused
+                };
+            }
+            // i64 milliseconds times 10^6 always fits an i128.
+            let due_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(due_ms).saturating_mul(1_000_000))
                 .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
             let out = Emitter {
                 p,
@@ -1010,11 +1046,13 @@ impl Processor {
                 },
                 occurred_at: due_at.format(&Rfc3339).unwrap_or_default(),
                 occurred: due_at,
+                reject_as: "booking.rejected",
             };
             batch.timers_deleted.insert(key.clone());
             self.apply_outcome(batch, &out, &prefix, &outcome)?;
-            telemetry::timer_fired((now_ms - due_ms).max(0));
-            fired += 1;
+            telemetry::timer_fired(now_ms.saturating_sub(due_ms).max(0));
+            // At most `limit` timers are scanned.
+            fired = fired.saturating_add(1);
         }
         Ok(fired)
     }
@@ -1097,15 +1135,13 @@ impl Processor {
             },
             occurred_at: command.occurred_at.format(&Rfc3339).unwrap_or_default(),
             occurred: command.occurred_at,
+            reject_as: rules::command_rejection_type(&command.body),
         };
         let first_seq = peek_seq(batch, p);
-        let entries = self.apply_outcome(batch, &out, &prefix, &outcome)?;
+        let written = self.apply_outcome(batch, &out, &prefix, &outcome)?;
+        let entries = written.entries;
         record_applied(batch, p, dedupe_key, first_seq, unix_ms(command.occurred_at));
-        let result = if outcome.rejection.is_some() {
-            "rejected"
-        } else {
-            "applied"
-        };
+        let result = if written.rejected { "rejected" } else { "applied" };
         telemetry::command_applied(command_type, result);
         Ok(Applied::Processed(entries))
     }
@@ -1245,14 +1281,59 @@ fn peek_seq(batch: &Batch, p: u32) -> u64 {
 }
 
 fn add_timers(batch: &mut Batch, p: u32, delta: i64) {
-    batch.cursors.entry(p).or_default().timers += delta;
+    // A count of stored timers, for a gauge: far below i64::MAX.
+    let timers = &mut batch.cursors.entry(p).or_default().timers;
+    *timers = timers.saturating_add(delta);
 }
 
 fn next_seq(batch: &mut Batch, p: u32) -> u64 {
     let cursor = batch.cursors.entry(p).or_default();
     let seq = cursor.next_seq;
-    cursor.next_seq += 1;
+    cursor.next_seq = seq_after(seq);
     seq
+}
+
+/// The output sequence after `seq`. A partition would need 2^64 outputs,
+/// 584 years at a billion a second, to reach the end, so the saturation
+/// that keeps this free of overflow never happens.
+fn seq_after(seq: u64) -> u64 {
+    seq.saturating_add(1)
+}
+
+/// What [`Processor::apply_outcome`] wrote.
+struct Written {
+    /// Ledger entries.
+    entries: usize,
+    /// Whether it wrote a rejection (the rules' or the balance check's).
+    rejected: bool,
+}
+
+/// The balance after each entry of `outcome`, in order, from the
+/// customer's `current` balances; or, if one would overflow or pass the
+/// contract's balance limit, the rejection (of type `reject_as`) that
+/// replaces the whole outcome.
+fn balances_after(
+    current: Option<&BTreeMap<String, Decimal>>,
+    outcome: &Outcome,
+    reject_as: &'static str,
+) -> Result<Vec<Decimal>, Box<Outcome>> {
+    let mut running: BTreeMap<&str, Decimal> = BTreeMap::new();
+    let mut after = Vec::with_capacity(outcome.entries.len());
+    for entry in &outcome.entries {
+        let balance = running
+            .get(entry.account.as_str())
+            .or_else(|| current.and_then(|c| c.get(&entry.account)))
+            .copied()
+            .unwrap_or_default();
+        match rules::next_balance(&entry.account, balance, entry.amount) {
+            Ok(next) => {
+                running.insert(&entry.account, next);
+                after.push(next);
+            }
+            Err((code, reason)) => return Err(Box::new(Outcome::rejected(reject_as, code, reason))),
+        }
+    }
+    Ok(after)
 }
 
 fn check_money(
@@ -1293,6 +1374,8 @@ struct Emitter<'a> {
     source: SourceRef,
     occurred_at: String,
     occurred: time::OffsetDateTime,
+    /// The output type that refuses this source's effect.
+    reject_as: &'static str,
 }
 
 impl<'a> Emitter<'a> {
@@ -1310,6 +1393,7 @@ impl<'a> Emitter<'a> {
             },
             occurred_at: event.occurred_at.format(&Rfc3339).unwrap_or_default(),
             occurred: event.occurred_at,
+            reject_as: rules::rejection_type(&event.body),
         }
     }
 
@@ -1359,7 +1443,13 @@ fn corrupt(family: Family, detail: &str) -> StateError {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests;
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod limits_tests;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod prop_tests;

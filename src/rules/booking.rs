@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::checked::{self, Overflow};
 use super::{Entry, EntryType, Input, Outcome};
 use crate::config::{NegativeBalance, TenantConfig};
 use crate::contract::{BookingCreated, BookingRescheduled};
@@ -60,9 +61,8 @@ pub struct TimerChange {
     pub set: Option<i64>,
 }
 
-fn due_ms(tenant: &TenantConfig, ends_at: OffsetDateTime) -> i64 {
-    let due = ends_at + tenant.bookings.credit_delay;
-    i64::try_from(due.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+fn due_ms(tenant: &TenantConfig, ends_at: OffsetDateTime) -> Result<i64, Overflow> {
+    checked::due_ms(ends_at, tenant.bookings.credit_delay)
 }
 
 fn reject(code: &'static str, reason: String) -> Outcome {
@@ -71,12 +71,12 @@ fn reject(code: &'static str, reason: String) -> Outcome {
 
 /// The pipeline fills in `source_topic` and `source_offset` of the new
 /// booking, which the rules do not see.
-pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Outcome {
+pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Result<Outcome, Overflow> {
     if input.booking.is_some() {
-        return reject(
+        return Ok(reject(
             "booking_exists",
             format!("booking {:?} was already created", body.booking_id),
-        );
+        ));
     }
     let points = input
         .tenant
@@ -84,8 +84,12 @@ pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Outcome {
         .points
         .get(&body.service)
         .map_or(Decimal::ZERO, |p| p.value());
-    let due = (points > Decimal::ZERO).then(|| due_ms(input.tenant, body.ends_at));
-    Outcome {
+    let due = if points > Decimal::ZERO {
+        Some(due_ms(input.tenant, body.ends_at)?)
+    } else {
+        None
+    };
+    Ok(Outcome {
         booking: Some((
             body.booking_id.clone(),
             Booking {
@@ -102,35 +106,37 @@ pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Outcome {
         )),
         timers: TimerChange { delete: None, set: due },
         ..Outcome::default()
-    }
+    })
 }
 
-pub(super) fn rescheduled(input: &Input<'_>, body: &BookingRescheduled) -> Outcome {
+pub(super) fn rescheduled(input: &Input<'_>, body: &BookingRescheduled) -> Result<Outcome, Overflow> {
     let Some(booking) = input.booking else {
-        return reject(
+        return Ok(reject(
             "unknown_booking",
             format!("no booking {:?} for this customer", body.booking_id),
-        );
+        ));
     };
     if booking.state != BookingState::Scheduled {
-        return reject(
+        return Ok(reject(
             "not_scheduled",
             format!(
                 "booking {:?} is {:?}; only a scheduled booking moves",
                 body.booking_id, booking.state
             ),
-        );
+        ));
     }
     let mut moved = booking.clone();
-    moved.due_ms = booking.due_ms.map(|_| due_ms(input.tenant, body.ends_at));
-    Outcome {
+    if booking.due_ms.is_some() {
+        moved.due_ms = Some(due_ms(input.tenant, body.ends_at)?);
+    }
+    Ok(Outcome {
         timers: TimerChange {
             delete: booking.due_ms,
             set: moved.due_ms,
         },
         booking: Some((body.booking_id.clone(), moved)),
         ..Outcome::default()
-    }
+    })
 }
 
 /// `booking.cancelled` (`no_show = false`) or `booking.no_show`.
@@ -169,7 +175,7 @@ pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outco
                     account: SERVICE_POINTS.into(),
                     entry_type: EntryType::Reversal,
                     program: "service_points".into(),
-                    amount: -points,
+                    amount: checked::neg(points),
                     base: None,
                     description: Some(format!(
                         "{} {}",

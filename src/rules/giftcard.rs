@@ -3,7 +3,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{Entry, EntryType, Input, IssuedCard, Outcome};
+use super::{checked, Entry, EntryType, Input, IssuedCard, Outcome};
 
 /// The code of the gift card bought by `event_id` of `tenant`: an HMAC of
 /// both under the deployment's secret key, in groups of Crockford-style
@@ -57,7 +57,7 @@ pub(super) fn exchange(input: &Input<'_>, card_id: &str) -> Outcome {
             account: card.account.clone(),
             entry_type: EntryType::GiftCardExchange,
             program: "gift_cards".into(),
-            amount: -points,
+            amount: checked::neg(points),
             base: None,
             description: Some(format!("gift card {}", card.name.as_str().trim()).trim().to_owned()),
             operator: None,

@@ -4,8 +4,13 @@
 //! No I/O, no Kafka, no RocksDB, no tokio. The pipeline gathers the inputs
 //! (the customer's profile and balances, the refunded order's record) and
 //! applies the outcome; this module only decides what the programs say.
+//!
+//! Every money, points and time operation is checked ([`checked`]): an
+//! overflow is a rejection, never a panic. The lint below keeps it so.
+#![deny(clippy::arithmetic_side_effects)]
 
 mod booking;
+mod checked;
 mod giftcard;
 mod network;
 mod order;
@@ -16,9 +21,10 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{PartnerConditions, TenantConfig};
-use crate::contract::{Body, CommandBody, CustomerUpserted, Event};
+use crate::contract::{limits::MAX_BALANCE, BalanceAdjust, Body, CommandBody, CustomerUpserted, Event};
 
 pub use booking::{fire, Booking, BookingState, TimerChange, SERVICE_POINTS};
+pub use checked::Overflow;
 pub use giftcard::gift_card_code;
 pub use network::{apply_command, split_deposit, DepositSplit};
 
@@ -262,7 +268,8 @@ pub enum Notice {
 }
 
 impl Outcome {
-    fn rejected(output_type: &'static str, code: &'static str, reason: String) -> Self {
+    /// A refusal: nothing but the rejection output.
+    pub fn rejected(output_type: &'static str, code: &'static str, reason: String) -> Self {
         Outcome {
             rejection: Some(Rejection {
                 output_type,
@@ -300,63 +307,122 @@ impl Input<'_> {
     }
 }
 
-/// Evaluates the tenant's programs against one event.
+/// Evaluates the tenant's programs against one event. A computation that
+/// overflows rejects the event (`amount_overflow`, `date_out_of_range`).
 pub fn evaluate(input: &Input<'_>) -> Outcome {
-    match &input.event.body {
-        Body::OrderPaid(order) | Body::VisitCompleted(order) => network::purchase(input, order),
-        Body::OrderRefunded(refund) => order::refunded(input, refund),
+    evaluate_checked(input).unwrap_or_else(|overflow| {
+        Outcome::rejected(rejection_type(&input.event.body), overflow.code(), overflow.reason())
+    })
+}
+
+fn evaluate_checked(input: &Input<'_>) -> Result<Outcome, Overflow> {
+    Ok(match &input.event.body {
+        Body::OrderPaid(order) | Body::VisitCompleted(order) => network::purchase(input, order)?,
+        Body::OrderRefunded(refund) => order::refunded(input, refund)?,
         Body::CustomerUpserted(body) => Outcome {
             customer: Some(Customer::from_upsert(body, input.customer)),
             ..Outcome::default()
         },
-        Body::BalanceAdjust(adjust) => {
-            let tenant = input.tenant;
-            let amount = adjust.amount.value();
-            if !tenant.has_account(&adjust.account) {
-                return Outcome::rejected(
-                    "adjustment.rejected",
-                    "unknown_account",
-                    format!("{:?} is not an account of tenant {:?}", adjust.account, tenant.id),
-                );
-            }
-            if scale_of(tenant, &adjust.account) < amount.normalize().scale() {
-                return Outcome::rejected(
-                    "adjustment.rejected",
-                    "bad_precision",
-                    format!("{amount} has more decimals than account {:?} holds", adjust.account),
-                );
-            }
-            let balance = input.balance(&adjust.account);
-            if amount < Decimal::ZERO && balance + amount < Decimal::ZERO {
-                return Outcome::rejected(
-                    "adjustment.rejected",
-                    "insufficient_balance",
-                    format!(
-                        "cannot subtract {} from a {} balance of {balance}",
-                        -amount, adjust.account
-                    ),
-                );
-            }
-            Outcome {
-                entries: vec![Entry {
-                    account: adjust.account.clone(),
-                    entry_type: EntryType::ManualAdjustment,
-                    program: "manual".into(),
-                    amount,
-                    base: None,
-                    description: Some(adjust.description.clone()),
-                    operator: adjust.operator.clone(),
-                }],
-                notify: input.customer.marketing_consent.then_some("balance.manually_updated"),
-                ..Outcome::default()
-            }
-        }
+        Body::BalanceAdjust(adjust) => adjust_balance(input, adjust)?,
         Body::GiftCardExchange(exchange) => giftcard::exchange(input, &exchange.gift_card),
-        Body::BookingCreated(body) => booking::created(input, body),
-        Body::BookingRescheduled(body) => booking::rescheduled(input, body),
+        Body::BookingCreated(body) => booking::created(input, body)?,
+        Body::BookingRescheduled(body) => booking::rescheduled(input, body)?,
         Body::BookingCancelled(body) => booking::ended(input, &body.booking_id, false),
         Body::BookingNoShow(body) => booking::ended(input, &body.booking_id, true),
+    })
+}
+
+/// `balance.adjust`: staff add or subtract by hand (seed 004).
+fn adjust_balance(input: &Input<'_>, adjust: &BalanceAdjust) -> Result<Outcome, Overflow> {
+    let tenant = input.tenant;
+    let amount = adjust.amount.value();
+    if !tenant.has_account(&adjust.account) {
+        return Ok(Outcome::rejected(
+            "adjustment.rejected",
+            "unknown_account",
+            format!("{:?} is not an account of tenant {:?}", adjust.account, tenant.id),
+        ));
     }
+    if scale_of(tenant, &adjust.account) < amount.normalize().scale() {
+        return Ok(Outcome::rejected(
+            "adjustment.rejected",
+            "bad_precision",
+            format!("{amount} has more decimals than account {:?} holds", adjust.account),
+        ));
+    }
+    let balance = input.balance(&adjust.account);
+    if amount < Decimal::ZERO && checked::add(balance, amount)? < Decimal::ZERO {
+        return Ok(Outcome::rejected(
+            "adjustment.rejected",
+            "insufficient_balance",
+            format!(
+                "cannot subtract {} from a {} balance of {balance}",
+                amount.abs(),
+                adjust.account
+            ),
+        ));
+    }
+    Ok(Outcome {
+        entries: vec![Entry {
+            account: adjust.account.clone(),
+            entry_type: EntryType::ManualAdjustment,
+            program: "manual".into(),
+            amount,
+            base: None,
+            description: Some(adjust.description.clone()),
+            operator: adjust.operator.clone(),
+        }],
+        notify: input.customer.marketing_consent.then_some("balance.manually_updated"),
+        ..Outcome::default()
+    })
+}
+
+/// The output type that refuses an event of this body.
+pub fn rejection_type(body: &Body) -> &'static str {
+    match body {
+        Body::OrderPaid(order) | Body::VisitCompleted(order) if order.partner.is_some() => "partner.rejected",
+        Body::OrderPaid(_) | Body::VisitCompleted(_) => "redemption.rejected",
+        Body::OrderRefunded(_) => "refund.rejected",
+        // A profile moves no balance, so it is never refused; named for completeness.
+        Body::CustomerUpserted(_) => "customer.rejected",
+        Body::BalanceAdjust(_) => "adjustment.rejected",
+        Body::GiftCardExchange(_) => "giftcard.rejected",
+        Body::BookingCreated(_) | Body::BookingRescheduled(_) | Body::BookingCancelled(_) | Body::BookingNoShow(_) => {
+            "booking.rejected"
+        }
+    }
+}
+
+/// The output type that refuses an internal command of this body.
+pub fn command_rejection_type(body: &CommandBody) -> &'static str {
+    match body {
+        CommandBody::ReferralCredit(_) => "referral.rejected",
+        CommandBody::PartnerOrder(_) => "partner_payment.rejected",
+    }
+}
+
+/// The balance of `account` after adding `amount` to `balance`: the
+/// pipeline computes every new balance of an outcome with this before it
+/// writes any, so that an outcome that does not fit is refused whole.
+///
+/// # Errors
+/// `(reason_code, reason)`: `amount_overflow` if the sum does not fit a
+/// decimal, `balance_limit` if its absolute value would pass the contract's
+/// [`MAX_BALANCE`].
+pub fn next_balance(account: &str, balance: Decimal, amount: Decimal) -> Result<Decimal, (&'static str, String)> {
+    let Ok(next) = checked::add(balance, amount) else {
+        return Err((Overflow::Amount.code(), Overflow::Amount.reason()));
+    };
+    if next.abs() > MAX_BALANCE {
+        return Err((
+            "balance_limit",
+            format!(
+                "{amount} on a {account} balance of {balance} would make it {next}; \
+                 a balance is at most {MAX_BALANCE} in absolute value, so nothing was applied"
+            ),
+        ));
+    }
+    Ok(next)
 }
 
 /// Decimal places an account holds: the currency's minor units for money,
@@ -380,12 +446,17 @@ pub fn round_for(tenant: &TenantConfig, account: &str, value: Decimal) -> Decima
 }
 
 /// `base * percent / 100`, rounded half-even to `minor_units`.
-pub fn percent_of(base: Decimal, percent: Decimal, minor_units: u32) -> Decimal {
-    (base * percent / Decimal::ONE_HUNDRED).round_dp_with_strategy(minor_units, RoundingStrategy::MidpointNearestEven)
+///
+/// # Errors
+/// [`Overflow::Amount`] if the product does not fit a decimal.
+pub fn percent_of(base: Decimal, percent: Decimal, minor_units: u32) -> Result<Decimal, Overflow> {
+    Ok(checked::percent(base, percent)?.round_dp_with_strategy(minor_units, RoundingStrategy::MidpointNearestEven))
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests;
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod network_tests;

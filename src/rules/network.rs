@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
+use super::checked::{self, Overflow};
 use super::{
     order, percent_of, round_for, CommandOut, Entry, EntryType, Input, Movement, Notice, OrderRecord, Outcome,
 };
@@ -38,7 +39,8 @@ pub struct DepositSplit {
 ///    exceed `cap_percent` of the bill (the place's payment percentage).
 ///
 /// # Errors
-/// `(code, reason)`: `insufficient_balance` or `over_cap`.
+/// `(code, reason)`: `insufficient_balance`, `over_cap`, or
+/// `amount_overflow` if a sum does not fit a decimal.
 pub fn split_deposit(
     bill: Decimal,
     amount: Decimal,
@@ -46,19 +48,20 @@ pub fn split_deposit(
     here: Decimal,
     cap_percent: Option<Decimal>,
 ) -> Result<DepositSplit, (&'static str, String)> {
+    let overflow = |o: Overflow| (o.code(), o.reason());
     let from_elsewhere = amount.min(elsewhere.max(Decimal::ZERO));
-    let from_here = amount - from_elsewhere;
+    let from_here = checked::sub(amount, from_elsewhere).map_err(overflow)?;
     if from_here > here {
         return Err((
             "insufficient_balance",
             format!(
                 "{amount} paid from deposit, but the deposit holds {} ({elsewhere} accumulated at the partner, {here} here)",
-                elsewhere + here
+                checked::add(elsewhere, here).map_err(overflow)?
             ),
         ));
     }
     if let Some(cap) = cap_percent {
-        let limit = bill * cap / Decimal::ONE_HUNDRED;
+        let limit = checked::percent(bill, cap).map_err(overflow)?;
         if from_here > limit {
             return Err((
                 "over_cap",
@@ -77,7 +80,7 @@ pub fn split_deposit(
 
 /// `order.paid` and `visit.completed`: a partner's customer, a referral, or
 /// a plain purchase; every accepted one marks the customer as visited.
-pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Outcome {
+pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Overflow> {
     if let Some(partner) = &order.partner {
         return partner_order(input, order, partner);
     }
@@ -86,13 +89,13 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Outcome {
     let referrer = match &order.referrer_phone {
         Some(phone) => match find_referrer(input, phone, first_visit) {
             Ok(referrer) => Some(referrer),
-            Err(rejection) => return *rejection,
+            Err(rejection) => return Ok(*rejection),
         },
         None => None,
     };
-    let mut outcome = order::paid(input, order);
+    let mut outcome = order::paid(input, order)?;
     if outcome.rejection.is_some() {
-        return outcome;
+        return Ok(outcome);
     }
     if !input.customer.visited || referrer.is_some() {
         let mut profile = input.customer.clone();
@@ -103,7 +106,7 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Outcome {
         outcome.customer = Some(profile);
     }
     let Some(referral) = &tenant.referral else {
-        return outcome;
+        return Ok(outcome);
     };
     // The referrer is rewarded for this visit: the first (with the phone),
     // or any later one when the tenant rewards every visit.
@@ -113,12 +116,12 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Outcome {
         _ => None,
     };
     let Some(rewarded) = rewarded else {
-        return outcome;
+        return Ok(outcome);
     };
     let account = &referral.referrer_account;
     let amount = match (referral.referrer_amount, referral.referrer_percent) {
         (Some(fixed), _) => fixed.value(),
-        (None, Some(pct)) => round_for(tenant, account, money_paid(order) * pct.value() / Decimal::ONE_HUNDRED),
+        (None, Some(pct)) => round_for(tenant, account, checked::percent(money_paid(order)?, pct.value())?),
         (None, None) => Decimal::ZERO,
     };
     if amount > Decimal::ZERO {
@@ -140,7 +143,7 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Outcome {
             reward: (account.clone(), amount.max(Decimal::ZERO)),
         });
     }
-    outcome
+    Ok(outcome)
 }
 
 /// The referrer of a first visit, found by phone within the tenant.
@@ -175,20 +178,21 @@ fn find_referrer(input: &Input<'_>, phone: &str, first_visit: bool) -> Result<St
 }
 
 /// The part of the bill paid with money (not from balances).
-fn money_paid(order: &OrderPaid) -> Decimal {
-    order
-        .payments
-        .iter()
-        .filter(|p| p.balance_account().is_none())
-        .map(|p| p.amount.value())
-        .sum()
+fn money_paid(order: &OrderPaid) -> Result<Decimal, Overflow> {
+    checked::sum(
+        order
+            .payments
+            .iter()
+            .filter(|p| p.balance_account().is_none())
+            .map(|p| p.amount.value()),
+    )
 }
 
 /// A customer of partner `partner.tenant` identified at this tenant.
-fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> Outcome {
+fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> Result<Outcome, Overflow> {
     let tenant = input.tenant;
     let place = &tenant.id;
-    let reject = |code, reason| Outcome::rejected("partner.rejected", code, reason);
+    let reject = |code, reason| Ok(Outcome::rejected("partner.rejected", code, reason));
     let Some(conditions) = input.network.partnership(place, &partner.tenant) else {
         return reject(
             "no_active_partnership",
@@ -220,7 +224,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     for payment in &order.payments {
         match payment.balance_account() {
             None => {}
-            Some("deposit") => deposit += payment.amount.value(),
+            Some("deposit") => deposit = checked::add(deposit, payment.amount.value())?,
             Some(other) => {
                 return reject(
                     "unsupported_payment",
@@ -243,7 +247,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     let base = if tenant.redemption.accrue_on_balance_payments {
         total
     } else {
-        total - deposit
+        checked::sub(total, deposit)?
     };
     let notice = Notice::Partner {
         partner_tenant: partner.tenant.clone(),
@@ -254,7 +258,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     };
     if conditions.shared_deposit {
         // The deposit lives with the partner: pay and accrue there.
-        return Outcome {
+        return Ok(Outcome {
             command: Some(CommandOut {
                 tenant: partner.tenant.clone(),
                 customer: listed.customer,
@@ -267,7 +271,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
             }),
             notice: Some(notice),
             ..Outcome::default()
-        };
+        });
     }
     // No shared deposit: the customer's own deposit here, all of it
     // accumulated here, within the payment percentage.
@@ -290,7 +294,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
         outcome.entries.push(debit("deposit", &program, deposit));
         record.redemptions.push(movement("deposit", &program, deposit));
     }
-    let amount = percent_of(base, accrual, tenant.minor_units);
+    let amount = percent_of(base, accrual, tenant.minor_units)?;
     if amount > Decimal::ZERO {
         outcome.entries.push(Entry {
             account: "deposit".into(),
@@ -306,7 +310,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     if !outcome.entries.is_empty() {
         outcome.order_record = Some((input.event.event_id.clone(), record));
     }
-    outcome
+    Ok(outcome)
 }
 
 fn debit(account: &str, program: &str, amount: Decimal) -> Entry {
@@ -314,7 +318,7 @@ fn debit(account: &str, program: &str, amount: Decimal) -> Entry {
         account: account.to_owned(),
         entry_type: EntryType::Redemption,
         program: program.to_owned(),
-        amount: -amount,
+        amount: checked::neg(amount),
         base: None,
         description: None,
         operator: None,
@@ -331,17 +335,33 @@ fn movement(account: &str, program: &str, amount: Decimal) -> Movement {
 }
 
 /// Applies an internal command to its target customer, whose balances are
-/// `balances`, in `tenant` (the command's tenant).
+/// `balances`, in `tenant` (the command's tenant). A computation that
+/// overflows rejects the command (`amount_overflow`).
 pub fn apply_command(
     tenant: &TenantConfig,
     balances: &BTreeMap<String, Decimal>,
     network: &dyn super::Network,
     command: &Command,
 ) -> Outcome {
+    apply_command_checked(tenant, balances, network, command).unwrap_or_else(|overflow| {
+        Outcome::rejected(
+            super::command_rejection_type(&command.body),
+            overflow.code(),
+            overflow.reason(),
+        )
+    })
+}
+
+fn apply_command_checked(
+    tenant: &TenantConfig,
+    balances: &BTreeMap<String, Decimal>,
+    network: &dyn super::Network,
+    command: &Command,
+) -> Result<Outcome, Overflow> {
     let balance = |account: &str| balances.get(account).copied().unwrap_or_default();
     match &command.body {
         CommandBody::ReferralCredit(credit) => {
-            let reject = |code, reason| Outcome::rejected("referral.rejected", code, reason);
+            let reject = |code, reason| Ok(Outcome::rejected("referral.rejected", code, reason));
             if command.source_tenant != command.tenant {
                 return reject(
                     "cross_tenant",
@@ -359,9 +379,9 @@ pub fn apply_command(
             }
             let amount = round_for(tenant, &credit.account, credit.amount.value());
             if amount <= Decimal::ZERO {
-                return Outcome::default();
+                return Ok(Outcome::default());
             }
-            Outcome {
+            Ok(Outcome {
                 entries: vec![Entry {
                     account: credit.account.clone(),
                     entry_type: EntryType::ReferralAccrual,
@@ -372,10 +392,10 @@ pub fn apply_command(
                     operator: None,
                 }],
                 ..Outcome::default()
-            }
+            })
         }
         CommandBody::PartnerOrder(order) => {
-            let reject = |code, reason| Outcome::rejected("partner_payment.rejected", code, reason);
+            let reject = |code, reason| Ok(Outcome::rejected("partner_payment.rejected", code, reason));
             let place = &command.source_tenant;
             // Re-checked here: the agreement may have ended since the origin
             // decided, and this is the balance of another tenant.
@@ -411,7 +431,7 @@ pub fn apply_command(
                     entries.push(debit(&here_account, &program, split.from_here));
                 }
             }
-            let accrued = percent_of(order.base.value(), order.accrual_percent.value(), tenant.minor_units);
+            let accrued = percent_of(order.base.value(), order.accrual_percent.value(), tenant.minor_units)?;
             if accrued > Decimal::ZERO {
                 entries.push(Entry {
                     account: here_account,
@@ -423,10 +443,10 @@ pub fn apply_command(
                     operator: None,
                 });
             }
-            Outcome {
+            Ok(Outcome {
                 entries,
                 ..Outcome::default()
-            }
+            })
         }
     }
 }

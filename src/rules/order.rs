@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
+use super::checked::{self, Overflow};
 use super::{round_for, Entry, EntryType, Input, Movement, OrderRecord, Outcome};
 use crate::config::{NegativeBalance, ProgramConfig, ProgramType, SalesConfig, TenantConfig};
 use crate::contract::{OrderLine, OrderPaid, OrderRefunded};
 
 /// `order.paid`: check and debit balance payments, then accrue.
-pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
+pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Overflow> {
     let tenant = input.tenant;
     let total = order.total.value();
 
@@ -17,7 +18,8 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
     let mut redeemed: BTreeMap<&str, Decimal> = BTreeMap::new();
     for payment in &order.payments {
         if let Some(account) = payment.balance_account() {
-            *redeemed.entry(account).or_default() += payment.amount.value();
+            let sum = redeemed.entry(account).or_default();
+            *sum = checked::add(*sum, payment.amount.value())?;
         }
     }
     let branch = tenant.branches.get(&input.event.branch);
@@ -25,7 +27,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
     // `deposit`, first the buckets accumulated at partners (seed 000).
     let mut debits: Vec<(String, Decimal)> = Vec::new();
     for (account, amount) in &redeemed {
-        let reject = |code, reason| Outcome::rejected("redemption.rejected", code, reason);
+        let reject = |code, reason| Ok(Outcome::rejected("redemption.rejected", code, reason));
         if !tenant.has_account(account) {
             return reject(
                 "unknown_account",
@@ -61,7 +63,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
         if !buckets.is_empty() {
             // Seed 000: deposit accumulated at a partner pays up to the
             // whole bill; deposit accumulated here stays within the cap.
-            let elsewhere: Decimal = buckets.iter().map(|(_, v)| *v).sum();
+            let elsewhere = checked::sum(buckets.iter().map(|(_, v)| *v))?;
             let cap = tenant.redemption.max_percent.get(*account).map(|c| c.value());
             let split = match super::split_deposit(total, *amount, elsewhere, balance, cap) {
                 Ok(split) => split,
@@ -72,7 +74,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
                 let take = left.min(available);
                 if take > Decimal::ZERO {
                     debits.push((bucket.clone(), take));
-                    left -= take;
+                    left = checked::sub(left, take)?;
                 }
             }
             if split.from_here > Decimal::ZERO {
@@ -88,7 +90,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
         }
         debits.push(((*account).to_owned(), *amount));
         if let Some(cap) = tenant.redemption.max_percent.get(*account) {
-            let limit = total * cap.value() / Decimal::ONE_HUNDRED;
+            let limit = checked::percent(total, cap.value())?;
             if *amount > limit {
                 return reject(
                     "over_cap",
@@ -112,7 +114,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
             account: account.clone(),
             entry_type: EntryType::Redemption,
             program: "redemption".into(),
-            amount: -*amount,
+            amount: checked::neg(*amount),
             base: None,
             description: None,
             operator: None,
@@ -132,9 +134,10 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
         if !program.active_in(&input.event.branch) || (program.registered_only && !input.customer.registered) {
             continue;
         }
-        let share = match &program.sales {
-            SalesConfig::All(_) => *share_of_all.get_or_insert_with(|| payment_share(tenant, program, order)),
-            SalesConfig::Specific(_) => payment_share(tenant, program, order),
+        let share = match (&program.sales, share_of_all) {
+            (SalesConfig::All(_), Some(share)) => share,
+            (SalesConfig::All(_), None) => *share_of_all.insert(payment_share(tenant, program, order)?),
+            (SalesConfig::Specific(_), _) => payment_share(tenant, program, order)?,
         };
         if share.is_zero() {
             continue;
@@ -147,27 +150,30 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
                 let mut base = Decimal::ZERO;
                 let mut raw = Decimal::ZERO;
                 for rule in &program.rules {
-                    let lines: Decimal = order
-                        .lines
-                        .iter()
-                        .filter(|l| l.category == rule.category && eligible_line(program, l))
-                        .map(|l| l.amount.value())
-                        .sum();
-                    base += lines * share;
-                    raw += lines * share * rule.percent.value() / Decimal::ONE_HUNDRED;
+                    let lines = checked::sum(
+                        order
+                            .lines
+                            .iter()
+                            .filter(|l| l.category == rule.category && eligible_line(program, l))
+                            .map(|l| l.amount.value()),
+                    )?;
+                    let part = checked::mul(lines, share)?;
+                    base = checked::add(base, part)?;
+                    raw = checked::add(raw, checked::percent(part, rule.percent.value())?)?;
                 }
                 (base, raw)
             }
             _ => {
                 let Some(pct) = program.percent else { continue };
-                let lines: Decimal = order
-                    .lines
-                    .iter()
-                    .filter(|l| eligible_line(program, l))
-                    .map(|l| l.amount.value())
-                    .sum();
-                let base = lines * share;
-                (base, base * pct.value() / Decimal::ONE_HUNDRED)
+                let lines = checked::sum(
+                    order
+                        .lines
+                        .iter()
+                        .filter(|l| eligible_line(program, l))
+                        .map(|l| l.amount.value()),
+                )?;
+                let base = checked::mul(lines, share)?;
+                (base, checked::percent(base, pct.value())?)
             }
         };
         let (base, raw) = base_and_raw;
@@ -195,7 +201,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Outcome {
     if !outcome.entries.is_empty() {
         outcome.order_record = Some((input.event.event_id.clone(), record));
     }
-    outcome
+    Ok(outcome)
 }
 
 fn round_for_money(tenant: &TenantConfig, value: Decimal) -> Decimal {
@@ -205,24 +211,26 @@ fn round_for_money(tenant: &TenantConfig, value: Decimal) -> Decimal {
 /// The share of the bill that accrues for `program`: payments of an
 /// eligible (sale type, method) pair, without balance payments unless the
 /// tenant accrues on them, divided by the total.
-fn payment_share(tenant: &TenantConfig, program: &ProgramConfig, order: &OrderPaid) -> Decimal {
+fn payment_share(tenant: &TenantConfig, program: &ProgramConfig, order: &OrderPaid) -> Result<Decimal, Overflow> {
     let total = order.total.value();
     if total.is_zero() {
-        return Decimal::ZERO;
+        return Ok(Decimal::ZERO);
     }
-    let eligible: Decimal = order
-        .payments
-        .iter()
-        .filter(|p| tenant.redemption.accrue_on_balance_payments || p.balance_account().is_none())
-        .filter(|p| match &program.sales {
-            SalesConfig::All(_) => true,
-            SalesConfig::Specific(pairs) => pairs.iter().any(|pair| {
-                pair.sale_type == order.sale_type && (pair.methods.contains("*") || pair.methods.contains(&p.method))
-            }),
-        })
-        .map(|p| p.amount.value())
-        .sum();
-    eligible / total
+    let eligible = checked::sum(
+        order
+            .payments
+            .iter()
+            .filter(|p| tenant.redemption.accrue_on_balance_payments || p.balance_account().is_none())
+            .filter(|p| match &program.sales {
+                SalesConfig::All(_) => true,
+                SalesConfig::Specific(pairs) => pairs.iter().any(|pair| {
+                    pair.sale_type == order.sale_type
+                        && (pair.methods.contains("*") || pair.methods.contains(&p.method))
+                }),
+            })
+            .map(|p| p.amount.value()),
+    )?;
+    checked::div(eligible, total)
 }
 
 /// Category and product exclusions, or "exclude all, then include a few".
@@ -235,37 +243,37 @@ fn eligible_line(program: &ProgramConfig, line: &OrderLine) -> bool {
 
 /// `order.refunded`: reverse accruals and give back redeemed balance in
 /// proportion to the refunded share, never more than the order moved.
-pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Outcome {
+pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outcome, Overflow> {
     let tenant = input.tenant;
     let Some(original) = input.original else {
-        return Outcome::rejected(
+        return Ok(Outcome::rejected(
             "refund.rejected",
             "unknown_order",
             format!(
                 "no accrual or redemption is recorded for order event {:?} of this customer",
                 refund.original_event_id
             ),
-        );
+        ));
     };
     let amount = refund.amount.value();
-    let remaining = original.total - original.refunded;
+    let remaining = checked::sub(original.total, original.refunded)?;
     if amount > remaining {
-        return Outcome::rejected(
+        return Ok(Outcome::rejected(
             "refund.rejected",
             "exceeds_refundable",
             format!(
                 "refund of {amount} exceeds what is left to refund ({remaining} of {})",
                 original.total
             ),
-        );
+        ));
     }
     let mut record = original.clone();
-    record.refunded += amount;
+    record.refunded = checked::add(record.refunded, amount)?;
     // Cumulative share refunded; 1 exactly for a full refund.
     let share = if original.total.is_zero() || record.refunded >= original.total {
         Decimal::ONE
     } else {
-        record.refunded / original.total
+        checked::div(record.refunded, original.total)?
     };
     let mut outcome = Outcome::default();
     let mut balances = input.balances.clone();
@@ -273,7 +281,7 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Outcome {
     // Accruals come back out of the balance (within the policy); redeemed
     // balance goes back in.
     for (movements, entry_type, sign, limit) in [
-        (&mut record.accruals, EntryType::Reversal, -Decimal::ONE, clamp),
+        (&mut record.accruals, EntryType::Reversal, Decimal::NEGATIVE_ONE, clamp),
         (
             &mut record.redemptions,
             EntryType::RedemptionReversal,
@@ -282,8 +290,9 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Outcome {
         ),
     ] {
         for movement in movements.iter_mut() {
-            let target = round_for(tenant, &movement.account, movement.amount * share).min(movement.amount);
-            let mut delta = (target - movement.reversed).max(Decimal::ZERO);
+            let target =
+                round_for(tenant, &movement.account, checked::mul(movement.amount, share)?).min(movement.amount);
+            let mut delta = checked::sub(target, movement.reversed)?.max(Decimal::ZERO);
             if limit {
                 let available = balances.get(&movement.account).copied().unwrap_or_default();
                 delta = delta.min(available.max(Decimal::ZERO));
@@ -291,13 +300,15 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Outcome {
             if delta.is_zero() {
                 continue;
             }
-            movement.reversed += delta;
-            *balances.entry(movement.account.clone()).or_default() += sign * delta;
+            movement.reversed = checked::add(movement.reversed, delta)?;
+            let signed = checked::mul(sign, delta)?;
+            let balance = balances.entry(movement.account.clone()).or_default();
+            *balance = checked::add(*balance, signed)?;
             outcome.entries.push(Entry {
                 account: movement.account.clone(),
                 entry_type,
                 program: movement.program.clone(),
-                amount: sign * delta,
+                amount: signed,
                 base: None,
                 description: None,
                 operator: None,
@@ -305,5 +316,5 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Outcome {
         }
     }
     outcome.order_record = Some((refund.original_event_id.clone(), record));
-    outcome
+    Ok(outcome)
 }

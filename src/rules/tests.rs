@@ -515,6 +515,78 @@ fn seed_004_manual_adjustments_and_notifications() {
     );
 }
 
+/// Amounts beyond the contract limits never reach the rules through
+/// decode; these bypass it, as a bad configuration or an older stored
+/// record could, and get a rejection instead of a panic.
+#[test]
+fn overflowing_computations_are_rejections_not_panics() {
+    let t = tenant(&cashback("5", ""), "");
+    let mut huge = order("dine_in", &[("p", "food", "80.00")], &[("card", "80.00")]);
+    if let Body::OrderPaid(o) = &mut huge.body {
+        let max = contract::Amount::new(Decimal::MAX);
+        o.total = max;
+        o.lines[0].amount = max;
+        o.payments[0].amount = max;
+    }
+    let got = run(&t, &huge, &registered(), &[]);
+    assert!(got.entries.is_empty() && got.order_record.is_none());
+    assert_eq!(
+        got.rejection.map(|r| (r.output_type, r.code)),
+        Some(("redemption.rejected", "amount_overflow"))
+    );
+
+    let record = OrderRecord {
+        total: Decimal::MAX,
+        refunded: Decimal::MIN,
+        accruals: Vec::new(),
+        redemptions: Vec::new(),
+    };
+    let got = run_with(&t, &refund("e-1", "1.00"), &registered(), &[], Some(&record));
+    assert_eq!(
+        got.rejection.map(|r| (r.output_type, r.code)),
+        Some(("refund.rejected", "amount_overflow"))
+    );
+
+    let take = event(
+        "balance.adjust",
+        r#"{"account":"cashback","amount":"-1.00","description":"x"}"#,
+        "2026-11-23T12:00:00Z",
+    );
+    let min = Decimal::MIN.to_string();
+    let got = run(&t, &take, &registered(), &[("cashback", min.as_str())]);
+    assert_eq!(
+        got.rejection.map(|r| (r.output_type, r.code)),
+        Some(("adjustment.rejected", "amount_overflow"))
+    );
+
+    let mut slow = tenant("", "[bookings]\npoints = { yoga = \"10\" }");
+    slow.bookings.credit_delay = std::time::Duration::MAX;
+    let book = event(
+        "booking.created",
+        r#"{"booking_id":"b","service":"yoga","starts_at":"2099-12-31T22:00:00Z","ends_at":"2099-12-31T23:00:00Z"}"#,
+        "2026-11-23T12:00:00Z",
+    );
+    let got = run(&slow, &book, &registered(), &[]);
+    assert!(got.booking.is_none() && got.timers.set.is_none());
+    assert_eq!(
+        got.rejection.map(|r| (r.output_type, r.code)),
+        Some(("booking.rejected", "date_out_of_range"))
+    );
+}
+
+#[test]
+fn balances_stay_within_the_limit() {
+    let max = crate::contract::limits::MAX_BALANCE;
+    assert_eq!(next_balance("bonus", max - Decimal::ONE, Decimal::ONE), Ok(max));
+    assert_eq!(next_balance("bonus", -max, Decimal::ZERO), Ok(-max));
+    let over = next_balance("bonus", max, Decimal::ONE).map_err(|(code, _)| code);
+    assert_eq!(over, Err("balance_limit"));
+    let under = next_balance("bonus", -max, Decimal::NEGATIVE_ONE).map_err(|(code, _)| code);
+    assert_eq!(under, Err("balance_limit"));
+    let overflow = next_balance("bonus", Decimal::MAX, Decimal::MAX).map_err(|(code, _)| code);
+    assert_eq!(overflow, Err("amount_overflow"));
+}
+
 #[test]
 fn seed_004_gift_cards_cost_points_and_get_unguessable_codes() {
     let t = tenant("", "");
@@ -593,8 +665,14 @@ fn customer_upserts_replace_the_profile() {
 #[test]
 fn rounding_helpers() {
     // 5% of 0.50 = 0.025 -> 0.02 (half-even), 5% of 0.70 = 0.035 -> 0.04.
-    assert_eq!(percent_of(Decimal::new(50, 2), Decimal::from(5), 2), Decimal::new(2, 2));
-    assert_eq!(percent_of(Decimal::new(70, 2), Decimal::from(5), 2), Decimal::new(4, 2));
+    assert_eq!(
+        percent_of(Decimal::new(50, 2), Decimal::from(5), 2),
+        Ok(Decimal::new(2, 2))
+    );
+    assert_eq!(
+        percent_of(Decimal::new(70, 2), Decimal::from(5), 2),
+        Ok(Decimal::new(4, 2))
+    );
     let t = tenant("", "");
     assert_eq!(round_for(&t, "bonus", Decimal::new(499, 2)), Decimal::from(4));
     assert_eq!(round_for(&t, "cashback", Decimal::new(4995, 3)), Decimal::new(500, 2));
