@@ -8,8 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,16 +92,8 @@ impl Drop for ControlledBroker {
 
 /// `/health/ready`: whether it answered 200, and its body.
 fn ready(port: u16) -> (bool, String) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (false, "no connection".into());
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = stream.write_all(b"GET /health/ready HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let ok = text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200");
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (ok, body)
+    let (status, body) = common::http_get(port, "/health/ready");
+    (status == 200, body)
 }
 
 #[test]

@@ -12,36 +12,11 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{sample, scrape, terminate, wait_until, Env};
+use common::{http_get as get, http_request as request, sample, scrape, terminate, wait_until, Env};
 
 const HELD: usize = 500;
 const CAP: usize = 510;
 const TIMEOUT: Duration = Duration::from_secs(6);
-
-/// A plain HTTP/1.0 request: (status code, body). Status 0 if refused.
-fn request(port: u16, head: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.write_all(head.as_bytes());
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    request(port, &format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"))
-}
 
 /// What a held connection shows without waiting: still open, or closed
 /// by the server (EOF or reset), with what it sent first.

@@ -482,6 +482,34 @@ pub fn terminate(child: &mut Child, timeout: Duration) -> Option<std::process::E
     None
 }
 
+/// A plain HTTP/1.0 request (`head` is the whole request): (status code,
+/// body). Status 0 if nothing listens or the connection was refused.
+pub fn http_request(port: u16, head: &str) -> (u16, String) {
+    use std::io::Read;
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.write_all(head.as_bytes());
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A plain HTTP/1.0 GET of `path`: (status code, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_request(port, &format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"))
+}
+
 /// The Prometheus exposition of an `accrue run` listening on `port`.
 pub fn scrape(port: u16) -> String {
     use std::io::Read;
