@@ -36,6 +36,10 @@ use crate::timers::{self, Clock};
 /// Intake pauses while more outbox records than this wait for the broker.
 const MAX_PENDING_OUTBOX: u64 = 200_000;
 
+/// A stalled partition makes the consumer rejoin at most once per this
+/// many `[health] partition_stall` bounds.
+const STALL_REJOIN_SPACING: u32 = 10;
+
 /// How far before its stored offset a stalled partition is re-read.
 const RESEEK_BACK: i64 = 10_000;
 
@@ -61,6 +65,10 @@ struct Work {
     attempts: Attempts,
     /// The version of the programs the processor holds.
     programs_version: u64,
+    /// When a stalled partition last made the consumer rejoin: a partition
+    /// the broker will not serve (a record over its fetch limit) must not
+    /// make the group rebalance every few minutes forever.
+    last_stall_rejoin: Option<Instant>,
 }
 
 /// The consumer context: takes over and hands over partitions.
@@ -465,6 +473,7 @@ pub fn run(
         takeovers: Takeovers::new(changelog_config, store.clone(), progress.clone()),
         attempts: Attempts::new(config.batch.max_attempts),
         programs_version,
+        last_stall_rejoin: None,
     };
     loop {
         let context = PipelineContext {
@@ -672,6 +681,9 @@ fn consume(
         if lag_reported.elapsed() >= LAG_INTERVAL {
             report_lag(consumer, &work.processor, topics, &work.owned);
             if let Some(reason) = watch(consumer, &work, &mut stalls, &mut group, paused, progress) {
+                if reason == "partition_stalled" {
+                    work.last_stall_rejoin = Some(Instant::now());
+                }
                 break Exit::Rejoin(reason);
             }
             lag_reported = Instant::now();
@@ -879,7 +891,10 @@ fn watch(
                     first: false,
                     stuck_for,
                 } => {
-                    if stuck_for >= stalls.bound().saturating_mul(2) {
+                    let rejoined_lately = work
+                        .last_stall_rejoin
+                        .is_some_and(|t| t.elapsed() < stalls.bound().saturating_mul(STALL_REJOIN_SPACING));
+                    if stuck_for >= stalls.bound().saturating_mul(2) && !rejoined_lately {
                         tracing::error!(
                             topic = %topic,
                             partition = p,
