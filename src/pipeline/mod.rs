@@ -4,7 +4,9 @@
 pub mod batch;
 pub mod consumer;
 pub mod poison;
+mod rebalance;
 pub mod shared;
+mod stalls;
 pub mod takeover;
 pub mod watchdog;
 

@@ -1,0 +1,494 @@
+//! Rebalances: what the consume loop works on ([`Work`]), and the consumer
+//! context whose callback takes partitions over and hands them over.
+//!
+//! The callback runs inside `poll` on the consume thread and returns
+//! quickly: a new partition is assigned paused and recorded; its takeover
+//! (is the local state current? a restore?) runs beside the loop
+//! ([`super::takeover`]), which then positions and resumes it
+//! ([`PipelineContext::finish_takeover`]). A revoke commits the open batch
+//! and waits (bounded) for the partition's outbox to drain, so the next
+//! owner's restore finds everything.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+
+use super::batch::{Batch, Processor};
+use super::poison::Attempts;
+use super::shared::Progress;
+use super::takeover::{Prepared, Takeovers};
+use super::PipelineError;
+use crate::changelog;
+use crate::state::{keys, Durability, Family, WriteSet};
+use crate::state::{read_next_seq, read_offset, Store};
+use crate::telemetry;
+
+/// How long a revoke waits for the partition's outbox to reach the broker
+/// before handing the partition over anyway.
+pub(super) const FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the consume loop works on; shared with the rebalance callback, which
+/// runs inside `poll` on the same thread. It outlives a consumer: a rejoin
+/// hands it to the next one.
+pub(super) struct Work {
+    pub(super) processor: Processor,
+    pub(super) batch: Batch,
+    pub(super) batch_started: Option<Instant>,
+    /// Partitions owned (of every co-partitioned topic).
+    pub(super) owned: BTreeSet<u32>,
+    /// Partitions assigned (paused) and not yet taken over.
+    pub(super) takeovers: Takeovers,
+    /// Failed attempts of records whose processing panicked.
+    pub(super) attempts: Attempts,
+    /// The version of the programs the processor holds.
+    pub(super) programs_version: u64,
+    /// When a stalled partition last made the consumer rejoin: a partition
+    /// the broker will not serve (a record over its fetch limit) must not
+    /// make the group rebalance every few minutes forever.
+    pub(super) last_stall_rejoin: Option<Instant>,
+}
+
+/// The consumer context: takes over and hands over partitions.
+pub(super) struct PipelineContext {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) progress: Arc<Progress>,
+    pub(super) work: Mutex<Option<Work>>,
+    /// The group subscribes `topics[0]`; partition p of the others follows.
+    pub(super) topics: Vec<String>,
+    pub(super) failure: Mutex<Option<String>>,
+    /// High watermarks from librdkafka's last statistics, for the lag metric.
+    pub(super) high_watermarks: Mutex<HashMap<(String, u32), i64>>,
+    /// Records librdkafka has fetched and holds for each partition, from
+    /// its last statistics: a partition with records queued is waiting its
+    /// turn in this process, not stuck at the broker.
+    pub(super) fetch_queued: Mutex<HashMap<(String, u32), i64>>,
+    /// `[state] changelog`: owners and epochs are kept.
+    pub(super) changelog: bool,
+}
+
+impl ClientContext for PipelineContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error,
+            KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.progress.set_broker_down(true);
+            telemetry::broker_reachable(false);
+        }
+        telemetry::librdkafka_error(&error, reason);
+    }
+
+    /// Called on the consume thread every `statistics.interval.ms`.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        // Bootstrap entries (node id -1) never become "UP" once the real
+        // brokers are known; a cluster is reachable if any broker is up.
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        self.progress.set_broker_down(!up);
+        telemetry::broker_reachable(up);
+        let mut marks = self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut queued = self
+            .fetch_queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (topic, t) in statistics.topics {
+            for (p, part) in t.partitions {
+                // -1 is librdkafka's "internal" partition; -1001 is "unknown".
+                if p >= 0 && part.hi_offset >= 0 {
+                    marks.insert((topic.clone(), p as u32), part.hi_offset);
+                }
+                if p >= 0 {
+                    queued.insert((topic.clone(), p as u32), part.fetchq_cnt);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for PipelineContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let parts: Vec<u32> = tpl
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.topics[0])
+            .map(|e| e.partition() as u32)
+            .collect();
+        let mut guard = self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(work) = guard.as_mut() else {
+            self.fail("rebalance outside the consume loop".into());
+            return;
+        };
+        self.progress.heartbeat();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Assign at the stored offsets, paused: the takeover (is
+                // local state current? restore?) runs beside the loop, which
+                // then positions and resumes the partition.
+                let mut full = TopicPartitionList::new();
+                for p in &parts {
+                    work.processor.forget(*p);
+                    work.attempts.forget_partition(*p);
+                    for topic in &self.topics {
+                        // Kafka's committed offsets are advisory: start where RocksDB says.
+                        let offset = match read_offset(self.store.as_ref(), topic, *p) {
+                            Ok(Some(off)) => Offset::Offset(off),
+                            Ok(None) => Offset::Beginning,
+                            Err(err) => {
+                                self.fail(format!("cannot read the stored offset of {topic}/{p}: {err}"));
+                                return;
+                            }
+                        };
+                        if let Err(err) = full.add_partition_offset(topic, *p as i32, offset) {
+                            self.fail(format!("cannot position {topic}/{p}: {err}"));
+                            return;
+                        }
+                    }
+                }
+                let result = if cooperative {
+                    consumer.incremental_assign(&full)
+                } else {
+                    consumer.assign(&full)
+                };
+                match result {
+                    Ok(()) => {
+                        if let Err(err) = consumer.pause(&full) {
+                            // Records of a partition not yet taken over are
+                            // skipped, and it is re-positioned when it is.
+                            tracing::warn!(error = %err, "cannot pause partitions being taken over");
+                        }
+                        for p in &parts {
+                            work.takeovers.add(*p);
+                            tracing::info!(partition = p, topics = ?self.topics, "partition assigned; taking it over");
+                        }
+                    }
+                    Err(err) => self.fail(format!("cannot assign partitions: {err}")),
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                let mut owned = Vec::with_capacity(parts.len());
+                for p in &parts {
+                    if work.takeovers.cancel(*p) {
+                        tracing::info!(partition = p, "partition revoked before its takeover finished");
+                    } else {
+                        owned.push(*p);
+                    }
+                }
+                if let Err(err) = self.hand_over(work, consumer, &owned, lost) {
+                    self.fail(format!("cannot hand over partitions {owned:?}: {err}"));
+                }
+                let result = if cooperative {
+                    consumer.incremental_unassign(&self.all_topics(&parts))
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "unassign after revoke failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error; dropping the assignment");
+                for p in &parts {
+                    work.takeovers.cancel(*p);
+                }
+                let all: Vec<u32> = work.owned.iter().copied().collect();
+                if let Err(err) = self.hand_over(work, consumer, &all, true) {
+                    self.fail(format!("cannot drop partitions {all:?}: {err}"));
+                }
+                if let Err(err) = consumer.unassign() {
+                    tracing::warn!(error = %err, "unassign after rebalance error failed");
+                }
+            }
+        }
+        telemetry::partitions_owned(work.owned.len());
+        self.progress.set_assigned();
+    }
+}
+
+impl PipelineContext {
+    pub(super) fn fail(&self, message: String) {
+        tracing::error!("{message}");
+        *self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+    }
+
+    pub(super) fn take_failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    pub(super) fn all_topics(&self, parts: &[u32]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            for topic in &self.topics {
+                tpl.add_partition(topic, *p as i32);
+            }
+        }
+        tpl
+    }
+
+    /// Finishes the takeover of partition `p` once its job found the local
+    /// state current or restored it: takes ownership with a new epoch,
+    /// loads its progress, positions it at the stored offsets and resumes it.
+    pub(super) fn finish_takeover(
+        &self,
+        work: &mut Work,
+        consumer: &BaseConsumer<PipelineContext>,
+        p: u32,
+        prepared: Prepared,
+    ) -> Result<(), PipelineError> {
+        let store = self.store.as_ref();
+        let mut shadowed = Vec::new();
+        match prepared.restored {
+            None => telemetry::assignment("current"),
+            Some(stats) => {
+                telemetry::assignment("restored");
+                let secs = stats.elapsed.as_secs_f64();
+                tracing::info!(
+                    partition = p,
+                    records = stats.records,
+                    applied = stats.applied,
+                    dropped = stats.dropped,
+                    seconds = secs,
+                    records_per_second = (stats.records as f64 / secs.max(1e-9)).round(),
+                    shadowed = stats.shadowed.len(),
+                    "partition restored"
+                );
+                shadowed = stats.shadowed;
+            }
+        }
+        work.processor.forget(p);
+        if self.changelog {
+            let base = changelog::stored_owner(store, p)?.unwrap_or_default();
+            let owner = base.next(prepared.head.map(|h| h.owner));
+            let mut set = WriteSet::new();
+            set.put(Family::Meta, keys::owner(p), owner.encode().to_vec());
+            store.write(&set, Durability::Synced)?;
+            work.processor.set_owner(p, owner);
+            tracing::info!(partition = p, epoch = owner.epoch, "partition owned");
+        }
+        for topic in &self.topics {
+            check_not_truncated(consumer, store, topic, p)?;
+        }
+        work.processor.warm(p)?;
+        self.progress.own(p, read_next_seq(store, p)?);
+        if !shadowed.is_empty() {
+            // Records of a dropped batch (or a fenced owner) sit in the log
+            // after the values they would have replaced: write those keys
+            // again now, so compaction keeps the restored values.
+            let repair = work.processor.repair_batch(p, &shadowed)?;
+            commit(&mut work.processor, repair, consumer, &self.progress)?;
+            tracing::info!(
+                partition = p,
+                keys = shadowed.len(),
+                "changelog keys of dropped records written again"
+            );
+        }
+        // The restore may have moved the stored offsets since the assignment.
+        let tpl = self.all_topics(&[p]);
+        for topic in &self.topics {
+            let offset = start_offset(consumer, store, topic, p)?;
+            if let Err(err) = consumer.seek(topic, p as i32, offset, Duration::from_secs(10)) {
+                return Err(PipelineError::Rebalance(format!("cannot position {topic}/{p}: {err}")));
+            }
+        }
+        consumer
+            .resume(&tpl)
+            .map_err(|err| PipelineError::Rebalance(format!("cannot resume partition {p}: {err}")))?;
+        work.owned.insert(p);
+        telemetry::partitions_owned(work.owned.len());
+        tracing::info!(partition = p, "partition taken over; consuming");
+        Ok(())
+    }
+
+    /// Drops the open batch and positions every owned partition at its
+    /// durable offsets again, so what the batch held is read and applied
+    /// anew (after a lost assignment, or a record whose processing failed).
+    pub(super) fn rewind(
+        &self,
+        work: &mut Work,
+        consumer: &BaseConsumer<PipelineContext>,
+    ) -> Result<(), PipelineError> {
+        work.batch = Batch::default();
+        work.batch_started = None;
+        for p in work.owned.clone() {
+            work.processor.forget(p);
+            if let Some(owner) = changelog::stored_owner(self.store.as_ref(), p)? {
+                work.processor.set_owner(p, owner);
+            }
+            for topic in &self.topics {
+                let offset = start_offset(consumer, self.store.as_ref(), topic, p)?;
+                if let Err(err) = consumer.seek(topic, p as i32, offset, Duration::from_secs(10)) {
+                    return Err(PipelineError::Rebalance(format!("cannot rewind {topic}/{p}: {err}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives partitions up. Unless the assignment was lost (another member
+    /// may own them already), the open batch is committed and their outbox
+    /// drained first, so the next owner's restore finds everything.
+    fn hand_over(
+        &self,
+        work: &mut Work,
+        consumer: &BaseConsumer<PipelineContext>,
+        parts: &[u32],
+        lost: bool,
+    ) -> Result<(), PipelineError> {
+        if lost {
+            // Nothing of the open batch was written; the next owner redoes it.
+            let dropped = !work.batch.is_empty();
+            for p in parts {
+                self.progress.disown(*p);
+                work.processor.forget(*p);
+                work.attempts.forget_partition(*p);
+                work.owned.remove(p);
+                tracing::warn!(partition = p, "partition lost; its open work is dropped");
+            }
+            if dropped {
+                self.rewind(work, consumer)?;
+            }
+            return Ok(());
+        }
+        if !work.batch.is_empty() {
+            let batch = std::mem::take(&mut work.batch);
+            work.batch_started = None;
+            commit(&mut work.processor, batch, consumer, &self.progress)?;
+        }
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        while parts.iter().any(|p| !self.progress.flushed(*p)) {
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    partitions = ?parts,
+                    "outbox not drained in time; the next owner reprocesses what its changelog lacks"
+                );
+                break;
+            }
+            // Still a member until this callback returns.
+            self.progress.renew_lease(Duration::from_secs(1));
+            self.progress.heartbeat();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for p in parts {
+            self.progress.disown(*p);
+            work.processor.forget(*p);
+            work.attempts.forget_partition(*p);
+            work.owned.remove(p);
+            tracing::info!(partition = p, "partition revoked");
+        }
+        Ok(())
+    }
+}
+
+/// Where partition `p` of `topic` resumes: its stored offset, or the
+/// partition's first offset if nothing was applied yet. Always a concrete
+/// offset: librdkafka leaves a paused partition that was sought to a
+/// logical offset (`BEGINNING`) in its offset-query state, never fetching.
+pub(super) fn start_offset(
+    consumer: &BaseConsumer<PipelineContext>,
+    store: &dyn Store,
+    topic: &str,
+    p: u32,
+) -> Result<Offset, PipelineError> {
+    if let Some(off) = read_offset(store, topic, p)? {
+        return Ok(Offset::Offset(off));
+    }
+    match consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(10)) {
+        Ok((low, _)) => Ok(Offset::Offset(low)),
+        Err(err) => Err(PipelineError::Rebalance(format!(
+            "cannot read where {topic}/{p} begins: {err}"
+        ))),
+    }
+}
+
+pub(super) fn take_work(consumer: &BaseConsumer<PipelineContext>) -> Result<Work, PipelineError> {
+    consumer
+        .context()
+        .work
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .ok_or_else(|| PipelineError::Rebalance("the consume loop lost its state".into()))
+}
+
+pub(super) fn put_work(consumer: &BaseConsumer<PipelineContext>, work: Work) {
+    *consumer
+        .context()
+        .work
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(work);
+}
+
+pub(super) fn commit(
+    processor: &mut Processor,
+    batch: Batch,
+    consumer: &BaseConsumer<PipelineContext>,
+    progress: &Progress,
+) -> Result<(), PipelineError> {
+    let committed = processor.commit(batch)?;
+    for (p, next_seq) in &committed.durable_seq {
+        progress.advance(*p, *next_seq);
+    }
+    // Advisory only: lets lag tools see progress. RocksDB is authoritative.
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p, off) in &committed.offsets {
+        if tpl
+            .add_partition_offset(topic, *p as i32, Offset::Offset(*off))
+            .is_err()
+        {
+            continue;
+        }
+    }
+    if let Err(err) = consumer.store_offsets(&tpl) {
+        tracing::debug!(error = %err, "advisory offset store failed");
+    }
+    Ok(())
+}
+
+/// State that has applied input beyond the partition's end means the topic
+/// was deleted and recreated (or truncated): reading it would skip records
+/// as "already applied". Refuse, with what to do.
+fn check_not_truncated(
+    consumer: &BaseConsumer<PipelineContext>,
+    store: &dyn Store,
+    topic: &str,
+    p: u32,
+) -> Result<(), PipelineError> {
+    let Some(stored) = read_offset(store, topic, p)? else {
+        return Ok(());
+    };
+    let seen = consumer
+        .context()
+        .high_watermarks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&(topic.to_owned(), p))
+        .copied()
+        .unwrap_or(0);
+    // The larger of the broker's answer and what fetches have shown: tansu
+    // 0.6.0's memory storage under-reports its latest offset.
+    match consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(10)) {
+        Ok((_, high)) if stored > high.max(seen) => Err(PipelineError::Rebalance(format!(
+            "input {topic}/{p} ends at offset {high}, but the state has applied it up to offset {stored}: \
+             the topic was recreated or truncated. Point [state] dir at a fresh directory to start over, \
+             or restore the topic; accrue will not guess which records are new"
+        ))),
+        Ok(_) => Ok(()),
+        Err(err) => {
+            tracing::warn!(topic, partition = p, error = %err, "cannot read watermarks to check the stored offset");
+            Ok(())
+        }
+    }
+}
