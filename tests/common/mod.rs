@@ -170,12 +170,23 @@ pub struct Env {
     pub partitions: i32,
     pub state: PathBuf,
     pub http_port: u16,
+    /// Processes `spawn` started: killed when the test ends, so a failed
+    /// assertion never leaves an `accrue run` behind.
+    spawned: std::sync::Mutex<Vec<u32>>,
 }
 
 /// A failing test's directory (config, state, instance logs) is kept when
 /// `ACCRUE_TEST_KEEP` is set, and its path printed.
 impl Drop for Env {
     fn drop(&mut self) {
+        let spawned = std::mem::take(&mut *self.spawned.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for pid in spawned {
+            // Only if that pid is still one of our `accrue` processes.
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("accrue") {
+                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            }
+        }
         if std::thread::panicking() && std::env::var_os("ACCRUE_TEST_KEEP").is_some() {
             let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir")).keep();
             eprintln!("test directory kept: {}", kept.display());
@@ -271,6 +282,7 @@ dir = "tenants"
             partitions,
             state,
             http_port,
+            spawned: std::sync::Mutex::new(Vec::new()),
         };
         let status = env.accrue(&["topics", "create", "--partitions", &partitions.to_string()]);
         assert!(status.success(), "accrue topics create failed");
@@ -297,7 +309,7 @@ dir = "tenants"
             .join(format!("run-{}.log", RUNS.fetch_add(1, Ordering::SeqCst)));
         let log = std::fs::File::create(&log_path).expect("log file");
         let err = log.try_clone().expect("log file");
-        Command::new(env!("CARGO_BIN_EXE_accrue"))
+        let child = Command::new(env!("CARGO_BIN_EXE_accrue"))
             .arg("--config")
             .arg(&self.config)
             .arg("run")
@@ -306,7 +318,12 @@ dir = "tenants"
             .stdout(log)
             .stderr(err)
             .spawn()
-            .expect("spawn accrue run")
+            .expect("spawn accrue run");
+        self.spawned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(child.id());
+        child
     }
 
     /// Moves the processor to a fresh consumer group. State and positions
