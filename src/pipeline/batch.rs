@@ -206,6 +206,9 @@ pub struct Processor {
     routing: Routing,
     /// Write each batch's state changes to the changelog (`[state] changelog`).
     changelog: bool,
+    /// Warn about gaps in input offsets (records from Kafka, whose offsets
+    /// are dense; replay numbers lines across partitions).
+    report_gaps: bool,
     /// The owner of each assigned partition, written in its changelog records.
     owners: HashMap<u32, Owner>,
     limits: Limits,
@@ -223,6 +226,7 @@ impl Processor {
             code_key,
             routing,
             changelog: false,
+            report_gaps: false,
             owners: HashMap::new(),
             limits: Limits::default(),
         }
@@ -232,6 +236,13 @@ impl Processor {
     /// (by default those of an empty config).
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
+    }
+
+    /// Warns about, and counts, gaps between the offsets of a partition's
+    /// records from now on (`accrue run`: a gap is input the broker did
+    /// not serve).
+    pub fn set_report_gaps(&mut self, on: bool) {
+        self.report_gaps = on;
     }
 
     /// Writes every batch's state changes to the changelog from now on.
@@ -388,7 +399,7 @@ impl Processor {
             telemetry::already_applied(1);
             return Ok(Applied::AlreadyApplied);
         }
-        if let Some(next) = expected.filter(|next| record.offset > *next) {
+        if let Some(next) = expected.filter(|next| self.report_gaps && record.offset > *next) {
             // Inputs are neither compacted nor written by accrue: a gap is
             // records the broker did not serve (or a transactional
             // producer's commit markers). Say so; never silently.

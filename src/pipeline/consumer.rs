@@ -77,6 +77,7 @@ pub fn run(
     let mut processor = Processor::new(store.clone(), tenants, code_key);
     processor.set_routing(routing);
     processor.set_changelog(config.state.changelog);
+    processor.set_report_gaps(true);
     processor.set_limits(crate::pipeline::Limits::of(config));
     let changelog_config = config.state.changelog.then(|| Arc::new(config.clone()));
     let mut work = Work {
