@@ -106,6 +106,14 @@ struct Expect {
 #[test]
 fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills() {
     let env = Env::new("network", PARTITIONS);
+    {
+        // The restarts rejoin the same group: tansu 0.6.0 can leave the new
+        // member without partitions after a SIGKILL, and accrue must notice
+        // and rejoin by itself (docs/operations.md, "Health").
+        let mut text = std::fs::read_to_string(&env.config).unwrap();
+        text.push_str("[health]\nunassigned_grace = \"5s\"\n");
+        std::fs::write(&env.config, text).unwrap();
+    }
     common::write(&env.dir.path().join("tenants/cafe-central.toml"), CAFE);
     common::write(&env.dir.path().join("tenants/bistro-nord.toml"), BISTRO);
     let mut rng = StdRng::seed_from_u64(0x5EED_0002);
@@ -332,7 +340,6 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
             kill9(&mut child);
             kills += 1;
             feeder.join().unwrap();
-            env.new_group();
             child = env.spawn();
         } else {
             feeder.join().unwrap();
@@ -444,8 +451,20 @@ fn referral_and_partner_credits_cross_partitions_exactly_once_through_sigkills()
         assert_eq!(found.get(customer), Some(want), "{customer:?}");
     }
     assert_eq!(found.len(), expected.len(), "only the expected customers have balances");
+    // Every restart that tansu left without partitions rejoined by itself.
+    let mut logs = String::new();
+    for n in 0..=kills {
+        logs.push_str(&std::fs::read_to_string(env.dir.path().join(format!("run-{n}.log"))).unwrap_or_default());
+    }
+    let stuck = logs.matches("owns no partitions while input waits").count();
+    let rejoins = logs.matches("rejoining the group").count();
+    assert!(
+        stuck == 0 || rejoins > 0,
+        "left without partitions {stuck} times, never rejoined"
+    );
     eprintln!(
-        "network test: {} events, {crossing} cross-partition credits exactly once through {kills} SIGKILLs, {} customers checked",
+        "network test: {} events, {crossing} cross-partition credits exactly once through {kills} SIGKILLs \
+         (restarts in the same group; {rejoins} rejoins after tansu left a member without partitions), {} customers checked",
         stream.len() + upserts.len(),
         expected.len()
     );
