@@ -46,6 +46,27 @@ pub struct InputRecord<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
+/// What the caller hands [`Processor`] of one record's value.
+// Moved once per record and never stored: boxing the event would cost an
+// allocation per replayed line.
+#[allow(clippy::large_enum_variant)]
+enum Given {
+    /// Nothing: it is decoded here.
+    Raw,
+    /// Decoded already (replay decodes each line once, for its key).
+    Decoded(Result<Event, ContractError>),
+    /// Not to be applied: dead-lettered with this error.
+    Refused(ContractError),
+}
+
+/// What one input record asks for, once decoded.
+enum Target {
+    /// An internal command (a credit for another customer).
+    Command(Command),
+    /// An event from a POS or booking system.
+    Event(Event),
+}
+
 /// What applying one record did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -341,7 +362,7 @@ impl Processor {
     /// # Errors
     /// [`StateError`] if the store fails; the batch must then be dropped.
     pub fn apply(&mut self, batch: &mut Batch, record: &InputRecord<'_>) -> Result<Applied, StateError> {
-        self.apply_with(batch, record, None)
+        self.apply_with(batch, record, Given::Raw)
     }
 
     /// [`Processor::apply`] for an input record whose value the caller has
@@ -358,7 +379,7 @@ impl Processor {
         record: &InputRecord<'_>,
         decoded: Result<Event, ContractError>,
     ) -> Result<Applied, StateError> {
-        self.apply_with(batch, record, Some(decoded))
+        self.apply_with(batch, record, Given::Decoded(decoded))
     }
 
     /// Dead-letters `record` as `processing_failed` with `reason`, without
@@ -374,15 +395,10 @@ impl Processor {
         reason: &str,
     ) -> Result<Applied, StateError> {
         let failed = ContractError::new(ErrorKind::ProcessingFailed, reason);
-        self.apply_with(batch, record, Some(Err(failed)))
+        self.apply_with(batch, record, Given::Refused(failed))
     }
 
-    fn apply_with(
-        &mut self,
-        batch: &mut Batch,
-        record: &InputRecord<'_>,
-        decoded: Option<Result<Event, ContractError>>,
-    ) -> Result<Applied, StateError> {
+    fn apply_with(&mut self, batch: &mut Batch, record: &InputRecord<'_>, given: Given) -> Result<Applied, StateError> {
         let p = record.partition;
         self.open_cursor(batch, p)?;
         let expected = match batch.cursors.get(&p).and_then(|c| c.offsets.get(record.topic)) {
@@ -404,7 +420,7 @@ impl Processor {
             // records the broker did not serve (or a transactional
             // producer's commit markers). Say so; never silently.
             let missing = record.offset.saturating_sub(next);
-            telemetry::input_offset_gap(record.topic, p, missing);
+            telemetry::input_offset_gap(record.topic, missing);
             tracing::warn!(
                 topic = record.topic,
                 partition = p,
@@ -417,37 +433,25 @@ impl Processor {
         // One per applied record: a batch holds far fewer than usize::MAX.
         batch.events = batch.events.saturating_add(1);
         batch.first_applied.get_or_insert_with(Instant::now);
-        let (decoded, unprocessable) = match decoded {
-            Some(Err(err)) if err.kind == ErrorKind::ProcessingFailed => (None, Some(err)),
-            other => (other, None),
+        // Records of the internal topic are commands, not events.
+        let target = match given {
+            Given::Refused(err) => Err(err),
+            _ if record.topic == self.routing.internal_topic => self.decode_command(record).map(Target::Command),
+            // The caller parsed it already; the size rule still holds.
+            Given::Decoded(decoded) => self
+                .check_size(record)
+                .and(decoded)
+                .and_then(|event| self.admit(record, event))
+                .map(Target::Event),
+            Given::Raw => self.decode(record).map(Target::Event),
         };
-        let applied = if let Some(err) = unprocessable {
-            self.dead_letter(batch, record, &err);
-            Applied::DeadLettered(err.kind)
-        } else if record.topic == self.routing.internal_topic {
-            match self.decode_command(record) {
-                Err(err) => {
-                    self.dead_letter(batch, record, &err);
-                    Applied::DeadLettered(err.kind)
-                }
-                Ok(command) => self.apply_command(batch, record, &command)?,
+        let applied = match target {
+            Err(err) => {
+                self.dead_letter(batch, record, &err);
+                Applied::DeadLettered(err.kind)
             }
-        } else {
-            let event = match decoded {
-                // The caller parsed it already; the size rule still holds.
-                Some(decoded) => self
-                    .check_size(record)
-                    .and(decoded)
-                    .and_then(|event| self.admit(record, event)),
-                None => self.decode(record),
-            };
-            match event {
-                Err(err) => {
-                    self.dead_letter(batch, record, &err);
-                    Applied::DeadLettered(err.kind)
-                }
-                Ok(event) => self.apply_event(batch, record, &event)?,
-            }
+            Ok(Target::Command(command)) => self.apply_command(batch, record, &command)?,
+            Ok(Target::Event(event)) => self.apply_event(batch, record, &event)?,
         };
         if let Some(cursor) = batch.cursors.get_mut(&p) {
             // Kafka offsets stay far below i64::MAX.

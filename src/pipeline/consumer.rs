@@ -24,7 +24,7 @@ use super::batch::{Batch, InputRecord, Processor, Routing};
 use super::poison::Attempts;
 use super::rebalance::{commit, put_work, take_work, PipelineContext, Work, FLUSH_TIMEOUT};
 use super::shared::{Programs, Progress};
-use super::stalls::{report_lag, watch};
+use super::stalls::watch;
 use super::takeover::Takeovers;
 use super::watchdog::{GroupWatch, StallWatch};
 use super::PipelineError;
@@ -97,8 +97,7 @@ pub fn run(
             work: Mutex::new(Some(work)),
             topics: topics.clone(),
             failure: Mutex::new(None),
-            high_watermarks: Mutex::new(HashMap::new()),
-            fetch_queued: Mutex::new(HashMap::new()),
+            partition_stats: Mutex::new(HashMap::new()),
             changelog: config.state.changelog,
         };
         let consumer: BaseConsumer<PipelineContext> = config
@@ -117,8 +116,7 @@ pub fn run(
         if !graceful {
             // The open batch may hold half a record: never commit it.
             if let Ok(mut w) = take_work(&consumer) {
-                w.batch = Batch::default();
-                w.batch_started = None;
+                w.drop_batch();
                 put_work(&consumer, w);
             }
         }
@@ -144,12 +142,9 @@ pub fn run(
                 if !work.owned.is_empty() {
                     // The group did not take them back in time: give them up
                     // as lost; the new consumer starts from RocksDB.
-                    work.batch = Batch::default();
-                    work.batch_started = None;
-                    for p in std::mem::take(&mut work.owned) {
-                        progress.disown(p);
-                        work.processor.forget(p);
-                        work.attempts.forget_partition(p);
+                    work.drop_batch();
+                    for p in work.owned.clone() {
+                        work.release(&progress, p);
                     }
                 }
                 drop(consumer);
@@ -232,7 +227,6 @@ fn consume(
             work.takeovers.start();
             for (p, prepared) in work.takeovers.finished() {
                 if let Err(err) = ctx.finish_takeover(&mut work, consumer, p, prepared) {
-                    break_with(&mut work);
                     return put_back(consumer, work, Exit::Stop(Err(err)));
                 }
             }
@@ -294,7 +288,6 @@ fn consume(
             progress.renew_lease(lease);
         }
         if lag_reported.elapsed() >= LAG_INTERVAL {
-            report_lag(consumer, &work.processor, topics, &work.owned);
             if let Some(reason) = watch(consumer, &work, &mut stalls, &mut group, paused, progress) {
                 if reason == "partition_stalled" {
                     work.last_stall_rejoin = Some(Instant::now());
@@ -388,12 +381,6 @@ fn consume(
         }
     };
     put_back(consumer, work, exit)
-}
-
-/// A failure mid-loop: the open batch may hold half a record.
-fn break_with(work: &mut Work) {
-    work.batch = Batch::default();
-    work.batch_started = None;
 }
 
 fn put_back(consumer: &BaseConsumer<PipelineContext>, work: Work, exit: Exit) -> Exit {

@@ -55,6 +55,34 @@ pub(super) struct Work {
     pub(super) last_stall_rejoin: Option<Instant>,
 }
 
+impl Work {
+    /// Drops the open batch unwritten (it may hold half a record, or work
+    /// that the next owner redoes).
+    pub(super) fn drop_batch(&mut self) {
+        self.batch = Batch::default();
+        self.batch_started = None;
+    }
+
+    /// Partition `p` is no longer this instance's: forget everything held
+    /// for it.
+    pub(super) fn release(&mut self, progress: &Progress, p: u32) {
+        progress.disown(p);
+        self.processor.forget(p);
+        self.attempts.forget_partition(p);
+        self.owned.remove(&p);
+    }
+}
+
+/// What librdkafka's last statistics say of one partition.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PartitionStats {
+    /// High watermark, if the partition was fetched (-1 until then).
+    pub(super) high: i64,
+    /// Records fetched and held in this process: a partition with records
+    /// queued waits its turn here, it is not stuck at the broker.
+    pub(super) queued: i64,
+}
+
 /// The consumer context: takes over and hands over partitions.
 pub(super) struct PipelineContext {
     pub(super) store: Arc<dyn Store>,
@@ -63,12 +91,9 @@ pub(super) struct PipelineContext {
     /// The group subscribes `topics[0]`; partition p of the others follows.
     pub(super) topics: Vec<String>,
     pub(super) failure: Mutex<Option<String>>,
-    /// High watermarks from librdkafka's last statistics, for the lag metric.
-    pub(super) high_watermarks: Mutex<HashMap<(String, u32), i64>>,
-    /// Records librdkafka has fetched and holds for each partition, from
-    /// its last statistics: a partition with records queued is waiting its
-    /// turn in this process, not stuck at the broker.
-    pub(super) fetch_queued: Mutex<HashMap<(String, u32), i64>>,
+    /// librdkafka's last statistics per (topic, partition): the lag metric
+    /// and the stall detector read them.
+    pub(super) partition_stats: Mutex<HashMap<(String, u32), PartitionStats>>,
     /// `[state] changelog`: owners and epochs are kept.
     pub(super) changelog: bool,
 }
@@ -92,22 +117,21 @@ impl ClientContext for PipelineContext {
         let up = statistics.brokers.values().any(|b| b.state == "UP");
         self.progress.set_broker_down(!up);
         telemetry::broker_reachable(up);
-        let mut marks = self
-            .high_watermarks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut queued = self
-            .fetch_queued
+        let mut stats = self
+            .partition_stats
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (topic, t) in statistics.topics {
             for (p, part) in t.partitions {
                 // -1 is librdkafka's "internal" partition; -1001 is "unknown".
-                if p >= 0 && part.hi_offset >= 0 {
-                    marks.insert((topic.clone(), p as u32), part.hi_offset);
-                }
                 if p >= 0 {
-                    queued.insert((topic.clone(), p as u32), part.fetchq_cnt);
+                    stats.insert(
+                        (topic.clone(), p as u32),
+                        PartitionStats {
+                            high: part.hi_offset,
+                            queued: part.fetchq_cnt,
+                        },
+                    );
                 }
             }
         }
@@ -320,8 +344,7 @@ impl PipelineContext {
         work: &mut Work,
         consumer: &BaseConsumer<PipelineContext>,
     ) -> Result<(), PipelineError> {
-        work.batch = Batch::default();
-        work.batch_started = None;
+        work.drop_batch();
         for p in work.owned.clone() {
             work.processor.forget(p);
             if let Some(owner) = changelog::stored_owner(self.store.as_ref(), p)? {
@@ -351,10 +374,7 @@ impl PipelineContext {
             // Nothing of the open batch was written; the next owner redoes it.
             let dropped = !work.batch.is_empty();
             for p in parts {
-                self.progress.disown(*p);
-                work.processor.forget(*p);
-                work.attempts.forget_partition(*p);
-                work.owned.remove(p);
+                work.release(&self.progress, *p);
                 tracing::warn!(partition = p, "partition lost; its open work is dropped");
             }
             if dropped {
@@ -382,10 +402,7 @@ impl PipelineContext {
             std::thread::sleep(Duration::from_millis(5));
         }
         for p in parts {
-            self.progress.disown(*p);
-            work.processor.forget(*p);
-            work.attempts.forget_partition(*p);
-            work.owned.remove(p);
+            work.release(&self.progress, *p);
             tracing::info!(partition = p, "partition revoked");
         }
         Ok(())
@@ -471,12 +488,11 @@ fn check_not_truncated(
     };
     let seen = consumer
         .context()
-        .high_watermarks
+        .partition_stats
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&(topic.to_owned(), p))
-        .copied()
-        .unwrap_or(0);
+        .map_or(-1, |s| s.high);
     // The larger of the broker's answer and what fetches have shown: tansu
     // 0.6.0's memory storage under-reports its latest offset.
     match consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(10)) {

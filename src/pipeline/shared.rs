@@ -323,12 +323,14 @@ impl Progress {
         let last = self.last_ack_ms.load(Ordering::Relaxed);
         let now = self.now_ms();
         let recent_ack = last > 0 && now.saturating_sub(last) <= DRAIN_STALL.as_millis() as u64;
-        let poll_stall = Duration::from_millis(match self.poll_stall_ms.load(Ordering::Relaxed) {
-            0 => 30_000,
-            ms => ms,
-        });
+        // Until `set_bounds`, the defaults of `[health]`.
+        let defaults = crate::config::HealthConfig::default();
+        let poll_stall = match self.poll_stall_ms.load(Ordering::Relaxed) {
+            0 => defaults.poll_stall,
+            ms => Duration::from_millis(ms),
+        };
         let publish_stall = match self.publish_stall_ms.load(Ordering::Relaxed) {
-            0 => 10_000,
+            0 => defaults.publish_stall.as_millis() as u64,
             ms => ms,
         };
         let failing_since = self.publish_failing_since_ms.load(Ordering::Relaxed);

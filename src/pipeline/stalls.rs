@@ -4,13 +4,11 @@
 //! ([`super::watchdog`]); this is their I/O shell (broker queries, seeks,
 //! logs, readiness).
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::batch::Processor;
 use super::rebalance::{PipelineContext, Work};
 use super::shared::Progress;
 use super::watchdog::{GroupWatch, Stall, StallWatch, Unassigned};
@@ -23,10 +21,12 @@ const STALL_REJOIN_SPACING: u32 = 10;
 /// How far before its stored offset a stalled partition is re-read.
 const RESEEK_BACK: i64 = 10_000;
 
-/// Every [`LAG_INTERVAL`]: is an owned partition stuck, or is this instance
-/// left without partitions while input waits? Sets readiness and metrics,
-/// re-positions a stuck partition, and asks for a rejoin when that did not
-/// help. Returns the reason to rejoin, if any.
+/// Every few seconds: reports each owned partition's lag (the high
+/// watermark from librdkafka's statistics, no broker round trip, minus the
+/// next offset stored in state); is an owned partition stuck, or is this
+/// instance left without partitions while input waits? Sets readiness and
+/// metrics, re-positions a stuck partition, and asks for a rejoin when that
+/// did not help. Returns the reason to rejoin, if any.
 pub(super) fn watch(
     consumer: &BaseConsumer<PipelineContext>,
     work: &Work,
@@ -37,13 +37,8 @@ pub(super) fn watch(
 ) -> Option<&'static str> {
     let ctx = consumer.context();
     let now = Instant::now();
-    let marks = ctx
-        .high_watermarks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let queued = ctx
-        .fetch_queued
+    let stats = ctx
+        .partition_stats
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
@@ -53,10 +48,18 @@ pub(super) fn watch(
         for (i, topic) in ctx.topics.iter().enumerate() {
             let next = match work.processor.stored_offset(topic, p) {
                 Ok(next) => next.unwrap_or(0),
-                Err(_) => continue,
+                Err(err) => {
+                    tracing::debug!(topic = %topic, partition = p, error = %err, "cannot read the stored offset");
+                    continue;
+                }
             };
-            let key = (topic.clone(), p);
-            let mut high = marks.get(&key).copied().unwrap_or(next);
+            let seen = stats.get(&(topic.clone(), p)).copied();
+            // librdkafka says -1 until the partition was fetched.
+            let known_high = seen.map(|s| s.high).filter(|h| *h >= 0);
+            if let Some(h) = known_high {
+                telemetry::consumer_lag(topic, p, h - next);
+            }
+            let mut high = known_high.unwrap_or(next);
             if stalls.quiet((i, p), next, now) {
                 // Statistics can be stale when fetching is what is stuck:
                 // ask the broker too, and believe the larger answer (tansu
@@ -67,7 +70,7 @@ pub(super) fn watch(
             }
             // Records fetched and queued here wait their turn behind other
             // partitions' records: that is slow, not stuck.
-            let waiting_here = queued.get(&key).is_some_and(|n| *n > 0);
+            let waiting_here = seen.is_some_and(|s| s.queued > 0);
             let stall = stalls.observe((i, p), next, high, paused || waiting_here, now);
             // Set at every look, so the gauge never ages out mid-stall.
             telemetry::partition_stalled(topic, p, matches!(stall, Stall::Stuck { .. }));
@@ -119,9 +122,10 @@ pub(super) fn watch(
         }
     }
     progress.set_stalled(stalls.stuck() as u64);
+    telemetry::partitions_owned(work.owned.len());
 
     if !work.owned.is_empty() || !work.takeovers.is_empty() {
-        group.owning();
+        group.reset();
         progress.set_unassigned_with_lag(false);
         return rejoin;
     }
@@ -169,37 +173,4 @@ fn group_lag(consumer: &BaseConsumer<PipelineContext>, topic: &str) -> Option<(i
         sum = sum.saturating_add(at);
     }
     Some((lag, sum))
-}
-
-/// Reports each owned partition's lag: the high watermark from librdkafka's
-/// statistics (no broker round trip) minus the next offset stored in state.
-pub(super) fn report_lag(
-    consumer: &BaseConsumer<PipelineContext>,
-    processor: &Processor,
-    topics: &[String],
-    owned: &BTreeSet<u32>,
-) {
-    let marks = consumer
-        .context()
-        .high_watermarks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    for p in owned {
-        for topic in topics {
-            let Some(high) = marks.get(&(topic.clone(), *p)).copied() else {
-                continue; // no statistics for it yet
-            };
-            let next = match processor.stored_offset(topic, *p) {
-                Ok(Some(next)) => next,
-                Ok(None) => 0,
-                Err(err) => {
-                    tracing::debug!(topic = %topic, partition = p, error = %err, "cannot read the stored offset for lag");
-                    continue;
-                }
-            };
-            telemetry::consumer_lag(topic, *p, high - next);
-        }
-    }
-    telemetry::partitions_owned(owned.len());
 }

@@ -87,11 +87,6 @@ impl<K: Hash + Eq + Copy> StallWatch<K> {
         Stall::Stuck { first, stuck_for }
     }
 
-    /// Partition `p` is no longer owned.
-    pub fn forget(&mut self, p: K) {
-        self.parts.remove(&p);
-    }
-
     /// Keeps only the partitions `owned` says are still owned.
     pub fn retain(&mut self, mut owned: impl FnMut(&K) -> bool) {
         self.parts.retain(|k, _| owned(k));
@@ -138,8 +133,9 @@ impl GroupWatch {
         }
     }
 
-    /// It owns partitions (or is taking some over): all is well.
-    pub fn owning(&mut self) {
+    /// It owns partitions (or is taking some over), or has just rejoined:
+    /// the wait, if any, starts again.
+    pub fn reset(&mut self) {
         self.since = None;
         self.committed = None;
     }
@@ -164,11 +160,6 @@ impl GroupWatch {
         } else {
             Unassigned::Fine
         }
-    }
-
-    /// After a rejoin, the wait starts again.
-    pub fn reset(&mut self) {
-        self.owning();
     }
 }
 
@@ -222,7 +213,7 @@ mod tests {
             Stall::Fine,
             "the bound counts from the resume"
         );
-        watch.forget(2);
+        watch.retain(|p| *p != 2);
         assert_eq!(watch.stuck(), 0);
     }
 

@@ -5,26 +5,8 @@ use std::time::Duration;
 use super::*;
 use crate::state::MemoryStore;
 
-const TENANT: &str = r#"
-id = "cafe"
-currency = "AZN"
-[branches.downtown]
-[[programs]]
-id = "cashback"
-type = "cashback"
-registered_only = false
-percent = "5"
-branches = { downtown = "active" }
-"#;
-
 fn setup(limits: Limits) -> (Arc<MemoryStore>, Processor) {
-    let tenant: TenantConfig = match toml::from_str(TENANT) {
-        Ok(t) => t,
-        Err(e) => panic!("fixture tenant: {e}"),
-    };
-    let store = Arc::new(MemoryStore::default());
-    let tenants = Arc::new(Tenants::from([("cafe".to_owned(), tenant)]));
-    let mut processor = Processor::new(store.clone(), tenants, Arc::from(&b"key"[..]));
+    let (store, mut processor) = super::tests::setup();
     processor.set_limits(limits);
     (store, processor)
 }

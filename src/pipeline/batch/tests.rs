@@ -14,7 +14,9 @@ percent = "5"
 branches = { downtown = "active" }
 "#;
 
-fn setup() -> (Arc<MemoryStore>, Processor) {
+/// A memory store and a processor over the tenant `cafe` (also used by
+/// the sibling test modules).
+pub(super) fn setup() -> (Arc<MemoryStore>, Processor) {
     let tenant: TenantConfig = match toml::from_str(TENANT) {
         Ok(t) => t,
         Err(e) => panic!("fixture tenant: {e}"),
