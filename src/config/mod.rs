@@ -6,9 +6,11 @@
 //! point an operator straight at the line to fix.
 
 mod http;
+mod pipeline;
 mod tenant;
 
 pub use http::HttpConfig;
+pub use pipeline::PipelineConfig;
 
 pub use tenant::{
     deposit_at, BookingsConfig, BranchConfig, CustomerProfile, GiftCardConfig, GroupRule, NegativeBalance,
@@ -150,6 +152,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Batching of commits.
     pub batch: BatchConfig,
+    /// The worker threads that apply partitions.
+    pub pipeline: PipelineConfig,
     /// The HTTP port.
     pub http: HttpConfig,
     /// Optional metric labels.
@@ -399,6 +403,8 @@ struct ProcessorFile {
     state: StateConfig,
     #[serde(default)]
     batch: BatchConfig,
+    #[serde(default)]
+    pipeline: PipelineConfig,
     #[serde(default)]
     http: HttpConfig,
     #[serde(default)]
@@ -794,6 +800,7 @@ impl Config {
                 dedupe_retention: file.state.dedupe_retention,
             },
             batch: file.batch,
+            pipeline: file.pipeline,
             http: file.http,
             metrics: file.metrics,
             health: file.health,
@@ -936,6 +943,7 @@ fn validate_processor(file: &ProcessorFile, issues: &mut Issues<'_>) {
     if file.state.dir.as_os_str().is_empty() {
         issues.push("state.dir", "must not be empty");
     }
+    file.pipeline.validate(issues);
     file.http.validate(issues);
 }
 

@@ -237,6 +237,67 @@ fn metrics_section_defaults_off_and_is_validated() {
 }
 
 #[test]
+fn pipeline_workers_default_to_the_cores() {
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", TENANT)]) else {
+        panic!("fixture")
+    };
+    let Ok(config) = fx.load() else { panic!("valid config") };
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    assert_eq!(config.pipeline.workers, cores.min(PipelineConfig::MAX_WORKERS));
+    assert!(config.pipeline.workers >= 1);
+    assert_eq!(config.pipeline, PipelineConfig::default());
+
+    for workers in [1, 4, PipelineConfig::MAX_WORKERS] {
+        let text = format!("{PROCESSOR}\n[pipeline]\nworkers = {workers}\n");
+        let Some(fx) = Fixture::new(&text, &[("cafe.toml", TENANT)]) else {
+            panic!("fixture")
+        };
+        let loaded = fx.load();
+        let Ok(config) = loaded else {
+            panic!("workers = {workers}: {loaded:?}")
+        };
+        assert_eq!(config.pipeline.workers, workers);
+    }
+}
+
+#[test]
+fn pipeline_workers_out_of_range_are_refused_with_what_to_set() {
+    for (bad, got) in [
+        ("workers = 0", "got 0"),
+        ("workers = 65", "got 65"),
+        ("workers = 1000", "got 1000"),
+    ] {
+        let text = format!("{PROCESSOR}\n[pipeline]\n{bad}\n");
+        let Some(fx) = Fixture::new(&text, &[("cafe.toml", TENANT)]) else {
+            panic!("fixture")
+        };
+        let found = issues(fx.load());
+        assert_eq!(found.len(), 1, "{bad}: {found:?}");
+        let issue = &found[0];
+        assert!(
+            issue.contains("accrue.toml: pipeline.workers: must be between 1 and 64") && issue.contains(got),
+            "{bad}: {issue}"
+        );
+        assert!(issue.contains("remove it for that default"), "{bad}: {issue}");
+    }
+    for (bad, field) in [
+        ("workers = -1", "pipeline.workers"),
+        ("workers = \"4\"", "pipeline.workers"),
+        ("threads = 4", "pipeline"),
+    ] {
+        let text = format!("{PROCESSOR}\n[pipeline]\n{bad}\n");
+        let Some(fx) = Fixture::new(&text, &[("cafe.toml", TENANT)]) else {
+            panic!("fixture")
+        };
+        let found = issues(fx.load());
+        assert!(
+            found.len() == 1 && found[0].contains(&format!(": {field}")),
+            "{bad}: {found:?}"
+        );
+    }
+}
+
+#[test]
 fn the_consumer_reports_statistics_for_the_lag_metric() {
     let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", TENANT)]) else {
         panic!("fixture")
