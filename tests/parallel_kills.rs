@@ -1,8 +1,9 @@
 //! The parallel-apply kill test: four input partitions applied with
 //! `[pipeline] workers = 4`, small batches and a short linger so the
 //! partitions commit concurrently and often, and `accrue run` killed with
-//! SIGKILL five times right after it committed, while input is still
-//! arriving, then restarted on the same state directory. Every accrual must
+//! SIGKILL five times, each at a random point of the commit cycle after a
+//! commit, spread over the stream while input is still arriving, and
+//! restarted on the same state directory. Every accrual must
 //! then be on the accruals topic exactly once, and every balance and ledger
 //! read through the read API must equal what this test computes itself.
 #![allow(clippy::unwrap_used)]
@@ -34,11 +35,8 @@ const PARTS: usize = KILLS + 2;
 const CHUNK: usize = 25;
 const PACE: Duration = Duration::from_millis(40);
 
-/// One input record, keyed `tenant:customer`.
-struct Input {
-    key: String,
-    payload: Vec<u8>,
-}
+/// Input records: key `tenant:customer`, value.
+type Stream = Vec<(Option<String>, Vec<u8>)>;
 
 /// The accrual one order must produce.
 #[derive(Debug, Clone)]
@@ -51,7 +49,7 @@ struct Accrual {
 /// Orders over customers of both tenants (some at a branch where cashback is
 /// off, so they accrue nothing), with some re-sent later in the stream; and
 /// the accrual of every order by event id, computed here.
-fn scenario(rng: &mut StdRng) -> (Vec<Input>, HashMap<String, Accrual>) {
+fn scenario(rng: &mut StdRng) -> (Stream, HashMap<String, Accrual>) {
     let mut stream = Vec::with_capacity(ORDERS + DUPLICATES);
     let mut expected = HashMap::new();
     for n in 0..ORDERS {
@@ -76,18 +74,13 @@ fn scenario(rng: &mut StdRng) -> (Vec<Input>, HashMap<String, Accrual>) {
             };
             expected.insert(id.clone(), accrual);
         }
-        stream.push(Input {
-            key: format!("{tenant}:{customer}"),
-            payload: order(&id, tenant, branch, &customer, cents, currency),
-        });
+        let payload = order(&id, tenant, branch, &customer, cents, currency);
+        stream.push((Some(format!("{tenant}:{customer}")), payload));
     }
     // Re-sent events (same id, same bytes), often after a kill: no change.
     for _ in 0..DUPLICATES {
         let i = rng.gen_range(0..ORDERS);
-        let dup = Input {
-            key: stream[i].key.clone(),
-            payload: stream[i].payload.clone(),
-        };
+        let dup = stream[i].clone();
         let at = rng.gen_range(i + 1..=stream.len());
         stream.insert(at, dup);
     }
@@ -130,7 +123,7 @@ struct Feeder {
 }
 
 impl Feeder {
-    fn start(topic: String, stream: Arc<Vec<(Option<String>, Vec<u8>)>>) -> Feeder {
+    fn start(topic: String, stream: Arc<Stream>) -> Feeder {
         let allowed = Arc::new(AtomicUsize::new(0));
         let sent = Arc::new(AtomicUsize::new(0));
         let (limit, done) = (allowed.clone(), sent.clone());
@@ -295,9 +288,8 @@ fn sigkills_during_concurrent_commits_of_four_partitions_lose_and_double_nothing
     let env = Env::new("pkill", PARTITIONS);
     configure(&env);
     let mut rng = StdRng::seed_from_u64(0x0070_4B11);
-    let (inputs, expected) = scenario(&mut rng);
-    let stream: Arc<Vec<(Option<String>, Vec<u8>)>> =
-        Arc::new(inputs.into_iter().map(|i| (Some(i.key), i.payload)).collect());
+    let (stream, expected) = scenario(&mut rng);
+    let stream = Arc::new(stream);
     let part = stream.len().div_ceil(PARTS);
 
     // Kill k comes in part k of the stream, after a random number of events
