@@ -185,6 +185,8 @@ fn progress(port: u16) -> Option<Progress> {
 struct KillPoint {
     /// Input records sent when the process was killed.
     sent: usize,
+    /// Whether the feeder was still sending.
+    feeding: bool,
     /// The process's counters just before.
     seen: Progress,
     /// The time between its last commits, over which the kill's delay was
@@ -195,10 +197,12 @@ struct KillPoint {
 /// Waits until the running process has applied at least `applied` events
 /// and has just committed a batch (its commit count moved since the last
 /// look, a few milliseconds ago), and returns its counters and the recent
-/// time per commit. While it is idle with every allowed record sent, the
-/// feeder is allowed one more chunk, so there is always something to
-/// commit; nothing here depends on how fast anything runs.
-fn wait_for_a_commit(env: &Env, feeder: &Feeder, applied: f64, kill: usize) -> (Progress, Duration) {
+/// time per commit. Once the process commits, the feeder may go on to record
+/// `then`, so input arrives while it works. While it is idle with every
+/// allowed record sent, the feeder is allowed one more chunk, so there is
+/// always something to commit; nothing here depends on how fast anything
+/// runs.
+fn wait_for_a_commit(env: &Env, feeder: &Feeder, applied: f64, then: usize, kill: usize) -> (Progress, Duration) {
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut last: Option<Progress> = None;
     // The commit count and time of the last move seen.
@@ -219,6 +223,7 @@ fn wait_for_a_commit(env: &Env, feeder: &Feeder, applied: f64, kill: usize) -> (
                 }
                 moved = Some((seen.commits, now));
                 quiet_since = now;
+                feeder.allow(then);
             }
         }
         if seen.is_none() {
@@ -298,17 +303,26 @@ fn sigkills_during_concurrent_commits_of_four_partitions_lose_and_double_nothing
     let mut child = env.spawn();
     let mut kill_points = Vec::new();
     for kill in 0..KILLS {
-        feeder.allow((kill + 1) * part);
-        let applied = rng.gen_range(20..part / 3) as f64;
-        let (seen, cycle) = wait_for_a_commit(&env, &feeder, applied, kill);
+        // Half a part waits for the process as it starts (all four
+        // partitions have a backlog), the rest arrives while it works; the
+        // kill comes in either phase.
+        feeder.allow(kill * part + part / 2);
+        let applied = rng.gen_range(20..part * 4 / 5) as f64;
+        let (seen, cycle) = wait_for_a_commit(&env, &feeder, applied, (kill + 1) * part, kill);
         // Anywhere in the next commit cycle: while a batch fills, while it
         // is written, while the outbox publishes.
         let cycle = cycle.min(Duration::from_millis(100));
         std::thread::sleep(cycle.mul_f64(rng.gen_range(0.0..1.0)));
         kill9(&mut child);
         let sent = feeder.sent.load(Ordering::SeqCst);
+        let feeding = !feeder.idle();
         assert!(sent < stream.len(), "kill {kill} came after the whole stream was sent");
-        kill_points.push(KillPoint { sent, seen, cycle });
+        kill_points.push(KillPoint {
+            sent,
+            feeding,
+            seen,
+            cycle,
+        });
         child = env.spawn();
     }
     feeder.allow(stream.len());
@@ -413,10 +427,11 @@ fn sigkills_during_concurrent_commits_of_four_partitions_lose_and_double_nothing
     );
     for (n, k) in kill_points.iter().enumerate() {
         eprintln!(
-            "kill {n}: {} of {} records sent; that run had applied {} events in {} batches \
+            "kill {n}: {} of {} records sent{}; that run had applied {} events in {} batches \
              (mean write {:.1} ms, last commit cycle {:.1} ms)",
             k.sent,
             stream.len(),
+            if k.feeding { ", more arriving" } else { "" },
             k.seen.applied,
             k.seen.commits,
             k.seen.writing * 1000.0 / k.seen.commits.max(1.0),
