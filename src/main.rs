@@ -69,6 +69,9 @@ enum Command {
         /// Partitions to spread keys over (as the input topics have).
         #[arg(long, default_value_t = 4)]
         partitions: u32,
+        /// Apply workers (default: [pipeline] workers of the config).
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Read a topic from the beginning with a plain consumer and print the rate (bench baseline).
     RawConsume {
@@ -271,10 +274,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             file,
             state,
             partitions,
+            workers,
         } => {
             let config = load(&cli.config)?;
             let state = state.unwrap_or_else(|| config.state.dir.clone());
-            let stats = accrue::replay::replay(&config, &file, &state, partitions, true)?;
+            let workers = workers.unwrap_or(config.pipeline.workers);
+            let stats = accrue::replay::replay(&config, &file, &state, partitions, workers, true)?;
             println!(
                 "{{\"records\":{},\"processed\":{},\"dead_lettered\":{},\"duplicates\":{},\"batches\":{},\"seconds\":{:.3},\"events_per_second\":{:.0},\"cpu_seconds\":{:.2}}}",
                 stats.records,

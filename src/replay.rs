@@ -10,7 +10,7 @@
 //! already applied. Outbox records stay in the state until a run publishes
 //! them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +23,9 @@ use crate::contract;
 use crate::gen::Pacer;
 use crate::outbox::{Destination, OutboxRecord};
 use crate::pipeline::batch::Routing;
-use crate::pipeline::{Applied, Batch, InputRecord, Limits, Processor};
+use crate::pipeline::poison::Attempts;
+use crate::pipeline::workers::{Chunk, Core, Cores, FlushError};
+use crate::pipeline::{InputRecord, Limits, Processor};
 use crate::state::{keys, Family, RocksStore, StateError, Store, StoreOptions};
 
 /// The pseudo-topic internal commands are delivered under in a replay.
@@ -41,6 +43,13 @@ pub enum ReplayError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// An apply worker failed.
+    #[error(transparent)]
+    Workers(#[from] FlushError),
+    /// A record's processing failed inside accrue (a bug): nothing of its
+    /// batch was written; fix or remove the line and replay again.
+    #[error("processing failed at {0}; nothing of its batch was written")]
+    Processing(String),
 }
 
 /// What a replay did.
@@ -72,7 +81,8 @@ struct KeyProbe<'a> {
 
 pub use crate::contract::partition_for;
 
-/// Replays `file` into the state directory `state`.
+/// Replays `file` into the state directory `state`, on `workers` apply
+/// workers (partition `p` on worker `p % workers`, as in `accrue run`).
 ///
 /// # Errors
 /// [`ReplayError`] if the file cannot be read or the state fails.
@@ -81,6 +91,7 @@ pub fn replay(
     file: &Path,
     state: &Path,
     partitions: u32,
+    workers: usize,
     progress: bool,
 ) -> Result<ReplayStats, ReplayError> {
     let reader = std::fs::File::open(file).map_err(|e| ReplayError::Io(file.display().to_string(), e))?;
@@ -96,18 +107,29 @@ pub fn replay(
     let code_key: Arc<[u8]> = std::fs::read(&key_file)
         .map(Arc::from)
         .unwrap_or_else(|_| Arc::from(&b"replay"[..]));
-    let mut processor = Processor::new(store.clone(), Arc::new(config.tenants.clone()), code_key);
-    // A later `run` publishes the changelog records, so another instance
-    // can restore what the replay wrote.
-    processor.set_changelog(config.state.changelog);
-    processor.set_limits(Limits::of(config));
-    processor.set_routing(Routing {
+    let tenants = Arc::new(config.tenants.clone());
+    let routing = Routing {
         internal_topic: REPLAY_INTERNAL_TOPIC.into(),
         partitions,
         ..Routing::seeded(&config.tenants)
-    });
+    };
+    let cores = (0..workers.max(1))
+        .map(|_| {
+            let mut processor = Processor::new(store.clone(), tenants.clone(), code_key.clone());
+            // A later `run` publishes the changelog records, so another
+            // instance can restore what the replay wrote.
+            processor.set_changelog(config.state.changelog);
+            processor.set_limits(Limits::of(config));
+            processor.set_routing(routing.clone());
+            Core {
+                processor,
+                attempts: Attempts::new(1),
+                chunk: Chunk::default(),
+            }
+        })
+        .collect();
+    let mut cores = Cores::new(cores).map_err(|e| ReplayError::Io("apply worker threads".into(), e))?;
     let mut stats = ReplayStats::default();
-    let mut batch = Batch::default();
     let mut pacer = Pacer::new(0, total);
     let started = Instant::now();
     let cpu_start = cpu_seconds();
@@ -117,63 +139,64 @@ pub fn replay(
             continue;
         }
         stats.records += 1;
-        // Each line is decoded once: its key chooses the partition, and the
-        // processor takes the decoded event. A line that does not decode is
-        // probed for its tenant and customer, so its dead letter goes to
-        // the partition the event would have taken.
-        let decoded = contract::decode(line.as_bytes());
-        let key = match &decoded {
-            Ok(event) => Some(contract::customer_key(&event.tenant, &event.customer)),
-            Err(_) => match serde_json::from_str::<KeyProbe<'_>>(&line) {
-                Ok(KeyProbe {
-                    tenant: Some(t),
-                    customer: Some(c),
-                }) => Some(contract::customer_key(t, c)),
-                _ => None,
-            },
+        // The key chooses the partition (and so the worker); the worker
+        // decodes the line. A line without one goes to the partition of
+        // the empty key, as a record without a key would.
+        let key = match serde_json::from_str::<KeyProbe<'_>>(&line) {
+            Ok(KeyProbe {
+                tenant: Some(t),
+                customer: Some(c),
+            }) => Some(contract::customer_key(t, c)),
+            _ => None,
         };
-        let record = InputRecord {
+        cores.push(&InputRecord {
             topic: REPLAY_TOPIC,
             partition: partition_for(key.as_deref().unwrap_or_default().as_bytes(), partitions),
             offset: n as i64,
             key: key.as_deref().map(str::as_bytes),
             payload: Some(line.as_bytes()),
-        };
-        match processor.apply_decoded(&mut batch, &record, decoded)? {
-            Applied::Processed(_) => stats.processed += 1,
-            Applied::DeadLettered(_) => stats.dead_lettered += 1,
-            Applied::Duplicate => stats.duplicates += 1,
-            Applied::AlreadyApplied => {}
-        }
-        if batch.events() >= config.batch.max_events {
-            let committed = processor.commit(std::mem::take(&mut batch))?;
-            stats.batches += 1;
-            stats.batches += deliver(&mut processor, store.as_ref(), &committed.commands)?;
+        });
+        if cores.buffered() >= config.batch.max_events {
+            flush(&mut cores, store.as_ref(), &mut stats)?;
         }
         if progress {
             pacer.tick();
         }
     }
-    if !batch.is_empty() {
-        let committed = processor.commit(batch)?;
-        stats.batches += 1;
-        stats.batches += deliver(&mut processor, store.as_ref(), &committed.commands)?;
-    }
+    flush(&mut cores, store.as_ref(), &mut stats)?;
     stats.seconds = started.elapsed().as_secs_f64();
     stats.cpu_seconds = cpu_seconds() - cpu_start;
     Ok(stats)
 }
 
-/// Delivers the internal commands (referral credits, partner orders) that
-/// a committed batch wrote to their target partitions, as `accrue run` does
-/// through the internal topic, and commits them. The outbox records stay
-/// for a later run to publish; the target then drops them as duplicates by
-/// command id. Returns the batches written (0 or 1).
-fn deliver(processor: &mut Processor, store: &dyn Store, commands: &[(u32, u64)]) -> Result<u64, StateError> {
-    let mut batch = Batch::default();
+/// Applies and commits what the workers hold, then delivers the internal
+/// commands (referral credits, partner orders) those batches wrote to their
+/// target partitions, as `accrue run` does through the internal topic, and
+/// commits them. The outbox records stay for a later run to publish; the
+/// target then drops them as duplicates by command id.
+fn flush(cores: &mut Cores, store: &dyn Store, stats: &mut ReplayStats) -> Result<(), ReplayError> {
+    let none = BTreeSet::new();
+    let mut commands = Vec::new();
+    for done in cores.flush(None, &none)? {
+        if let Some(failed) = done.failed {
+            return Err(ReplayError::Processing(format!(
+                "{}/{} offset {}: {}",
+                failed.topic, failed.partition, failed.offset, failed.failed.cause
+            )));
+        }
+        let counts = done.counts;
+        stats.processed += counts.processed;
+        stats.dead_lettered += counts.dead_lettered;
+        stats.duplicates += counts.duplicates;
+        if let Some(committed) = done.committed {
+            stats.batches += 1;
+            commands.extend(committed.commands);
+        }
+    }
     let mut offsets: HashMap<u32, i64> = HashMap::new();
+    let mut delivered = false;
     for (p, seq) in commands {
-        let Some(value) = store.get(Family::Outbox, &keys::outbox(*p, *seq))? else {
+        let Some(value) = store.get(Family::Outbox, &keys::outbox(p, seq))? else {
             continue;
         };
         let Some(record) = OutboxRecord::decode(&value) else {
@@ -182,28 +205,33 @@ fn deliver(processor: &mut Processor, store: &dyn Store, commands: &[(u32, u64)]
         if record.destination != Destination::Internal {
             continue;
         }
-        let target = record.partition.unwrap_or(*p);
+        let target = record.partition.unwrap_or(p);
         let offset = match offsets.get(&target) {
             Some(next) => *next,
-            None => processor.stored_offset(REPLAY_INTERNAL_TOPIC, target)?.unwrap_or(0),
+            None => cores
+                .core(target)
+                .processor
+                .stored_offset(REPLAY_INTERNAL_TOPIC, target)?
+                .unwrap_or(0),
         };
         offsets.insert(target, offset + 1);
-        processor.apply(
-            &mut batch,
-            &InputRecord {
-                topic: REPLAY_INTERNAL_TOPIC,
-                partition: target,
-                offset,
-                key: record.key.as_deref(),
-                payload: Some(&record.payload),
-            },
-        )?;
+        cores.push(&InputRecord {
+            topic: REPLAY_INTERNAL_TOPIC,
+            partition: target,
+            offset,
+            key: record.key.as_deref(),
+            payload: Some(&record.payload),
+        });
+        delivered = true;
     }
-    if batch.is_empty() {
-        return Ok(0);
+    if delivered {
+        for done in cores.flush(None, &none)? {
+            if done.committed.is_some() {
+                stats.batches += 1;
+            }
+        }
     }
-    processor.commit(batch)?;
-    Ok(1)
+    Ok(())
 }
 
 /// CPU seconds (user + system) of this process, from `/proc/self/stat`;
@@ -261,13 +289,13 @@ mod tests {
         let mut text = lines.join("\n");
         text.push_str("\n{broken\n");
         assert!(std::fs::write(&file, text).is_ok());
-        let stats = replay(&config, &file, &dir.path().join("state"), 4, false);
+        let stats = replay(&config, &file, &dir.path().join("state"), 4, 2, false);
         let Ok(stats) = stats else { panic!("{stats:?}") };
         assert_eq!(stats.records, 2_001);
         assert_eq!(stats.processed, 2_000);
         assert_eq!(stats.dead_lettered, 1);
         // Replaying the same file again changes nothing: offsets are stored.
-        let again = replay(&config, &file, &dir.path().join("state"), 4, false);
+        let again = replay(&config, &file, &dir.path().join("state"), 4, 1, false);
         assert_eq!(again.map(|s| s.processed).ok(), Some(0));
     }
 }

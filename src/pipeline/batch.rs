@@ -67,9 +67,18 @@ enum Given {
     Decoded(Result<Event, ContractError>),
     /// Not to be applied: dead-lettered with this error.
     Refused(ContractError),
+    /// Through the admit stage already ([`Processor::admit`]).
+    Admitted(Result<Target, ContractError>),
 }
 
+/// What the admit stage made of one record: an event or a command to
+/// apply, or the reason it is refused. Made by [`Processor::admit`], read
+/// by [`Processor::prefetch`], consumed by [`Processor::apply_admitted`].
+pub struct Admission(Result<Target, ContractError>);
+
 /// What one input record asks for, once decoded.
+// One per record in flight, never stored: boxing would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Target {
     /// An internal command (a credit for another customer).
     Command(Command),
@@ -117,6 +126,9 @@ pub struct Batch {
     orders: HashMap<Vec<u8>, Option<OrderRecord>>,
     bookings: HashMap<Vec<u8>, Option<Booking>>,
     seen: HashSet<Vec<u8>>,
+    /// Dedupe records read from state by the prefetch stage: whether each
+    /// key was there.
+    stored_dedupe: HashMap<Vec<u8>, bool>,
     /// Timer keys deleted (fired or stale) in this batch.
     timers_deleted: HashSet<Vec<u8>>,
     /// Directory entries to apply to this instance's copy once committed.
@@ -410,18 +422,7 @@ impl Processor {
         // One per applied record: a batch holds far fewer than usize::MAX.
         batch.events = batch.events.saturating_add(1);
         batch.first_applied.get_or_insert_with(Instant::now);
-        // Records of the internal topic are commands, not events.
-        let target = match given {
-            Given::Refused(err) => Err(err),
-            _ if record.topic == self.routing.internal_topic => self.decode_command(record).map(Target::Command),
-            // The caller parsed it already; the size rule still holds.
-            Given::Decoded(decoded) => self
-                .check_size(record)
-                .and(decoded)
-                .and_then(|event| self.admit(record, event))
-                .map(Target::Event),
-            Given::Raw => self.decode(record).map(Target::Event),
-        };
+        let target = self.target(record, given);
         let applied = match target {
             Err(err) => {
                 self.dead_letter(batch, record, &err);
@@ -432,11 +433,31 @@ impl Processor {
         };
         if let Some(cursor) = batch.cursors.get_mut(&p) {
             // Kafka offsets stay far below i64::MAX.
-            cursor
-                .offsets
-                .insert(record.topic.to_owned(), record.offset.saturating_add(1));
+            let next = record.offset.saturating_add(1);
+            match cursor.offsets.get_mut(record.topic) {
+                Some(off) => *off = next,
+                None => {
+                    cursor.offsets.insert(record.topic.to_owned(), next);
+                }
+            }
         }
         Ok(applied)
+    }
+
+    /// Stages 3 and 4 for one record that went through [`Processor::admit`]
+    /// (and, with its chunk, [`Processor::prefetch`]): evaluates it and
+    /// emits its effects into `batch`. Records must come in offset order
+    /// per partition, as for [`Processor::apply`].
+    ///
+    /// # Errors
+    /// As [`Processor::apply`].
+    pub fn apply_admitted(
+        &mut self,
+        batch: &mut Batch,
+        record: &InputRecord<'_>,
+        admission: Admission,
+    ) -> Result<Applied, StateError> {
+        self.apply_with(batch, record, Given::Admitted(admission.0))
     }
 }
 

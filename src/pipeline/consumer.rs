@@ -20,9 +20,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::batch::{Batch, InputRecord, Processor, Routing};
+use super::batch::{InputRecord, Processor, Routing};
 use super::poison::Attempts;
-use super::rebalance::{commit, put_work, take_work, PipelineContext, Work, FLUSH_TIMEOUT};
+use super::rebalance::{put_work, take_work, PipelineContext, Work, FLUSH_TIMEOUT};
+use super::workers::{Chunk, Core, Cores};
 use super::shared::{Programs, Progress};
 use super::stalls::watch;
 use super::takeover::Takeovers;
@@ -74,19 +75,27 @@ pub fn run(
         .collect();
     progress.set_bounds(&config.health);
     let (programs_version, tenants) = programs.current();
-    let mut processor = Processor::new(store.clone(), tenants, code_key);
-    processor.set_routing(routing);
-    processor.set_changelog(config.state.changelog);
-    processor.set_report_gaps(true);
-    processor.set_limits(crate::pipeline::Limits::of(config));
+    let cores = (0..config.pipeline.workers.max(1))
+        .map(|_| {
+            let mut processor = Processor::new(store.clone(), tenants.clone(), code_key.clone());
+            processor.set_routing(routing.clone());
+            processor.set_changelog(config.state.changelog);
+            processor.set_report_gaps(true);
+            processor.set_limits(crate::pipeline::Limits::of(config));
+            Core {
+                processor,
+                attempts: Attempts::new(config.batch.max_attempts),
+                chunk: Chunk::default(),
+            }
+        })
+        .collect();
+    let cores = Cores::new(cores).map_err(|err| PipelineError::Fatal(format!("cannot start apply workers: {err}")))?;
+    tracing::info!(workers = cores.workers(), "apply workers started");
     let changelog_config = config.state.changelog.then(|| Arc::new(config.clone()));
     let mut work = Work {
-        processor,
-        batch: Batch::default(),
-        batch_started: None,
+        cores,
         owned: BTreeSet::new(),
         takeovers: Takeovers::new(changelog_config, store.clone(), progress.clone()),
-        attempts: Attempts::new(config.batch.max_attempts),
         programs_version,
         last_stall_rejoin: None,
     };
@@ -200,18 +209,18 @@ fn consume(
         Ok(work) => work,
         Err(err) => return Exit::Stop(Err(err)),
     };
+    let mut timers_at: Option<i64> = None;
     progress.renew_lease(lease);
 
     let exit = loop {
         let stopping = stop.load(Ordering::SeqCst);
-        let due = work.batch_started.is_some_and(|t| t.elapsed() >= linger);
-        if !work.batch.is_empty() && (stopping || due || work.batch.events() >= max_events) {
+        let due = work.cores.started.is_some_and(|t| t.elapsed() >= linger);
+        let waiting = work.cores.buffered();
+        if (waiting > 0 && (stopping || due || waiting >= max_events)) || timers_at.is_some() {
             for (topic, n) in consumed.drain(..) {
                 telemetry::consumed(&topic, n);
             }
-            let b = std::mem::take(&mut work.batch);
-            work.batch_started = None;
-            if let Err(err) = commit(&mut work.processor, b, consumer, progress) {
+            if let Err(err) = ctx.flush(&mut work, consumer, timers_at.take()) {
                 break Exit::Stop(Err(err));
             }
         }
@@ -249,15 +258,16 @@ fn consume(
             tracing::info!(paused, pending = progress.pending(), "outbox backpressure");
         }
 
-        // Due timers fire into the open batch, and commit with it.
+        // Due timers fire in the next batch of their partition's worker.
         if Instant::now() >= next_timer_check {
-            if let Err(err) = fire_timers(&mut work, clock, paused) {
-                break Exit::Stop(Err(err));
+            match due_timers(&mut work, clock, paused) {
+                Ok(at) => timers_at = at,
+                Err(err) => break Exit::Stop(Err(err)),
             }
             next_timer_check = Instant::now() + timers::CHECK_INTERVAL;
         }
 
-        let timeout = match work.batch_started {
+        let timeout = match work.cores.started {
             Some(t) => linger.saturating_sub(t.elapsed()),
             None => Duration::from_millis(100),
         };
@@ -319,12 +329,17 @@ fn consume(
             key: message.key(),
             payload: message.payload(),
         };
-        // A reload (SIGHUP) applies from the next record on.
+        // A reload (SIGHUP) applies from the next batch on.
         if programs.version() != work.programs_version {
+            if let Err(err) = ctx.flush(&mut work, consumer, None) {
+                break Exit::Stop(Err(err));
+            }
             let (version, tenants) = programs.current();
-            // Customers newly seeded with a phone join the directory.
-            work.processor.routing().directory.seed(tenants.values());
-            work.processor.set_tenants(tenants);
+            for core in work.cores.each() {
+                // Customers newly seeded with a phone join the directory.
+                core.processor.routing().directory.seed(tenants.values());
+                core.processor.set_tenants(tenants.clone());
+            }
             work.programs_version = version;
             tracing::info!(version, "new programs in force");
         }
@@ -333,52 +348,7 @@ fn consume(
             Some((_, n)) => *n += 1,
             None => consumed.push((record.topic.to_owned(), 1)),
         }
-        let Work {
-            processor,
-            batch,
-            attempts,
-            ..
-        } = &mut work;
-        let applied = if let Some(failed) = attempts.poison(record.topic, partition, record.offset) {
-            let reason = format!(
-                "processing failed {} times (the last: {}); dead-lettered so the partition moves on",
-                failed.attempt, failed.cause
-            );
-            tracing::error!(topic = record.topic, partition, offset = record.offset, %reason, "poison record dead-lettered");
-            telemetry::poison_record();
-            let applied = processor.apply_unprocessable(batch, &record, &reason);
-            attempts.settle(record.topic, partition, record.offset);
-            applied
-        } else {
-            match attempts.run(record.topic, partition, record.offset, || {
-                processor.apply(batch, &record)
-            }) {
-                Ok(applied) => applied,
-                Err(failed) => {
-                    telemetry::processing_failed();
-                    tracing::error!(
-                        topic = record.topic,
-                        partition,
-                        offset = record.offset,
-                        attempt = failed.attempt,
-                        max_attempts = config.batch.max_attempts,
-                        cause = %failed.cause,
-                        "applying the record failed; the open batch is dropped and read again from the durable offsets"
-                    );
-                    consumed.clear();
-                    if let Err(err) = ctx.rewind(&mut work, consumer) {
-                        break Exit::Stop(Err(err));
-                    }
-                    continue;
-                }
-            }
-        };
-        if let Err(err) = applied {
-            break Exit::Stop(Err(err.into()));
-        }
-        if work.batch_started.is_none() && !work.batch.is_empty() {
-            work.batch_started = Some(Instant::now());
-        }
+        work.cores.push(&record);
     };
     put_back(consumer, work, exit)
 }
@@ -388,32 +358,21 @@ fn put_back(consumer: &BaseConsumer<PipelineContext>, work: Work, exit: Exit) ->
     exit
 }
 
-/// Fires due timers of owned partitions into the open batch (measures
-/// only, under outbox backpressure).
-fn fire_timers(work: &mut Work, clock: &dyn Clock, paused: bool) -> Result<(), PipelineError> {
+/// Whether timers of owned partitions are due: the time to fire them at
+/// in the next batch (none under outbox backpressure, which only measures).
+fn due_timers(work: &mut Work, clock: &dyn Clock, paused: bool) -> Result<Option<i64>, PipelineError> {
     let now = clock.now_ms();
     let mut overdue_ms = 0;
-    let Work {
-        processor,
-        batch,
-        batch_started,
-        owned,
-        ..
-    } = work;
-    for p in owned.iter().copied() {
-        if let Some(due) = processor.earliest_due(p)? {
+    let mut any = false;
+    for p in work.owned.clone() {
+        if let Some(due) = work.cores.core(p).processor.earliest_due(p)? {
             overdue_ms = overdue_ms.max(now.saturating_sub(due));
-        }
-        if !paused {
-            processor.fire_due(batch, p, now, timers::FIRE_LIMIT)?;
+            any |= due <= now;
         }
     }
     telemetry::timers_overdue(overdue_ms);
-    if batch_started.is_none() && !batch.is_empty() {
-        *batch_started = Some(Instant::now());
-    }
-    telemetry::timers_pending(processor.timers_pending());
-    Ok(())
+    telemetry::timers_pending(work.cores.timers_pending());
+    Ok((any && !paused).then_some(now))
 }
 
 /// A synchronous offset commit of the owned partitions: the group

@@ -9,6 +9,7 @@ pub mod shared;
 mod stalls;
 pub mod takeover;
 pub mod watchdog;
+pub mod workers;
 
 pub use batch::{Applied, Batch, InputRecord, Limits, Processor, Tenants};
 pub use shared::{Programs, Progress};
@@ -22,6 +23,9 @@ pub enum PipelineError {
     /// The Kafka client could not be created or subscribed.
     #[error("Kafka client error: {0}; check [kafka] brokers and the librdkafka overrides")]
     Kafka(rdkafka::error::KafkaError),
+    /// An apply worker failed.
+    #[error(transparent)]
+    Workers(#[from] workers::FlushError),
     /// librdkafka reported a fatal error.
     #[error("fatal Kafka error: {0}; restart the processor")]
     Fatal(String),

@@ -132,6 +132,21 @@ impl Attempts {
         }
     }
 
+    /// Runs `stage` for a whole chunk of records (the admit and prefetch
+    /// stages), catching a panic without counting it against any record:
+    /// the caller then applies the chunk one record at a time, where
+    /// [`Attempts::run`] finds the record that fails. `first` is the chunk's
+    /// first record (partition, offset), for the log line.
+    ///
+    /// # Errors
+    /// The panic message, if `stage` panicked.
+    pub fn catch<T>(first: (u32, i64), stage: impl FnOnce() -> T) -> Result<T, String> {
+        APPLYING.with(|a| a.set(Some(first)));
+        let result = panic::catch_unwind(AssertUnwindSafe(stage));
+        APPLYING.with(|a| a.set(None));
+        result.map_err(|payload| payload_text(payload.as_ref()))
+    }
+
     /// The record was dead-lettered or applied: forget its attempts.
     pub fn settle(&mut self, topic: &str, partition: u32, offset: i64) {
         if !self.failed.is_empty() {

@@ -20,10 +20,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
-use super::batch::{Batch, Processor};
-use super::poison::Attempts;
+use super::batch::Committed;
 use super::shared::Progress;
 use super::takeover::{Prepared, Takeovers};
+use super::workers::Cores;
 use super::PipelineError;
 use crate::changelog;
 use crate::state::{keys, Durability, Family, WriteSet};
@@ -38,15 +38,12 @@ pub(super) const FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
 /// runs inside `poll` on the same thread. It outlives a consumer: a rejoin
 /// hands it to the next one.
 pub(super) struct Work {
-    pub(super) processor: Processor,
-    pub(super) batch: Batch,
-    pub(super) batch_started: Option<Instant>,
+    /// The apply workers, and the records waiting for each.
+    pub(super) cores: Cores,
     /// Partitions owned (of every co-partitioned topic).
     pub(super) owned: BTreeSet<u32>,
     /// Partitions assigned (paused) and not yet taken over.
     pub(super) takeovers: Takeovers,
-    /// Failed attempts of records whose processing panicked.
-    pub(super) attempts: Attempts,
     /// The version of the programs the processor holds.
     pub(super) programs_version: u64,
     /// When a stalled partition last made the consumer rejoin: a partition
@@ -56,19 +53,19 @@ pub(super) struct Work {
 }
 
 impl Work {
-    /// Drops the open batch unwritten (it may hold half a record, or work
-    /// that the next owner redoes).
+    /// Drops the records waiting for the next batch, unapplied (a rewind,
+    /// or the next owner, reads them again).
     pub(super) fn drop_batch(&mut self) {
-        self.batch = Batch::default();
-        self.batch_started = None;
+        self.cores.drop_buffered();
     }
 
     /// Partition `p` is no longer this instance's: forget everything held
     /// for it.
     pub(super) fn release(&mut self, progress: &Progress, p: u32) {
         progress.disown(p);
-        self.processor.forget(p);
-        self.attempts.forget_partition(p);
+        let core = self.cores.core(p);
+        core.processor.forget(p);
+        core.attempts.forget_partition(p);
         self.owned.remove(&p);
     }
 }
@@ -160,8 +157,9 @@ impl ConsumerContext for PipelineContext {
                 // then positions and resumes the partition.
                 let mut full = TopicPartitionList::new();
                 for p in &parts {
-                    work.processor.forget(*p);
-                    work.attempts.forget_partition(*p);
+                    let core = work.cores.core(*p);
+                    core.processor.forget(*p);
+                    core.attempts.forget_partition(*p);
                     for topic in &self.topics {
                         // Kafka's committed offsets are advisory: start where RocksDB says.
                         let offset = match read_offset(self.store.as_ref(), topic, *p) {
@@ -292,27 +290,29 @@ impl PipelineContext {
                 shadowed = stats.shadowed;
             }
         }
-        work.processor.forget(p);
+        let processor = &mut work.cores.core(p).processor;
+        processor.forget(p);
         if self.changelog {
             let base = changelog::stored_owner(store, p)?.unwrap_or_default();
             let owner = base.next(prepared.head.map(|h| h.owner));
             let mut set = WriteSet::new();
             set.put(Family::Meta, keys::owner(p), owner.encode().to_vec());
             store.write(&set, Durability::Synced)?;
-            work.processor.set_owner(p, owner);
+            processor.set_owner(p, owner);
             tracing::info!(partition = p, epoch = owner.epoch, "partition owned");
         }
         for topic in &self.topics {
             check_not_truncated(consumer, store, topic, p)?;
         }
-        work.processor.warm(p)?;
+        processor.warm(p)?;
         self.progress.own(p, read_next_seq(store, p)?);
         if !shadowed.is_empty() {
             // Records of a dropped batch (or a fenced owner) sit in the log
             // after the values they would have replaced: write those keys
             // again now, so compaction keeps the restored values.
-            let repair = work.processor.repair_batch(p, &shadowed)?;
-            commit(&mut work.processor, repair, consumer, &self.progress)?;
+            let repair = processor.repair_batch(p, &shadowed)?;
+            let committed = processor.commit(repair)?;
+            publish(&committed, consumer, &self.progress);
             tracing::info!(
                 partition = p,
                 keys = shadowed.len(),
@@ -336,19 +336,32 @@ impl PipelineContext {
         Ok(())
     }
 
-    /// Drops the open batch and positions every owned partition at its
-    /// durable offsets again, so what the batch held is read and applied
-    /// anew (after a lost assignment, or a record whose processing failed).
+    /// Drops the records waiting and positions every owned partition at its
+    /// durable offsets again, so what was not committed is read and applied
+    /// anew (after a lost assignment).
     pub(super) fn rewind(
         &self,
         work: &mut Work,
         consumer: &BaseConsumer<PipelineContext>,
     ) -> Result<(), PipelineError> {
         work.drop_batch();
-        for p in work.owned.clone() {
-            work.processor.forget(p);
+        let owned: Vec<u32> = work.owned.iter().copied().collect();
+        self.rewind_partitions(work, consumer, &owned)
+    }
+
+    /// Positions partitions `parts` at their durable offsets again (their
+    /// worker dropped its batch: a record's processing failed).
+    pub(super) fn rewind_partitions(
+        &self,
+        work: &mut Work,
+        consumer: &BaseConsumer<PipelineContext>,
+        parts: &[u32],
+    ) -> Result<(), PipelineError> {
+        for p in parts.iter().copied() {
+            let processor = &mut work.cores.core(p).processor;
+            processor.forget(p);
             if let Some(owner) = changelog::stored_owner(self.store.as_ref(), p)? {
-                work.processor.set_owner(p, owner);
+                processor.set_owner(p, owner);
             }
             for topic in &self.topics {
                 let offset = start_offset(consumer, self.store.as_ref(), topic, p)?;
@@ -358,6 +371,47 @@ impl PipelineContext {
             }
         }
         Ok(())
+    }
+
+    /// Applies and commits every record waiting, on the workers (and, with
+    /// `timers_at`, the timers of owned partitions due by then); publishes
+    /// what became durable. A worker whose record failed dropped its batch:
+    /// its partitions rewind, and the record is tried again.
+    pub(super) fn flush(
+        &self,
+        work: &mut Work,
+        consumer: &BaseConsumer<PipelineContext>,
+        timers_at: Option<i64>,
+    ) -> Result<usize, PipelineError> {
+        let flushed = work.cores.flush(timers_at, &work.owned)?;
+        let mut applied = 0usize;
+        for done in flushed {
+            applied = applied.saturating_add(done.applied);
+            if let Some(committed) = &done.committed {
+                publish(committed, consumer, &self.progress);
+            }
+            if let Some(failed) = done.failed {
+                telemetry::processing_failed();
+                tracing::error!(
+                    topic = failed.topic,
+                    partition = failed.partition,
+                    offset = failed.offset,
+                    attempt = failed.failed.attempt,
+                    cause = %failed.failed.cause,
+                    "applying the record failed; its worker's batch is dropped and read again from the durable offsets"
+                );
+                let workers = work.cores.workers();
+                let index = (failed.partition as usize).checked_rem(workers);
+                let parts: Vec<u32> = work
+                    .owned
+                    .iter()
+                    .copied()
+                    .filter(|p| (*p as usize).checked_rem(workers) == index)
+                    .collect();
+                self.rewind_partitions(work, consumer, &parts)?;
+            }
+        }
+        Ok(applied)
     }
 
     /// Gives partitions up. Unless the assignment was lost (another member
@@ -371,8 +425,8 @@ impl PipelineContext {
         lost: bool,
     ) -> Result<(), PipelineError> {
         if lost {
-            // Nothing of the open batch was written; the next owner redoes it.
-            let dropped = !work.batch.is_empty();
+            // Nothing waiting was applied; the next owner redoes it.
+            let dropped = work.cores.buffered() > 0;
             for p in parts {
                 work.release(&self.progress, *p);
                 tracing::warn!(partition = p, "partition lost; its open work is dropped");
@@ -382,10 +436,8 @@ impl PipelineContext {
             }
             return Ok(());
         }
-        if !work.batch.is_empty() {
-            let batch = std::mem::take(&mut work.batch);
-            work.batch_started = None;
-            commit(&mut work.processor, batch, consumer, &self.progress)?;
+        if work.cores.buffered() > 0 {
+            self.flush(work, consumer, None)?;
         }
         let deadline = Instant::now() + FLUSH_TIMEOUT;
         while parts.iter().any(|p| !self.progress.flushed(*p)) {
@@ -448,17 +500,12 @@ pub(super) fn put_work(consumer: &BaseConsumer<PipelineContext>, work: Work) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(work);
 }
 
-pub(super) fn commit(
-    processor: &mut Processor,
-    batch: Batch,
-    consumer: &BaseConsumer<PipelineContext>,
-    progress: &Progress,
-) -> Result<(), PipelineError> {
-    let committed = processor.commit(batch)?;
+/// Tells the publisher what became durable, and Kafka (advisory only:
+/// lag tools read it; RocksDB is authoritative) the next offsets.
+pub(super) fn publish(committed: &Committed, consumer: &BaseConsumer<PipelineContext>, progress: &Progress) {
     for (p, next_seq) in &committed.durable_seq {
         progress.advance(*p, *next_seq);
     }
-    // Advisory only: lets lag tools see progress. RocksDB is authoritative.
     let mut tpl = TopicPartitionList::new();
     for (topic, p, off) in &committed.offsets {
         if tpl
@@ -471,7 +518,6 @@ pub(super) fn commit(
     if let Err(err) = consumer.store_offsets(&tpl) {
         tracing::debug!(error = %err, "advisory offset store failed");
     }
-    Ok(())
 }
 
 /// State that has applied input beyond the partition's end means the topic

@@ -46,7 +46,7 @@ pub(super) fn watch(
     stalls.retain(|(_, p)| work.owned.contains(p));
     for p in work.owned.iter().copied() {
         for (i, topic) in ctx.topics.iter().enumerate() {
-            let next = match work.processor.stored_offset(topic, p) {
+            let next = match crate::state::read_offset(ctx.store.as_ref(), topic, p) {
                 Ok(next) => next.unwrap_or(0),
                 Err(err) => {
                     tracing::debug!(topic = %topic, partition = p, error = %err, "cannot read the stored offset");

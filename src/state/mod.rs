@@ -99,6 +99,15 @@ pub trait Store: Send + Sync + 'static {
     /// [`StateError`] if the store fails.
     fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
 
+    /// Reads many keys of one family; the answer is in the order of `keys`.
+    /// Faster in key order (the prefetch stage sorts them).
+    ///
+    /// # Errors
+    /// [`StateError`] if the store fails.
+    fn multi_get(&self, family: Family, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        keys.iter().map(|key| self.get(family, key)).collect()
+    }
+
     /// Reads up to `limit` entries whose keys start with `prefix`, from the
     /// first key at or after `from`, in key order.
     ///

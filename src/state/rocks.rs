@@ -169,6 +169,18 @@ impl Store for RocksStore {
         Ok(self.db.get_cf(self.cf(family)?, key)?)
     }
 
+    fn multi_get(&self, family: Family, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sorted = keys.windows(2).all(|w| w[0] <= w[1]);
+        self.db
+            .batched_multi_get_cf(self.cf(family)?, keys, sorted)
+            .into_iter()
+            .map(|found| Ok(found?.map(|value| value.to_vec())))
+            .collect()
+    }
+
     fn scan(&self, family: Family, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
         let mut out = Vec::new();
         let iter = self

@@ -5,12 +5,35 @@
 use super::*;
 
 impl Processor {
+    /// Stage 1 for one record: decodes and classifies it. Pure: reads no
+    /// state, so a chunk's records are admitted before its prefetch.
+    pub fn admit(&self, record: &InputRecord<'_>) -> Admission {
+        Admission(self.target(record, Given::Raw))
+    }
+
+    /// What `record` asks for, from what the caller was `given` of it.
+    pub(super) fn target(&self, record: &InputRecord<'_>, given: Given) -> Result<Target, ContractError> {
+        match given {
+            Given::Refused(err) => Err(err),
+            Given::Admitted(target) => target,
+            // Records of the internal topic are commands, not events.
+            _ if record.topic == self.routing.internal_topic => self.decode_command(record).map(Target::Command),
+            // The caller parsed it already; the size rule still holds.
+            Given::Decoded(decoded) => self
+                .check_size(record)
+                .and(decoded)
+                .and_then(|event| self.check_tenant(record, event))
+                .map(Target::Event),
+            Given::Raw => self.decode(record).map(Target::Event),
+        }
+    }
+
     pub(super) fn decode(&self, record: &InputRecord<'_>) -> Result<Event, ContractError> {
         self.check_size(record)?;
         let Some(payload) = record.payload else {
             return Err(ContractError::new(ErrorKind::MalformedJson, "the record has no value"));
         };
-        self.admit(record, contract::decode(payload)?)
+        self.check_tenant(record, contract::decode(payload)?)
     }
 
     /// Refuses a value over `max_input_bytes` before anything parses it.
@@ -53,7 +76,7 @@ impl Processor {
 
     /// The checks of a decoded event against its tenant's config and the
     /// record's key.
-    pub(super) fn admit(&self, record: &InputRecord<'_>, event: Event) -> Result<Event, ContractError> {
+    pub(super) fn check_tenant(&self, record: &InputRecord<'_>, event: Event) -> Result<Event, ContractError> {
         let Some(tenant) = self.tenants.get(&event.tenant) else {
             return Err(ContractError::new(
                 ErrorKind::UnknownTenant,
