@@ -346,7 +346,7 @@ impl Cores {
     pub fn flush(&mut self, timers_at: Option<i64>, owned: &BTreeSet<u32>) -> Result<Vec<Flushed>, FlushError> {
         self.started = None;
         let n = self.cores.len();
-        let mut jobs: Vec<Job<(usize, Core, Result<Flushed, StateError>)>> = Vec::with_capacity(n);
+        let mut jobs: Vec<Job<Returned>> = Vec::with_capacity(n);
         for (i, slot) in self.cores.iter_mut().enumerate() {
             let Some(mut core) = slot.take() else { continue };
             let mine: Vec<u32> = owned
@@ -394,6 +394,9 @@ pub enum FlushError {
     #[error("apply worker failed: {0}; restart the processor")]
     Worker(String),
 }
+
+/// A core back from its worker, with its index and what it did.
+type Returned = (usize, Core, Result<Flushed, StateError>);
 
 type Job<T> = Box<dyn FnOnce() -> T + Send>;
 type Task = Box<dyn FnOnce() + Send>;

@@ -99,7 +99,9 @@ impl Processor {
             }
         }
         let store = self.store.as_ref();
-        let dedupe = missing(wanted.dedupe, |k| batch.seen.contains(k) || batch.stored_dedupe.contains_key(k));
+        let dedupe = missing(wanted.dedupe, |k| {
+            batch.seen.contains(k) || batch.stored_dedupe.contains_key(k)
+        });
         for (key, value) in dedupe.iter().zip(store.multi_get(Family::Dedupe, &dedupe)?) {
             batch.stored_dedupe.insert(key.clone(), value.is_some());
         }
