@@ -42,6 +42,7 @@ pub mod gen;
 pub mod http;
 pub mod outbox;
 pub mod pipeline;
+pub mod programs;
 pub mod read;
 pub mod replay;
 pub mod rules;
