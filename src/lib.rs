@@ -31,14 +31,12 @@
 //! read API ([`api`]), which reads balances and the ledger ([`read`]) from
 //! RocksDB snapshots while the pipeline writes.
 
-pub mod admin;
 pub mod api;
 pub mod app;
 pub mod changelog;
 pub mod config;
 pub mod contract;
 pub mod directory;
-pub mod gen;
 pub mod http;
 pub mod outbox;
 pub mod pipeline;
@@ -49,3 +47,5 @@ pub mod rules;
 pub mod state;
 pub mod telemetry;
 pub mod timers;
+pub mod tools;
+pub mod topics;
