@@ -219,7 +219,7 @@ fn consume(
             break Exit::Stop(Ok(()));
         }
         if let Some(failure) = ctx.take_failure() {
-            break Exit::Stop(Err(PipelineError::Rebalance(failure)));
+            break Exit::Stop(Err(failure));
         }
 
         // Takeovers run beside the loop; finish those that are ready.
@@ -448,7 +448,7 @@ fn confirm_membership(consumer: &BaseConsumer<PipelineContext>, work: &Work, top
 
 fn handle_kafka_error(consumer: &BaseConsumer<PipelineContext>, err: KafkaError) -> Result<(), PipelineError> {
     if let Some((code, reason)) = consumer.client().fatal_error() {
-        return Err(PipelineError::Fatal(format!("{code:?}: {reason}")));
+        return Err(PipelineError::Fatal { code, reason });
     }
     tracing::warn!(error = %err, "consumer error (retrying)");
     Ok(())
