@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rust_decimal::Decimal;
 
-use accrue::config::TenantConfig;
 use accrue::contract;
+use accrue::programs::TenantConfig;
 use accrue::rules::{self, Customer};
 
 const ORDER: &str = r#"{"schema_version":1,"event_id":"ord-1","type":"order.paid","tenant":"cafe-central",

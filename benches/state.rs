@@ -7,10 +7,10 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use accrue::config::Config;
-use accrue::gen::{Generator, Mix, Settings};
 use accrue::pipeline::{Batch, InputRecord, Processor};
 use accrue::replay::partition_for;
 use accrue::state::{RocksStore, Store};
+use accrue::tools::gen::{Generator, Mix, Settings};
 
 const EVENTS: usize = 10_000;
 

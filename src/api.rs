@@ -16,8 +16,8 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_DISPOSITION, CONTENT_TYP
 use hyper::{Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::config::TenantConfig;
 use crate::pipeline::Programs;
+use crate::programs::TenantConfig;
 use crate::read::{self, Format, LedgerQuery};
 use crate::state::RocksStore;
 

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use crate::admin;
 use crate::api::StoreSlot;
 use crate::config::Config;
 use crate::directory::{self, Directory};
@@ -19,7 +18,7 @@ use crate::state::{RocksStore, Store};
 pub enum RunError {
     /// Topics are missing or not co-partitioned.
     #[error(transparent)]
-    Topics(#[from] admin::AdminError),
+    Topics(#[from] crate::topics::TopicsError),
     /// The state directory could not be opened.
     #[error("cannot open the state directory {dir}: {source}")]
     State {
@@ -65,7 +64,7 @@ pub fn run_serving_reads(
     progress: Arc<Progress>,
     reads: &StoreSlot,
 ) -> Result<(), RunError> {
-    let partitions = admin::check_topics(config)?;
+    let partitions = crate::topics::check(config)?;
     tracing::info!(partitions, "topics are co-partitioned");
     std::fs::create_dir_all(&config.state.dir).map_err(|e| RunError::State {
         dir: config.state.dir.display().to_string(),

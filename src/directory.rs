@@ -26,8 +26,9 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ClientRole, Config, PartnerConditions, TenantConfig};
+use crate::config::{ClientRole, Config};
 use crate::contract::Amount;
+use crate::programs::{PartnerConditions, TenantConfig};
 use crate::rules::{Listed, Network};
 use crate::telemetry::{self, KafkaLog};
 
@@ -148,7 +149,7 @@ impl Network for NetworkView<'_> {
     }
 
     fn partnership(&self, place: &str, home: &str) -> Option<&PartnerConditions> {
-        crate::config::partnership(self.tenants, place, home)
+        crate::programs::partnership(self.tenants, place, home)
     }
 }
 

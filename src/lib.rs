@@ -2,49 +2,73 @@
 //!
 //! # Layout
 //!
-//! One input record flows through these parts, in this order:
+//! At start-up [`config`] loads and validates the processor file and the
+//! tenant files, whose contents are the pure types of [`programs`]
+//! (programs, policies, partners, customers); [`topics`] checks that every
+//! topic exists and all are co-partitioned. Then one input record flows
+//! through these parts, in this order:
 //!
-//! 1. [`pipeline::consumer`] reads it from a Kafka input topic. Partitions are
-//!    positioned at the offsets stored in RocksDB, never at Kafka's.
-//! 2. [`contract`] decodes the JSON envelope and body; a bad record becomes a
-//!    dead-letter outbox record with a classified reason.
-//! 3. [`rules`] (pure: no I/O) evaluates the tenant's programs from
-//!    [`config`] and returns an outcome: the balance changes to make.
-//! 4. [`pipeline::batch`] applies the outcome to an open batch: balances,
+//! 1. `pipeline/rebalance.rs` (the rebalance callback) assigns a partition
+//!    paused, and [`pipeline::takeover`] takes it over beside the loop: the
+//!    local state is current, or it is restored from the state
+//!    [`changelog`] topic; then the partition is positioned at the offsets
+//!    stored in RocksDB, never at Kafka's.
+//! 2. [`pipeline::consumer`] reads the record from a Kafka input topic.
+//! 3. [`contract`] decodes the JSON envelope and body; a bad record becomes
+//!    a dead-letter outbox record with a classified reason.
+//! 4. [`pipeline::batch`] gathers what the rules read: the customer's
+//!    profile and balances, a refunded order's record, and, for referrals
+//!    and partner customers, the customer [`directory`] (every tenant's
+//!    customers by phone, held in memory).
+//! 5. [`rules`] (pure: no I/O) evaluates the tenant's [`programs`] and
+//!    returns an outcome: the balance changes to make.
+//! 6. [`pipeline::batch`] applies the outcome to an open batch: balances,
 //!    ledger entries, the dedupe record of the `event_id`, the input offset,
-//!    and an outbox record per change, all keyed by input partition
-//!    ([`state::keys`]). A full or lingering batch is committed as **one**
-//!    RocksDB WriteBatch with the WAL fsynced.
-//! 5. [`outbox`]'s publisher sends durable outbox records to the accruals or
+//!    an outbox record per change and the batch's [`changelog`] record, all
+//!    keyed by input partition ([`state::keys`]). A full or lingering batch
+//!    is committed as **one** RocksDB WriteBatch with the WAL fsynced.
+//! 7. [`pipeline::shared`] ([`pipeline::Progress`]) tells the publisher up
+//!    to which sequence each partition's outbox is durable, and which
+//!    partitions this instance owns.
+//! 8. [`outbox`]'s publisher sends durable outbox records to the accruals or
 //!    dead-letter topic, partition = source partition, with an idempotent
 //!    producer and the id `partition-sequence`, and deletes each record once
-//!    acknowledged. After a restart it reads the output tails first, so
-//!    nothing the broker already holds is sent again.
+//!    acknowledged; changelog records go to the changelog topic and
+//!    directory entries to the directory topic, which every instance reads
+//!    back into its [`directory`]. After a restart the publisher reads the
+//!    output tails first, so nothing the broker already holds is sent again.
 //!
 //! Bookings set durable timers ([`timers`]) in the same batch; the consume
 //! loop fires due ones into its batches, so a delayed credit is exactly-once
-//! like everything else.
+//! like everything else. A record whose processing panics is retried and
+//! then dead-lettered ([`pipeline::poison`]); a partition that stops moving
+//! is noticed by [`pipeline::watchdog`].
 //!
-//! [`app`] wires these into `accrue run`; [`admin`] creates and checks topics;
-//! [`telemetry`] owns every metric name; [`http`] serves `/metrics` and the
-//! health endpoints, reading readiness from [`pipeline::Progress`], and the
-//! read API ([`api`]), which reads balances and the ledger ([`read`]) from
-//! RocksDB snapshots while the pipeline writes.
+//! Around the event path: [`app`] wires these into `accrue run`;
+//! [`replay`] drives the same processor from an NDJSON file without a
+//! broker; [`telemetry`] owns every metric name; [`http`] serves `/metrics`
+//! and the health endpoints, reading readiness from [`pipeline::Progress`],
+//! and the read API ([`api`]), which reads balances and the ledger
+//! ([`read`]) from RocksDB snapshots while the pipeline writes. [`tools`]
+//! holds what is not on the event path at all: topic administration, the
+//! load generator and the broker's raw baselines. The binary's `src/cli/`
+//! holds the subcommands; `src/main.rs` only parses and dispatches.
 
-pub mod admin;
 pub mod api;
 pub mod app;
 pub mod changelog;
 pub mod config;
 pub mod contract;
 pub mod directory;
-pub mod gen;
 pub mod http;
 pub mod outbox;
 pub mod pipeline;
+pub mod programs;
 pub mod read;
 pub mod replay;
 pub mod rules;
 pub mod state;
 pub mod telemetry;
 pub mod timers;
+pub mod tools;
+pub mod topics;

@@ -20,13 +20,13 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::contract;
-use crate::gen::Pacer;
 use crate::outbox::{Destination, OutboxRecord};
 use crate::pipeline::batch::Routing;
 use crate::pipeline::poison::Attempts;
 use crate::pipeline::workers::{Chunk, Core, Cores, FlushError};
 use crate::pipeline::{InputRecord, Limits, Processor};
 use crate::state::{keys, Family, RocksStore, StateError, Store, StoreOptions};
+use crate::tools::gen::Pacer;
 
 /// The pseudo-topic internal commands are delivered under in a replay.
 pub const REPLAY_INTERNAL_TOPIC: &str = "replay.internal";
@@ -273,19 +273,19 @@ mod tests {
         };
         let Ok(dir) = tempfile::tempdir() else { return };
         let file = dir.path().join("events.ndjson");
-        let settings = crate::gen::Settings {
+        let settings = crate::tools::gen::Settings {
             events: 2_000,
             customers: 100,
             zipf: 1.1,
-            mix: crate::gen::Mix::default(),
+            mix: crate::tools::gen::Mix::default(),
             seed: 3,
             distinct: false,
         };
-        let lines: Vec<String> = match crate::gen::Generator::new(config.tenants.values().cloned().collect(), settings)
-        {
-            Ok(g) => g.map(|(_, json)| json).collect(),
-            Err(e) => panic!("{e}"),
-        };
+        let lines: Vec<String> =
+            match crate::tools::gen::Generator::new(config.tenants.values().cloned().collect(), settings) {
+                Ok(g) => g.map(|(_, json)| json).collect(),
+                Err(e) => panic!("{e}"),
+            };
         let mut text = lines.join("\n");
         text.push_str("\n{broken\n");
         assert!(std::fs::write(&file, text).is_ok());

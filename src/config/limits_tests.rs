@@ -1,5 +1,7 @@
 //! Size limits, librdkafka fetch limits and dedupe retention.
 
+use std::time::Duration;
+
 use super::*;
 
 const PROCESSOR: &str = r#"

@@ -1,507 +1,136 @@
-//! One tenant file: the business, its branches, its programs (versioned),
-//! redemption and refund policies, the gift-card catalogue and seeded
-//! customers.
+//! Loading and validating the tenant files into
+//! [`TenantConfig`](crate::programs::TenantConfig)s: each file on its own,
+//! then what spans tenants (ids, tokens, partners).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{parse_toml, ConfigIssue, Issues};
-use crate::contract::Amount;
+use crate::programs::{partnership, ProgramType, TenantConfig, BUILTIN_ACCOUNTS};
 
-/// Accounts every tenant has besides named bonus accounts.
-pub const BUILTIN_ACCOUNTS: [&str; 5] = ["cashback", "bonus", "discount", "deposit", "service_points"];
-
-/// Prefix of a partner's shared-deposit bucket: `deposit@<partner>`.
-pub const DEPOSIT_AT: &str = "deposit@";
-
-/// The account of deposit accumulated at `partner` into the shared deposit.
-pub fn deposit_at(partner: &str) -> String {
-    format!("{DEPOSIT_AT}{partner}")
-}
-
-/// A tenant (a business or a network) and its programs.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantConfig {
-    /// The tenant id used in events and keys.
-    pub id: String,
-    /// Display name.
-    #[serde(default)]
-    pub name: String,
-    /// ISO 4217 currency of every amount of this tenant.
-    pub currency: String,
-    /// Decimal places of the currency's minor unit (2 for most currencies).
-    #[serde(default = "default_minor_units")]
-    pub minor_units: u32,
-    /// Branches by id.
-    pub branches: BTreeMap<String, BranchConfig>,
-    /// Named bonus accounts (seed 001) besides the built-in ones.
-    #[serde(default)]
-    pub bonus_accounts: BTreeSet<String>,
-    /// Programs, each version a separate entry (same `id`, later `valid_from`).
-    #[serde(default)]
-    pub programs: Vec<ProgramConfig>,
-    /// Paying with balances.
-    #[serde(default)]
-    pub redemption: RedemptionConfig,
-    /// Refund policy.
-    #[serde(default)]
-    pub refunds: RefundConfig,
-    /// Gift cards customers can buy with points (seed 004).
-    #[serde(default)]
-    pub gift_cards: Vec<GiftCardConfig>,
-    /// Customers known before any `customer.upserted` event, by id.
-    #[serde(default)]
-    pub customers: BTreeMap<String, CustomerProfile>,
-    /// Service points for bookings (seed 004).
-    #[serde(default)]
-    pub bookings: BookingsConfig,
-    /// Bearer tokens of the read API for this tenant, stored as the
-    /// lower-case hex SHA-256 of the token (`accrue token hash` prints it).
-    #[serde(default)]
-    pub api_tokens_sha256: Vec<String>,
-    /// The referral program (seed 002), if the tenant runs one.
-    #[serde(default)]
-    pub referral: Option<ReferralConfig>,
-    /// Partnership agreements (seed 000) by partner tenant id.
-    #[serde(default)]
-    pub partners: BTreeMap<String, PartnerConfig>,
-}
-
-/// `[referral]`: the invitee gets a discount on the first visit; the
-/// referrer gets a fixed cashback on the invitee's first visit, or on every
-/// visit.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReferralConfig {
-    /// Program id in the ledger and in reports (default `referral`).
-    #[serde(default = "default_referral_id")]
-    pub id: String,
-    /// Public description.
-    #[serde(default)]
-    pub description: String,
-    /// The invitee's discount on the first visit, reported to the POS.
-    pub invitee_discount_percent: Amount,
-    /// The account (card) the referrer's reward is credited to.
-    #[serde(default = "default_referral_account")]
-    pub referrer_account: String,
-    /// A fixed reward per rewarded visit, at the account's scale.
-    #[serde(default)]
-    pub referrer_amount: Option<Amount>,
-    /// Or: a percentage of the invitee's bill paid with money.
-    #[serde(default)]
-    pub referrer_percent: Option<Amount>,
-    /// On the invitee's first visit only, or on every visit.
-    #[serde(default)]
-    pub reward: ReferralReward,
-}
-
-/// When the referrer is rewarded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReferralReward {
-    /// Only for the invitee's first visit.
-    #[default]
-    FirstVisit,
-    /// For every visit of the invitee.
-    EveryVisit,
-}
-
-fn default_referral_id() -> String {
-    "referral".into()
-}
-
-fn default_referral_account() -> String {
-    "cashback".into()
-}
-
-/// `[partners.<tenant>]`: one side of a partnership agreement (seed 000).
-/// The partnership is active only when both tenants have `sent = true` and
-/// an `[partners.<other>.accepted]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartnerConfig {
-    /// This tenant sent its agreement to the partner.
-    #[serde(default)]
-    pub sent: bool,
-    /// This tenant accepted the partner's agreement, with these conditions
-    /// for the partner's customers here.
-    #[serde(default)]
-    pub accepted: Option<PartnerConditions>,
-}
-
-/// What a tenant grants the partner's customers (set by the accepting side).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartnerConditions {
-    /// The partner's customers keep their own discount and accrual
-    /// percentages (their client card at the partner) here.
-    #[serde(default)]
-    pub copy_privileges: bool,
-    /// Discount for the partner's customers (without `copy_privileges`).
-    #[serde(default)]
-    pub discount_percent: Amount,
-    /// Accrual for the partner's customers (without `copy_privileges`).
-    #[serde(default)]
-    pub accrual_percent: Amount,
-    /// The partner's customers pay from, and accrue into, their one deposit
-    /// kept by the partner.
-    #[serde(default)]
-    pub shared_deposit: bool,
-    /// Most of a bill here payable from deposit accumulated here (percent);
-    /// deposit accumulated at the partner may pay up to the whole bill.
-    #[serde(default = "hundred")]
-    pub payment_percent: Amount,
-}
-
-fn hundred() -> Amount {
-    Amount::new(Decimal::ONE_HUNDRED)
-}
-
-/// `[bookings]`: points per booked service or class, credited a delay
-/// after the appointment ends.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BookingsConfig {
-    /// How long after the appointment's end the points are credited
-    /// (`"3h"`, `"90m"`, `"5s"`); default 3 hours.
-    #[serde(default = "default_credit_delay", with = "humantime_serde")]
-    pub credit_delay: std::time::Duration,
-    /// Points per service or class id; a service not listed earns nothing.
-    #[serde(default)]
-    pub points: BTreeMap<String, Amount>,
-}
-
-impl Default for BookingsConfig {
-    fn default() -> Self {
-        BookingsConfig {
-            credit_delay: default_credit_delay(),
-            points: BTreeMap::new(),
-        }
-    }
-}
-
-fn default_credit_delay() -> std::time::Duration {
-    std::time::Duration::from_secs(3 * 3600)
-}
-
-fn default_minor_units() -> u32 {
-    2
-}
-
-/// A branch (location) of a tenant.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BranchConfig {
-    /// Display name.
-    #[serde(default)]
-    pub name: String,
-    /// Balance payment methods enabled here (`cashback`, `bonus`, `discount`,
-    /// `deposit`, or a named bonus account). Paying with any other balance
-    /// here is rejected.
-    #[serde(default)]
-    pub payment_methods: BTreeSet<String>,
-}
-
-/// The kind of program (seed 003, plus group bonuses of seed 001).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProgramType {
-    /// A percentage back to the `cashback` balance (money).
-    Cashback,
-    /// A percentage as points on the `bonus` balance (points round down).
-    Bonus,
-    /// A percentage to the `discount` balance (money) for later payments.
-    Discount,
-    /// Percentages per product group for customer groups, as points on a
-    /// named bonus account (seed 001).
-    GroupBonus,
-}
-
-impl ProgramType {
-    /// The account this type credits by default.
-    pub fn default_account(self) -> &'static str {
-        match self {
-            ProgramType::Cashback => "cashback",
-            ProgramType::Bonus | ProgramType::GroupBonus => "bonus",
-            ProgramType::Discount => "discount",
-        }
-    }
-}
-
-/// Which sales and payments a program accrues on.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum SalesConfig {
-    /// `"all"`: all sales and payments.
-    All(AllSales),
-    /// Specific (sale type, payment methods) pairs; `"*"` means any method.
-    Specific(Vec<SalePair>),
-}
-
-/// The literal `"all"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AllSales {
-    /// All sales and payments.
-    All,
-}
-
-impl Default for SalesConfig {
-    fn default() -> Self {
-        SalesConfig::All(AllSales::All)
-    }
-}
-
-/// One sale type and the payment methods that accrue with it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SalePair {
-    /// Sale type: `dine_in`, `takeaway`, `delivery`, ...
-    pub sale_type: String,
-    /// Payment methods; `["*"]` for all.
-    pub methods: BTreeSet<String>,
-}
-
-/// A per-product-group rule of a group bonus program.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupRule {
-    /// Product category (product group) the rule applies to.
-    pub category: String,
-    /// Percentage, 1 to 100.
-    pub percent: Amount,
-}
-
-/// One version of a program.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProgramConfig {
-    /// Program id; versions share it.
-    pub id: String,
-    /// Program type.
-    #[serde(rename = "type")]
-    pub program_type: ProgramType,
-    /// When this version takes effect (RFC 3339); absent means always.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub valid_from: Option<OffsetDateTime>,
-    /// Percentage for cashback, bonus and discount programs, 1 to 100.
-    #[serde(default)]
-    pub percent: Option<Amount>,
-    /// Account credited; defaults by type. Group bonus programs name one.
-    #[serde(default)]
-    pub account: Option<String>,
-    /// Public description shown to customers.
-    #[serde(default)]
-    pub description: String,
-    /// Status per branch; a branch not listed is `inactive`.
-    #[serde(default)]
-    pub branches: BTreeMap<String, ProgramStatus>,
-    /// `"all"` or specific (sale type, payment methods) pairs.
-    #[serde(default)]
-    pub sales: SalesConfig,
-    /// Categories that never accrue.
-    #[serde(default)]
-    pub exclude_categories: BTreeSet<String>,
-    /// Products that never accrue.
-    #[serde(default)]
-    pub exclude_products: BTreeSet<String>,
-    /// "Exclude all, then include a few": only `include_*` accrue.
-    #[serde(default)]
-    pub exclude_all: bool,
-    /// With `exclude_all`: categories that accrue.
-    #[serde(default)]
-    pub include_categories: BTreeSet<String>,
-    /// With `exclude_all`: products that accrue.
-    #[serde(default)]
-    pub include_products: BTreeSet<String>,
-    /// Only registered customers earn (default true).
-    #[serde(default = "yes")]
-    pub registered_only: bool,
-    /// Customer groups a group bonus program targets.
-    #[serde(default)]
-    pub groups: BTreeSet<String>,
-    /// Per-product-group percentages of a group bonus program.
-    #[serde(default)]
-    pub rules: Vec<GroupRule>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl ProgramConfig {
-    /// Whether the program accrues in `branch`.
-    pub fn active_in(&self, branch: &str) -> bool {
-        self.branches.get(branch) == Some(&ProgramStatus::Active)
-    }
-
-    /// The account this program credits.
-    pub fn account(&self) -> &str {
-        self.account.as_deref().unwrap_or(self.program_type.default_account())
-    }
-
-    /// Whether this version is in force at `at`.
-    pub fn valid_at(&self, at: OffsetDateTime) -> bool {
-        self.valid_from.is_none_or(|from| from <= at)
-    }
-}
-
-/// A program's status in one branch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProgramStatus {
-    /// The program accrues in this branch.
-    Active,
-    /// The program does not accrue here; balances stay spendable.
-    Inactive,
-}
-
-/// `[redemption]`: paying with balances.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedemptionConfig {
-    /// Largest share of a bill, in percent, payable from each account;
-    /// an account not listed may pay 100%.
-    #[serde(default)]
-    pub max_percent: BTreeMap<String, Amount>,
-    /// Whether the part of an order paid with balances also accrues
-    /// (default false: only money paid otherwise accrues).
-    #[serde(default)]
-    pub accrue_on_balance_payments: bool,
-}
-
-/// What a refund does when the accrual to reverse was already spent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NegativeBalance {
-    /// Reverse in full; the balance may go below zero.
-    #[default]
-    Allow,
-    /// Reverse at most the current balance; the rest is written off.
-    Clamp,
-}
-
-/// `[refunds]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefundConfig {
-    /// Policy for reversing accruals that were already spent.
-    #[serde(default)]
-    pub negative_balance: NegativeBalance,
-}
-
-/// One gift card of the catalogue.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GiftCardConfig {
-    /// Catalogue id used in `giftcard.exchange`.
-    pub id: String,
-    /// Display name.
-    #[serde(default)]
-    pub name: String,
-    /// Price in points.
-    pub points: Amount,
-    /// The gift card's value in the tenant's currency.
-    pub value: Amount,
-    /// Account the points are taken from (default `service_points`).
-    #[serde(default = "default_giftcard_account")]
-    pub account: String,
-}
-
-fn default_giftcard_account() -> String {
-    "service_points".into()
-}
-
-/// A customer's profile: from `customer.upserted`, or seeded in the
-/// tenant file under `[customers.<id>]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomerProfile {
-    /// Phone number.
-    #[serde(default)]
-    pub phone: Option<String>,
-    /// Customer groups.
-    #[serde(default)]
-    pub groups: BTreeSet<String>,
-    /// Signed up: only registered customers earn.
-    #[serde(default)]
-    pub registered: bool,
-    /// Agreed to marketing notifications.
-    #[serde(default)]
-    pub marketing_consent: bool,
-    /// The customer's own discount percentage (client card).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discount_percent: Option<Amount>,
-    /// The customer's own accrual percentage (client card).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accrual_percent: Option<Amount>,
-    /// Has visited (an order or visit was applied). Kept by accrue; set it
-    /// in config for customers imported with a history, so they do not count
-    /// as first-time visitors for referrals.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub visited: bool,
-    /// The customer who referred this one (kept by accrue), for referral
-    /// rewards on every visit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub referred_by: Option<String>,
-}
-
-impl TenantConfig {
-    /// Whether `account` is an account of this tenant.
-    pub fn has_account(&self, account: &str) -> bool {
-        BUILTIN_ACCOUNTS.contains(&account) || self.bonus_accounts.contains(account)
-    }
-
-    /// Whether `account` holds points (rounded down) rather than money.
-    pub fn is_points(&self, account: &str) -> bool {
-        matches!(account, "bonus" | "service_points") || self.bonus_accounts.contains(account)
-    }
-
-    /// The versions in force at `at`: for each program id, the latest
-    /// version whose `valid_from` is not after `at`.
-    pub fn programs_at(&self, at: OffsetDateTime) -> Vec<&ProgramConfig> {
-        // A tenant has a handful of programs: a linear search by id and one
-        // sort cost less than a map (this runs for every order).
-        let mut chosen: Vec<&ProgramConfig> = Vec::with_capacity(self.programs.len());
-        for program in self.programs.iter().filter(|p| p.valid_at(at)) {
-            match chosen.iter_mut().find(|c| c.id == program.id) {
-                Some(current) => {
-                    if program.valid_from >= current.valid_from {
-                        *current = program;
+/// Loads every `*.toml` tenant file in `dir` (named by the processor file
+/// `processor`) and checks what spans tenants: unique ids and tokens, and
+/// partners that exist and share the currency. Problems go to `all`.
+pub(super) fn load_dir(processor: &Path, dir: &Path, all: &mut Vec<ConfigIssue>) -> HashMap<String, TenantConfig> {
+    let mut tenants = HashMap::new();
+    let mut paths: HashMap<String, PathBuf> = HashMap::new();
+    match tenant_files(dir) {
+        Ok(files) if files.is_empty() => all.push(ConfigIssue {
+            file: processor.to_path_buf(),
+            field: "tenants.dir".into(),
+            message: format!("no *.toml tenant files in {}", dir.display()),
+        }),
+        Ok(files) => {
+            let mut seen: HashMap<String, PathBuf> = HashMap::new();
+            let mut token_owner: HashMap<String, String> = HashMap::new();
+            for tenant_path in files {
+                match load(&tenant_path) {
+                    Ok(tenant) => {
+                        for (i, hash) in tenant.api_tokens_sha256.iter().enumerate() {
+                            match token_owner.get(hash) {
+                                Some(owner) if *owner != tenant.id => all.push(ConfigIssue {
+                                    file: tenant_path.clone(),
+                                    field: format!("api_tokens_sha256[{i}]"),
+                                    message: format!(
+                                        "this token is also a token of tenant {owner:?}; a token must map to one tenant"
+                                    ),
+                                }),
+                                _ => {
+                                    token_owner.insert(hash.clone(), tenant.id.clone());
+                                }
+                            }
+                        }
+                        if let Some(other) = seen.get(&tenant.id) {
+                            all.push(ConfigIssue {
+                                file: tenant_path.clone(),
+                                field: "id".into(),
+                                message: format!("tenant {:?} is also defined in {}", tenant.id, other.display()),
+                            });
+                        } else {
+                            seen.insert(tenant.id.clone(), tenant_path.clone());
+                            paths.insert(tenant.id.clone(), tenant_path.clone());
+                            tenants.insert(tenant.id.clone(), tenant);
+                        }
                     }
+                    Err(mut found) => all.append(&mut found),
                 }
-                None => chosen.push(program),
             }
         }
-        chosen.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        chosen
+        Err(err) => all.push(ConfigIssue {
+            file: processor.to_path_buf(),
+            field: "tenants.dir".into(),
+            message: format!("cannot list {}: {err}", dir.display()),
+        }),
     }
-
-    /// The gift card `id` of the catalogue.
-    pub fn gift_card(&self, id: &str) -> Option<&GiftCardConfig> {
-        self.gift_cards.iter().find(|g| g.id == id)
+    for (id, tenant) in &tenants {
+        for partner in tenant.partners.keys() {
+            if let Some(other) = tenants.get(partner) {
+                if other.currency != tenant.currency {
+                    all.push(ConfigIssue {
+                        file: paths.get(id).cloned().unwrap_or_else(|| dir.to_path_buf()),
+                        field: format!("partners.{partner}"),
+                        message: format!(
+                            "{partner:?} keeps its balances in {}, this tenant in {}: a shared deposit needs one currency",
+                            other.currency, tenant.currency
+                        ),
+                    });
+                }
+            }
+            if !tenants.contains_key(partner) && partner != id {
+                all.push(ConfigIssue {
+                    file: paths.get(id).cloned().unwrap_or_else(|| dir.to_path_buf()),
+                    field: format!("partners.{partner}"),
+                    message: format!(
+                        "{partner:?} is not a configured tenant; both partners must be served by this deployment"
+                    ),
+                });
+            }
+        }
     }
-
-    /// Whether `account` is the shared-deposit bucket of a partner:
-    /// `deposit@<partner>`, money accumulated at that partner.
-    pub fn partner_bucket<'a>(&self, account: &'a str) -> Option<&'a str> {
-        account
-            .strip_prefix(DEPOSIT_AT)
-            .filter(|partner| self.partners.contains_key(*partner))
-    }
-
-    /// The seeded profile of `customer`, if any.
-    pub fn seeded_customer(&self, customer: &str) -> Option<&CustomerProfile> {
-        self.customers.get(customer)
-    }
+    tenants
 }
 
-pub(super) fn load(path: &Path) -> Result<TenantConfig, Vec<ConfigIssue>> {
+fn tenant_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Agreements that are not (yet) active, as sentences for `check-config`:
+/// one per pair of tenants where either side names the other, whichever
+/// side that is.
+pub fn pending_partnerships(tenants: &HashMap<String, TenantConfig>) -> Vec<String> {
+    let mut pairs: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for (id, tenant) in tenants {
+        for partner in tenant.partners.keys() {
+            match id.as_str().cmp(partner.as_str()) {
+                std::cmp::Ordering::Less => pairs.insert((id, partner)),
+                std::cmp::Ordering::Greater => pairs.insert((partner, id)),
+                // Refused by validation: a tenant cannot be its own partner.
+                std::cmp::Ordering::Equal => false,
+            };
+        }
+    }
+    pairs
+        .into_iter()
+        .filter(|(a, b)| partnership(tenants, a, b).is_none())
+        .map(|(a, b)| {
+            format!(
+                "partnership {a} <-> {b} is not active: both tenants must set sent = true and an \
+                 [partners.<other>.accepted] table"
+            )
+        })
+        .collect()
+}
+
+fn load(path: &Path) -> Result<TenantConfig, Vec<ConfigIssue>> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         vec![ConfigIssue {
             file: path.to_path_buf(),

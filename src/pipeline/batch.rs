@@ -20,13 +20,13 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
 use crate::changelog::{BatchTag, ChangeBatchWriter, Owner};
-use crate::config::TenantConfig;
 use crate::contract::{
     self, AccrualEvent, BalanceNotification, Body, Command, ContractError, ErrorKind, Event, GiftCardIssued,
     OutputHeader, PartnerIdentified, ReferralApplied, RejectionEvent, SourceRef,
 };
 use crate::directory::{Directory, DirectoryEntry, NetworkView};
 use crate::outbox::{fit_dead_letter, Destination, OutboxRecord};
+use crate::programs::TenantConfig;
 use crate::rules::{self, Booking, Customer, Notice, OrderRecord, Outcome};
 use crate::state::{keys, read_next_seq, read_offset, Durability, Family, StateError, Store, WriteSet};
 use crate::telemetry;

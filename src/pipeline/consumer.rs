@@ -89,7 +89,7 @@ pub fn run(
             }
         })
         .collect();
-    let cores = Cores::new(cores).map_err(|err| PipelineError::Fatal(format!("cannot start apply workers: {err}")))?;
+    let cores = Cores::new(cores).map_err(PipelineError::StartWorkers)?;
     tracing::info!(workers = cores.workers(), "apply workers started");
     let changelog_config = config.state.changelog.then(|| Arc::new(config.clone()));
     let mut work = Work {
@@ -228,7 +228,7 @@ fn consume(
             break Exit::Stop(Ok(()));
         }
         if let Some(failure) = ctx.take_failure() {
-            break Exit::Stop(Err(PipelineError::Rebalance(failure)));
+            break Exit::Stop(Err(failure));
         }
 
         // Takeovers run beside the loop; finish those that are ready.
@@ -407,7 +407,7 @@ fn confirm_membership(consumer: &BaseConsumer<PipelineContext>, work: &Work, top
 
 fn handle_kafka_error(consumer: &BaseConsumer<PipelineContext>, err: KafkaError) -> Result<(), PipelineError> {
     if let Some((code, reason)) = consumer.client().fatal_error() {
-        return Err(PipelineError::Fatal(format!("{code:?}: {reason}")));
+        return Err(PipelineError::Fatal { code, reason });
     }
     tracing::warn!(error = %err, "consumer error (retrying)");
     Ok(())

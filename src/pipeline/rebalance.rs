@@ -87,7 +87,8 @@ pub(super) struct PipelineContext {
     pub(super) work: Mutex<Option<Work>>,
     /// The group subscribes `topics[0]`; partition p of the others follows.
     pub(super) topics: Vec<String>,
-    pub(super) failure: Mutex<Option<String>>,
+    /// What went wrong in the rebalance callback, for the loop to stop on.
+    pub(super) failure: Mutex<Option<PipelineError>>,
     /// librdkafka's last statistics per (topic, partition): the lag metric
     /// and the stall detector read them.
     pub(super) partition_stats: Mutex<HashMap<(String, u32), PartitionStats>>,
@@ -146,7 +147,9 @@ impl ConsumerContext for PipelineContext {
             .collect();
         let mut guard = self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(work) = guard.as_mut() else {
-            self.fail("rebalance outside the consume loop".into());
+            self.fail(PipelineError::LostState {
+                during: "in a rebalance callback",
+            });
             return;
         };
         self.progress.heartbeat();
@@ -166,12 +169,20 @@ impl ConsumerContext for PipelineContext {
                             Ok(Some(off)) => Offset::Offset(off),
                             Ok(None) => Offset::Beginning,
                             Err(err) => {
-                                self.fail(format!("cannot read the stored offset of {topic}/{p}: {err}"));
+                                self.fail(PipelineError::StoredOffset {
+                                    topic: topic.clone(),
+                                    partition: *p,
+                                    source: err,
+                                });
                                 return;
                             }
                         };
                         if let Err(err) = full.add_partition_offset(topic, *p as i32, offset) {
-                            self.fail(format!("cannot position {topic}/{p}: {err}"));
+                            self.fail(PipelineError::Position {
+                                topic: topic.clone(),
+                                partition: *p,
+                                source: err,
+                            });
                             return;
                         }
                     }
@@ -193,7 +204,7 @@ impl ConsumerContext for PipelineContext {
                             tracing::info!(partition = p, topics = ?self.topics, "partition assigned; taking it over");
                         }
                     }
-                    Err(err) => self.fail(format!("cannot assign partitions: {err}")),
+                    Err(err) => self.fail(PipelineError::Assign { source: err }),
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -207,7 +218,10 @@ impl ConsumerContext for PipelineContext {
                     }
                 }
                 if let Err(err) = self.hand_over(work, consumer, &owned, lost) {
-                    self.fail(format!("cannot hand over partitions {owned:?}: {err}"));
+                    self.fail(PipelineError::HandOver {
+                        partitions: owned,
+                        source: Box::new(err),
+                    });
                 }
                 let result = if cooperative {
                     consumer.incremental_unassign(&self.all_topics(&parts))
@@ -225,7 +239,10 @@ impl ConsumerContext for PipelineContext {
                 }
                 let all: Vec<u32> = work.owned.iter().copied().collect();
                 if let Err(err) = self.hand_over(work, consumer, &all, true) {
-                    self.fail(format!("cannot drop partitions {all:?}: {err}"));
+                    self.fail(PipelineError::HandOver {
+                        partitions: all,
+                        source: Box::new(err),
+                    });
                 }
                 if let Err(err) = consumer.unassign() {
                     tracing::warn!(error = %err, "unassign after rebalance error failed");
@@ -238,12 +255,12 @@ impl ConsumerContext for PipelineContext {
 }
 
 impl PipelineContext {
-    pub(super) fn fail(&self, message: String) {
-        tracing::error!("{message}");
-        *self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+    pub(super) fn fail(&self, err: PipelineError) {
+        tracing::error!("{err}");
+        *self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err);
     }
 
-    pub(super) fn take_failure(&self) -> Option<String> {
+    pub(super) fn take_failure(&self) -> Option<PipelineError> {
         self.failure
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -324,12 +341,17 @@ impl PipelineContext {
         for topic in &self.topics {
             let offset = start_offset(consumer, store, topic, p)?;
             if let Err(err) = consumer.seek(topic, p as i32, offset, Duration::from_secs(10)) {
-                return Err(PipelineError::Rebalance(format!("cannot position {topic}/{p}: {err}")));
+                return Err(PipelineError::Position {
+                    topic: topic.clone(),
+                    partition: p,
+                    source: err,
+                });
             }
         }
-        consumer
-            .resume(&tpl)
-            .map_err(|err| PipelineError::Rebalance(format!("cannot resume partition {p}: {err}")))?;
+        consumer.resume(&tpl).map_err(|err| PipelineError::Resume {
+            partition: p,
+            source: err,
+        })?;
         work.owned.insert(p);
         telemetry::partitions_owned(work.owned.len());
         tracing::info!(partition = p, "partition taken over; consuming");
@@ -366,7 +388,11 @@ impl PipelineContext {
             for topic in &self.topics {
                 let offset = start_offset(consumer, self.store.as_ref(), topic, p)?;
                 if let Err(err) = consumer.seek(topic, p as i32, offset, Duration::from_secs(10)) {
-                    return Err(PipelineError::Rebalance(format!("cannot rewind {topic}/{p}: {err}")));
+                    return Err(PipelineError::Position {
+                        topic: topic.clone(),
+                        partition: p,
+                        source: err,
+                    });
                 }
             }
         }
@@ -476,9 +502,11 @@ pub(super) fn start_offset(
     }
     match consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(10)) {
         Ok((low, _)) => Ok(Offset::Offset(low)),
-        Err(err) => Err(PipelineError::Rebalance(format!(
-            "cannot read where {topic}/{p} begins: {err}"
-        ))),
+        Err(err) => Err(PipelineError::Watermarks {
+            topic: topic.to_owned(),
+            partition: p,
+            source: err,
+        }),
     }
 }
 
@@ -489,7 +517,9 @@ pub(super) fn take_work(consumer: &BaseConsumer<PipelineContext>) -> Result<Work
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take()
-        .ok_or_else(|| PipelineError::Rebalance("the consume loop lost its state".into()))
+        .ok_or(PipelineError::LostState {
+            during: "when the loop took it back from the consumer context",
+        })
 }
 
 pub(super) fn put_work(consumer: &BaseConsumer<PipelineContext>, work: Work) {
@@ -542,11 +572,12 @@ fn check_not_truncated(
     // The larger of the broker's answer and what fetches have shown: tansu
     // 0.6.0's memory storage under-reports its latest offset.
     match consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(10)) {
-        Ok((_, high)) if stored > high.max(seen) => Err(PipelineError::Rebalance(format!(
-            "input {topic}/{p} ends at offset {high}, but the state has applied it up to offset {stored}: \
-             the topic was recreated or truncated. Point [state] dir at a fresh directory to start over, \
-             or restore the topic; accrue will not guess which records are new"
-        ))),
+        Ok((_, high)) if stored > high.max(seen) => Err(PipelineError::Truncated {
+            topic: topic.to_owned(),
+            partition: p,
+            end: high,
+            applied: stored,
+        }),
         Ok(_) => Ok(()),
         Err(err) => {
             tracing::warn!(topic, partition = p, error = %err, "cannot read watermarks to check the stored offset");

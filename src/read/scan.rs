@@ -7,8 +7,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::query::{csv_row, Cursor, LedgerQuery, PageParams, CSV_HEADER};
-use crate::config::TenantConfig;
 use crate::contract::AccrualEvent;
+use crate::programs::TenantConfig;
 use crate::state::{keys, Family, Snapshot, StateError};
 
 /// Rows examined for one page at most. A page that reaches it ends early

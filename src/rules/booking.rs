@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use super::checked::{self, Overflow};
 use super::{Entry, EntryType, Input, Outcome};
-use crate::config::{NegativeBalance, TenantConfig};
 use crate::contract::{BookingCreated, BookingRescheduled};
+use crate::programs::{NegativeBalance, TenantConfig};
 
 /// The account service points go to.
 pub const SERVICE_POINTS: &str = "service_points";

@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{PartnerConditions, TenantConfig};
 use crate::contract::{limits::MAX_BALANCE, BalanceAdjust, Body, CommandBody, CustomerUpserted, Event};
+use crate::programs::{PartnerConditions, TenantConfig};
 
 pub use booking::{fire, Booking, BookingState, TimerChange, SERVICE_POINTS};
 pub use checked::Overflow;
@@ -150,7 +150,7 @@ pub struct IssuedCard {
 }
 
 /// A customer's profile, from `customer.upserted` or config.
-pub use crate::config::CustomerProfile as Customer;
+pub use crate::programs::CustomerProfile as Customer;
 
 impl Customer {
     /// The profile a `customer.upserted` body describes; what accrue keeps

@@ -15,8 +15,8 @@ use super::checked::{self, Overflow};
 use super::{
     order, percent_of, round_for, CommandOut, Entry, EntryType, Input, Movement, Notice, OrderRecord, Outcome,
 };
-use crate::config::{deposit_at, ReferralReward, TenantConfig};
 use crate::contract::{Amount, Command, CommandBody, OrderPaid, PartnerOrder, PartnerRef, ReferralCredit};
+use crate::programs::{deposit_at, ReferralReward, TenantConfig};
 
 /// How a deposit payment splits between the two buckets of a shared deposit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

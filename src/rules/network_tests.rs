@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::config::{self, PartnerConditions};
 use crate::contract::{self, Amount, Command, CommandBody, Event, PartnerOrder};
+use crate::programs::{self, PartnerConditions};
 
 const CAFE: &str = r#"
 id = "cafe"
@@ -49,7 +49,7 @@ impl Network for TestNetwork {
     }
 
     fn partnership(&self, place: &str, home: &str) -> Option<&PartnerConditions> {
-        config::partnership(&self.tenants, place, home)
+        programs::partnership(&self.tenants, place, home)
     }
 }
 

@@ -6,8 +6,8 @@ use rust_decimal::Decimal;
 
 use super::checked::{self, Overflow};
 use super::{round_for, Entry, EntryType, Input, Movement, OrderRecord, Outcome};
-use crate::config::{NegativeBalance, ProgramConfig, ProgramType, SalesConfig, TenantConfig};
 use crate::contract::{OrderLine, OrderPaid, OrderRefunded};
+use crate::programs::{NegativeBalance, ProgramConfig, ProgramType, SalesConfig, TenantConfig};
 
 /// `order.paid`: check and debit balance payments, then accrue.
 pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Overflow> {

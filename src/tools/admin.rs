@@ -1,24 +1,23 @@
-//! Operator tools around the topics: create them, check their partition
-//! counts at start-up, produce sample events, and print a topic's records.
+//! Operator tools around the topics: create them, produce sample events,
+//! and print a topic's records. (The start-up check that they exist is
+//! [`crate::topics::check`].)
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{ClientRole, Config};
 use crate::telemetry::KafkaLog;
-
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::topics::{self, METADATA_TIMEOUT};
 
 /// An admin operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,31 +28,12 @@ pub enum AdminError {
     /// A topic is missing.
     #[error("topic {0:?} does not exist; create it with `accrue topics create`")]
     MissingTopic(String),
-    /// Topics are not co-partitioned.
-    #[error("topics must all have the same partition count (state and output are keyed by input partition), but {0}")]
-    PartitionMismatch(String),
     /// A topic could not be created.
     #[error("cannot create topic {0:?}: {1}")]
     Create(String, String),
     /// An input file could not be read.
     #[error("cannot read {0}: {1}")]
     Io(String, std::io::Error),
-    /// The raw pipe lost records.
-    #[error("raw pipe: {0}")]
-    Pipe(String),
-}
-
-/// Every topic accrue uses, inputs first.
-fn all_topics(config: &Config) -> Vec<String> {
-    let mut topics = config.topics.input.clone();
-    topics.push(config.topics.accruals.clone());
-    topics.push(config.topics.dead_letter.clone());
-    topics.push(config.topics.internal.clone());
-    topics.push(config.topics.directory());
-    if config.state.changelog {
-        topics.push(config.topics.changelog());
-    }
-    topics
 }
 
 /// Creates every configured topic with `partitions` partitions; existing
@@ -62,7 +42,7 @@ fn all_topics(config: &Config) -> Vec<String> {
 /// # Errors
 /// [`AdminError`] if the broker refuses.
 pub async fn create_topics(config: &Config, partitions: i32, replication: i32) -> Result<(), AdminError> {
-    let names = all_topics(config);
+    let names = topics::all(config);
     let directory = config.topics.directory();
     let changelog = config.topics.changelog();
     let new: Vec<NewTopic<'_>> = names
@@ -120,33 +100,6 @@ pub async fn create_topic(config: &Config, topic: &str, partitions: i32) -> Resu
 pub fn partition_count(config: &Config, topic: &str) -> Result<i32, AdminError> {
     let (_, partitions) = topic_reader(config, topic)?;
     Ok(partitions.len() as i32)
-}
-
-/// Checks that every topic exists and that all have one partition count;
-/// returns it.
-///
-/// # Errors
-/// [`AdminError::MissingTopic`] or [`AdminError::PartitionMismatch`], which
-/// `accrue run` reports before it consumes anything.
-pub fn check_topics(config: &Config) -> Result<i32, AdminError> {
-    let consumer: BaseConsumer = config.kafka.client_config(ClientRole::TailReader).create()?;
-    let mut counts: BTreeMap<String, i32> = BTreeMap::new();
-    for topic in all_topics(config) {
-        let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
-        let found = metadata.topics().iter().find(|t| t.name() == topic);
-        match found {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                counts.insert(topic, t.partitions().len() as i32);
-            }
-            _ => return Err(AdminError::MissingTopic(topic)),
-        }
-    }
-    let first = counts.values().next().copied().unwrap_or(0);
-    if counts.values().any(|n| *n != first) {
-        let listing: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
-        return Err(AdminError::PartitionMismatch(listing.join(", ")));
-    }
-    Ok(first)
 }
 
 /// Produces the events in `files` (JSON documents or NDJSON) to `topic`,
@@ -352,7 +305,7 @@ pub fn print_topic(
 }
 
 /// An unsubscribed reader of `topic` and its partition ids.
-fn topic_reader(config: &Config, topic: &str) -> Result<(BaseConsumer<KafkaLog>, Vec<i32>), AdminError> {
+pub(crate) fn topic_reader(config: &Config, topic: &str) -> Result<(BaseConsumer<KafkaLog>, Vec<i32>), AdminError> {
     let consumer: BaseConsumer<KafkaLog> = config
         .kafka
         .client_config(ClientRole::TailReader)
@@ -370,134 +323,12 @@ fn topic_reader(config: &Config, topic: &str) -> Result<(BaseConsumer<KafkaLog>,
     Ok((consumer, partitions))
 }
 
-/// Counts a raw pipe's delivery reports.
-#[derive(Default)]
-struct PipeDeliveries {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl rdkafka::ClientContext for PipeDeliveries {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        crate::telemetry::librdkafka_error(&error, reason);
-    }
-}
-
-impl ProducerContext for PipeDeliveries {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let counter = if result.is_ok() { &self.delivered } else { &self.failed };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// What [`raw_consume`] measured.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RawRun {
-    /// Records read.
-    pub records: u64,
-    /// Seconds from the assignment to the last record read or, when piping,
-    /// to the last delivery acknowledged.
-    pub seconds: f64,
-}
-
-/// Reads every record of `topic` from the beginning with a plain rdkafka
-/// consumer that does no processing: the broker's consume ceiling, for
-/// `scripts/bench`.
-///
-/// With `pipe_to`, it also produces every record, key and value unchanged,
-/// to that topic and stops the clock when the last one is acknowledged: the
-/// ceiling of a consume-and-produce pipeline on this broker, which is what
-/// `accrue run` is (it publishes at least one record per input event). The
-/// pipe's producer is tuned for throughput, not exactly-once: `acks=all`
-/// and lz4 like accrue's publisher, but not idempotent, so librdkafka keeps
-/// up to 5 produce requests in flight per broker instead of one per
-/// partition, and it lingers 100 ms for batches of up to 10,000 records
-/// (tansu's sqlite storage commits once per produce request).
-///
-/// # Errors
-/// [`AdminError`] if the topic cannot be read or a record cannot be
-/// delivered.
-pub fn raw_consume(config: &Config, topic: &str, pipe_to: Option<&str>) -> Result<RawRun, AdminError> {
-    let producer: Option<BaseProducer<PipeDeliveries>> = match pipe_to {
-        Some(_) => Some(
-            config
-                .kafka
-                .client_config(ClientRole::Producer)
-                .set("enable.idempotence", "false")
-                .set("linger.ms", "100")
-                .set("batch.num.messages", "10000")
-                .create_with_context(PipeDeliveries::default())?,
-        ),
-        None => None,
-    };
-    let (consumer, partitions) = topic_reader(config, topic)?;
-    let mut tpl = TopicPartitionList::new();
-    let mut remaining = 0i64;
-    for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT)?;
-        remaining += high - low;
-        tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
-    }
-    consumer.assign(&tpl)?;
-    // Timed from the assignment: librdkafka prefetches before the first
-    // record is handed out, and that fetching is what is being measured.
-    let started = Instant::now();
-    let mut read = 0u64;
-    let mut last = started;
-    let mut idle = Instant::now();
-    while (read as i64) < remaining && idle.elapsed() < Duration::from_secs(30) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                if let (Some(producer), Some(to)) = (&producer, pipe_to) {
-                    pipe(producer, to, message.key(), message.payload())?;
-                }
-                read += 1;
-                last = Instant::now();
-                idle = last;
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
-            Some(Err(err)) => return Err(err.into()),
-        }
-    }
-    if let Some(producer) = &producer {
-        producer.flush(Duration::from_secs(120))?;
-        last = Instant::now();
-        let failed = producer.context().failed.load(Ordering::Relaxed);
-        let delivered = producer.context().delivered.load(Ordering::Relaxed);
-        if failed > 0 || delivered != read {
-            return Err(AdminError::Pipe(format!(
-                "{delivered} of {read} piped records acknowledged, {failed} failed"
-            )));
-        }
-    }
-    Ok(RawRun {
-        records: read,
-        seconds: last.duration_since(started).as_secs_f64(),
-    })
-}
-
-/// Produces one record of the raw pipe, waiting while the queue is full.
-fn pipe(
-    producer: &BaseProducer<PipeDeliveries>,
-    to: &str,
-    key: Option<&[u8]>,
-    payload: Option<&[u8]>,
-) -> Result<(), AdminError> {
-    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to);
-    if let Some(key) = key {
-        record = record.key(key);
-    }
-    if let Some(payload) = payload {
-        record = record.payload(payload);
-    }
-    send_waiting(producer, record)
-}
-
 /// Hands `record` to `producer`, serving delivery reports while its queue
 /// is full.
-fn send_waiting<C, K, P>(producer: &BaseProducer<C>, mut record: BaseRecord<'_, K, P>) -> Result<(), AdminError>
+pub(crate) fn send_waiting<C, K, P>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'_, K, P>,
+) -> Result<(), AdminError>
 where
     C: ProducerContext<DeliveryOpaque = ()>,
     K: rdkafka::message::ToBytes + ?Sized,

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::config::TenantConfig;
 use crate::contract;
+use crate::programs::TenantConfig;
 
 /// A product of the catalogue: id, category, price in minor units.
 const CAFE_MENU: [(&str, &str, i64); 16] = [

@@ -1,0 +1,135 @@
+//! Programs and customers: what a tenant's file says (its branches,
+//! programs, policies, gift cards, partners and seeded customers) as plain
+//! data, and the questions the rules ask of it.
+//!
+//! Pure: no I/O, no Kafka, no config loading. [`crate::config`] reads and
+//! validates the tenant files into these types; [`crate::rules`] reads them.
+
+mod customer;
+mod partners;
+mod policies;
+mod program;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+pub use customer::CustomerProfile;
+pub use partners::{partnership, PartnerConditions, PartnerConfig, ReferralConfig, ReferralReward};
+pub use policies::{BookingsConfig, BranchConfig, GiftCardConfig, NegativeBalance, RedemptionConfig, RefundConfig};
+pub use program::{AllSales, GroupRule, ProgramConfig, ProgramStatus, ProgramType, SalePair, SalesConfig};
+
+/// Accounts every tenant has besides named bonus accounts.
+pub const BUILTIN_ACCOUNTS: [&str; 5] = ["cashback", "bonus", "discount", "deposit", "service_points"];
+
+/// Prefix of a partner's shared-deposit bucket: `deposit@<partner>`.
+pub const DEPOSIT_AT: &str = "deposit@";
+
+/// The account of deposit accumulated at `partner` into the shared deposit.
+pub fn deposit_at(partner: &str) -> String {
+    format!("{DEPOSIT_AT}{partner}")
+}
+
+/// A tenant (a business or a network) and its programs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant id used in events and keys.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// ISO 4217 currency of every amount of this tenant.
+    pub currency: String,
+    /// Decimal places of the currency's minor unit (2 for most currencies).
+    #[serde(default = "default_minor_units")]
+    pub minor_units: u32,
+    /// Branches by id.
+    pub branches: BTreeMap<String, BranchConfig>,
+    /// Named bonus accounts (seed 001) besides the built-in ones.
+    #[serde(default)]
+    pub bonus_accounts: BTreeSet<String>,
+    /// Programs, each version a separate entry (same `id`, later `valid_from`).
+    #[serde(default)]
+    pub programs: Vec<ProgramConfig>,
+    /// Paying with balances.
+    #[serde(default)]
+    pub redemption: RedemptionConfig,
+    /// Refund policy.
+    #[serde(default)]
+    pub refunds: RefundConfig,
+    /// Gift cards customers can buy with points (seed 004).
+    #[serde(default)]
+    pub gift_cards: Vec<GiftCardConfig>,
+    /// Customers known before any `customer.upserted` event, by id.
+    #[serde(default)]
+    pub customers: BTreeMap<String, CustomerProfile>,
+    /// Service points for bookings (seed 004).
+    #[serde(default)]
+    pub bookings: BookingsConfig,
+    /// Bearer tokens of the read API for this tenant, stored as the
+    /// lower-case hex SHA-256 of the token (`accrue token hash` prints it).
+    #[serde(default)]
+    pub api_tokens_sha256: Vec<String>,
+    /// The referral program (seed 002), if the tenant runs one.
+    #[serde(default)]
+    pub referral: Option<ReferralConfig>,
+    /// Partnership agreements (seed 000) by partner tenant id.
+    #[serde(default)]
+    pub partners: BTreeMap<String, PartnerConfig>,
+}
+
+fn default_minor_units() -> u32 {
+    2
+}
+
+impl TenantConfig {
+    /// Whether `account` is an account of this tenant.
+    pub fn has_account(&self, account: &str) -> bool {
+        BUILTIN_ACCOUNTS.contains(&account) || self.bonus_accounts.contains(account)
+    }
+
+    /// Whether `account` holds points (rounded down) rather than money.
+    pub fn is_points(&self, account: &str) -> bool {
+        matches!(account, "bonus" | "service_points") || self.bonus_accounts.contains(account)
+    }
+
+    /// The versions in force at `at`: for each program id, the latest
+    /// version whose `valid_from` is not after `at`.
+    pub fn programs_at(&self, at: OffsetDateTime) -> Vec<&ProgramConfig> {
+        // A tenant has a handful of programs: a linear search by id and one
+        // sort cost less than a map (this runs for every order).
+        let mut chosen: Vec<&ProgramConfig> = Vec::with_capacity(self.programs.len());
+        for program in self.programs.iter().filter(|p| p.valid_at(at)) {
+            match chosen.iter_mut().find(|c| c.id == program.id) {
+                Some(current) => {
+                    if program.valid_from >= current.valid_from {
+                        *current = program;
+                    }
+                }
+                None => chosen.push(program),
+            }
+        }
+        chosen.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        chosen
+    }
+
+    /// The gift card `id` of the catalogue.
+    pub fn gift_card(&self, id: &str) -> Option<&GiftCardConfig> {
+        self.gift_cards.iter().find(|g| g.id == id)
+    }
+
+    /// Whether `account` is the shared-deposit bucket of a partner:
+    /// `deposit@<partner>`, money accumulated at that partner.
+    pub fn partner_bucket<'a>(&self, account: &'a str) -> Option<&'a str> {
+        account
+            .strip_prefix(DEPOSIT_AT)
+            .filter(|partner| self.partners.contains_key(*partner))
+    }
+
+    /// The seeded profile of `customer`, if any.
+    pub fn seeded_customer(&self, customer: &str) -> Option<&CustomerProfile> {
+        self.customers.get(customer)
+    }
+}
