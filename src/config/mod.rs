@@ -19,8 +19,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use http::HttpConfig;
-pub use pipeline::PipelineConfig;
 pub use kafka::{ClientRole, KafkaConfig, ProducerBatch, MIN_MESSAGE_MAX_BYTES};
+pub use pipeline::PipelineConfig;
 pub use processor::{BatchConfig, HealthConfig, MetricsConfig, StateConfig, TopicsConfig};
 pub use tenant::pending_partnerships;
 

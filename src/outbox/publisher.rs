@@ -31,7 +31,7 @@ use super::OutboxError;
 use crate::changelog::{self, ChangeBatch, LogRecord};
 use crate::config::{ClientRole, Config, ProducerBatch};
 use crate::contract;
-use crate::pipeline::Progress;
+use crate::pipeline::{Message, Progress};
 use crate::state::{keys, Durability, Family, Store, WriteSet};
 use crate::telemetry;
 
@@ -717,7 +717,10 @@ impl Publisher {
     fn report_acked(&self) {
         for (p, lane) in &self.lanes {
             if self.in_flight.get(p).copied().unwrap_or(0) == 0 {
-                self.progress.set_acked(*p, lane.next);
+                self.progress.send(Message::Acked {
+                    partition: *p,
+                    seq: lane.next,
+                });
             }
         }
     }

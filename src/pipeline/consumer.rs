@@ -34,9 +34,6 @@ use crate::state::{read_offset, Store};
 use crate::telemetry;
 use crate::timers::{self, Clock};
 
-/// Intake pauses while more outbox records than this wait for the broker.
-const MAX_PENDING_OUTBOX: u64 = 200_000;
-
 /// How often the consumer lag of owned partitions is reported.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -241,8 +238,10 @@ fn consume(
             }
         }
 
-        // Backpressure: the outbox must drain before more input is taken.
-        let over = progress.pending() > MAX_PENDING_OUTBOX;
+        // Backpressure: while the intake's credit is spent (too many outbox
+        // records wait for the broker), the outbox drains before more input
+        // is taken.
+        let over = progress.credit_spent();
         if over != paused {
             let owned: Vec<u32> = work.owned.iter().copied().collect();
             let tpl = ctx.all_topics(&owned);

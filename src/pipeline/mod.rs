@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod consumer;
 pub mod poison;
+pub mod progress;
 mod rebalance;
 pub mod shared;
 mod stalls;
@@ -12,6 +13,7 @@ pub mod watchdog;
 pub mod workers;
 
 pub use batch::{Applied, Batch, InputRecord, Limits, Processor, Tenants};
+pub use progress::Message;
 pub use shared::{Programs, Progress};
 
 use rdkafka::error::KafkaError;

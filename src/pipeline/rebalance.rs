@@ -21,6 +21,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use super::batch::Committed;
+use super::progress::Message;
 use super::shared::Progress;
 use super::takeover::{Prepared, Takeovers};
 use super::workers::Cores;
@@ -62,7 +63,7 @@ impl Work {
     /// Partition `p` is no longer this instance's: forget everything held
     /// for it.
     pub(super) fn release(&mut self, progress: &Progress, p: u32) {
-        progress.disown(p);
+        progress.send(Message::Revoked { partition: p });
         let core = self.cores.core(p);
         core.processor.forget(p);
         core.attempts.forget_partition(p);
@@ -322,7 +323,10 @@ impl PipelineContext {
             check_not_truncated(consumer, store, topic, p)?;
         }
         processor.warm(p)?;
-        self.progress.own(p, read_next_seq(store, p)?);
+        self.progress.send(Message::Owned {
+            partition: p,
+            durable: read_next_seq(store, p)?,
+        });
         if !shadowed.is_empty() {
             // Records of a dropped batch (or a fenced owner) sit in the log
             // after the values they would have replaced: write those keys
@@ -534,7 +538,10 @@ pub(super) fn put_work(consumer: &BaseConsumer<PipelineContext>, work: Work) {
 /// lag tools read it; RocksDB is authoritative) the next offsets.
 pub(super) fn publish(committed: &Committed, consumer: &BaseConsumer<PipelineContext>, progress: &Progress) {
     for (p, next_seq) in &committed.durable_seq {
-        progress.advance(*p, *next_seq);
+        progress.send(Message::Durable {
+            partition: *p,
+            seq: *next_seq,
+        });
     }
     let mut tpl = TopicPartitionList::new();
     for (topic, p, off) in &committed.offsets {

@@ -6,32 +6,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
 
 use super::batch::Tenants;
+use super::progress::{Credit, Message, Partitions};
 
 /// Shared between the consume loop and the publisher.
 #[derive(Default)]
 pub struct Progress {
-    /// Owned partitions -> next output sequence that is not yet durable
-    /// (every record below it is WAL-synced and may be published).
-    durable: DashMap<u32, u64>,
-    /// Owned partitions -> which assignment of this process owns them: a
-    /// partition revoked and assigned again gets a new number, so the
-    /// publisher recovers it afresh even if it never saw the gap.
-    tenure: DashMap<u32, u64>,
-    tenures: AtomicU64,
-    /// Owned partitions -> next output sequence not yet acknowledged (every
-    /// record below it is on the broker), as last seen by the publisher.
-    acked: DashMap<u32, u64>,
+    /// Each owned partition's durable and acknowledged bounds, changed by
+    /// [`Message`]s only.
+    partitions: Partitions,
     /// Milliseconds since `epoch` until which the publisher may publish:
     /// the consume loop renews it while it is a confirmed group member.
     lease_until_ms: AtomicU64,
     /// Partitions being restored from the changelog.
     restoring: AtomicU64,
     /// Outbox records durable but not yet acknowledged, all partitions, as
-    /// last counted by the publisher.
-    pending: AtomicU64,
+    /// last counted by the publisher, against the intake's allowance.
+    credit: Credit,
     /// The consume loop has stopped and committed its last batch.
     intake_done: AtomicBool,
     doorbell: Doorbell,
@@ -134,35 +126,18 @@ impl Readiness {
 }
 
 impl Progress {
-    /// A partition was assigned; `durable` is its stored next sequence.
-    pub fn own(&self, partition: u32, durable: u64) {
-        let tenure = self.tenures.fetch_add(1, Ordering::SeqCst) + 1;
-        self.tenure.insert(partition, tenure);
-        self.durable.insert(partition, durable);
-        self.doorbell.ring();
-    }
-
-    /// A partition was revoked.
-    pub fn disown(&self, partition: u32) {
-        self.durable.remove(&partition);
-        self.tenure.remove(&partition);
-        self.acked.remove(&partition);
-    }
-
-    /// Every outbox record of `partition` below `next_seq` is acknowledged.
-    pub fn set_acked(&self, partition: u32, next_seq: u64) {
-        if self.durable.contains_key(&partition) {
-            self.acked.insert(partition, next_seq);
+    /// Applies a change of a partition's progress (see
+    /// [`super::progress`]) and wakes the publisher if there is more to send.
+    pub fn send(&self, message: Message) {
+        self.partitions.send(message);
+        if matches!(message, Message::Owned { .. } | Message::Durable { .. }) {
+            self.doorbell.ring();
         }
     }
 
     /// Whether every durable record of `partition` is acknowledged.
     pub fn flushed(&self, partition: u32) -> bool {
-        match (self.durable(partition), self.acked.get(&partition).map(|e| *e)) {
-            (Some(durable), Some(acked)) => acked >= durable,
-            (None, _) => true,
-            (Some(_), None) => false,
-        }
+        self.partitions.flushed(partition)
     }
 
     /// The consume loop confirmed its membership: publishing is allowed for
@@ -186,39 +161,35 @@ impl Progress {
         }
     }
 
-    /// Records below `next_seq` of `partition` are durable.
-    pub fn advance(&self, partition: u32, next_seq: u64) {
-        if let Some(mut entry) = self.durable.get_mut(&partition) {
-            *entry = (*entry).max(next_seq);
-        }
-        self.doorbell.ring();
-    }
-
     /// The durable bound of `partition`, if owned.
     pub fn durable(&self, partition: u32) -> Option<u64> {
-        self.durable.get(&partition).map(|e| *e)
+        self.partitions.durable(partition)
     }
 
     /// Which assignment owns `partition` (see [`Progress::own`]), if owned.
     pub fn tenure(&self, partition: u32) -> Option<u64> {
-        self.tenure.get(&partition).map(|e| *e)
+        self.partitions.tenure(partition)
     }
 
     /// Owned partitions, sorted.
     pub fn owned(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.durable.iter().map(|e| *e.key()).collect();
-        v.sort_unstable();
-        v
+        self.partitions.owned()
     }
 
     /// Outbox records not yet acknowledged.
     pub fn pending(&self) -> u64 {
-        self.pending.load(Ordering::Relaxed)
+        self.credit.pending()
+    }
+
+    /// Whether the intake's credit is spent: it pauses until the broker
+    /// has acknowledged enough of the outbox.
+    pub fn credit_spent(&self) -> bool {
+        self.credit.spent()
     }
 
     /// The publisher's count of records durable but not yet acknowledged.
     pub fn set_pending(&self, n: u64) {
-        self.pending.store(n, Ordering::Relaxed);
+        self.credit.set_pending(n);
     }
 
     /// The consume loop has committed its last batch.
@@ -435,12 +406,18 @@ mod tests {
     fn owning_again_is_a_new_tenure() {
         let p = Progress::default();
         assert_eq!(p.tenure(1), None);
-        p.own(1, 10);
+        p.send(Message::Owned {
+            partition: 1,
+            durable: 10,
+        });
         let first = p.tenure(1);
         assert!(first.is_some());
-        p.disown(1);
+        p.send(Message::Revoked { partition: 1 });
         assert_eq!(p.tenure(1), None);
-        p.own(1, 4);
+        p.send(Message::Owned {
+            partition: 1,
+            durable: 4,
+        });
         assert!(
             p.tenure(1).is_some() && p.tenure(1) != first,
             "a publisher lane of the first tenure is stale"

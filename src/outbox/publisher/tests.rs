@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{resume, Resume};
 use crate::outbox::record::{Destination, OutboxRecord};
-use crate::pipeline::Progress;
+use crate::pipeline::{Message, Progress};
 use crate::state::{keys, Durability, Entry, Family, MemoryStore, StateError, Store, WriteSet};
 
 const P: u32 = 2;
@@ -29,7 +29,10 @@ fn commit(store: &dyn Store, progress: &Progress, seqs: std::ops::Range<u64>) ->
         set.put(Family::Outbox, keys::outbox(P, seq), accrual(seq));
     }
     store.write(&set, Durability::Synced)?;
-    progress.advance(P, seqs.end);
+    progress.send(Message::Durable {
+        partition: P,
+        seq: seqs.end,
+    });
     Ok(())
 }
 
@@ -79,7 +82,10 @@ impl Store for CommitDuringScan {
 #[test]
 fn records_committed_during_the_scan_are_not_skipped() -> Result<(), Box<dyn std::error::Error>> {
     let progress = Arc::new(Progress::default());
-    progress.own(P, 0);
+    progress.send(Message::Owned {
+        partition: P,
+        durable: 0,
+    });
     let store = CommitDuringScan {
         inner: MemoryStore::default(),
         progress: progress.clone(),
@@ -110,7 +116,10 @@ fn records_committed_during_the_scan_are_not_skipped() -> Result<(), Box<dyn std
 #[test]
 fn resumes_at_the_first_unpublished_record() -> Result<(), Box<dyn std::error::Error>> {
     let progress = Progress::default();
-    progress.own(P, 0);
+    progress.send(Message::Owned {
+        partition: P,
+        durable: 0,
+    });
     let store = MemoryStore::default();
     commit(&store, &progress, 0..10)?;
     let published = HashMap::from([(Destination::Accruals, 6)]);
@@ -134,7 +143,10 @@ fn resumes_at_the_first_unpublished_record() -> Result<(), Box<dyn std::error::E
 #[test]
 fn an_oversized_record_is_looked_for_among_the_dead_letters() -> Result<(), Box<dyn std::error::Error>> {
     let progress = Progress::default();
-    progress.own(P, 0);
+    progress.send(Message::Owned {
+        partition: P,
+        durable: 0,
+    });
     let store = MemoryStore::default();
     let big = OutboxRecord {
         destination: Destination::Accruals,
@@ -147,7 +159,7 @@ fn an_oversized_record_is_looked_for_among_the_dead_letters() -> Result<(), Box<
     set.put(Family::Outbox, keys::outbox(P, 0), big.encode());
     set.put(Family::Outbox, keys::outbox(P, 1), accrual(1));
     store.write(&set, Durability::Synced)?;
-    progress.advance(P, 2);
+    progress.send(Message::Durable { partition: P, seq: 2 });
     // Its stand-in (a dead letter with id P-0) is on the broker; seq 1 is not.
     let published = HashMap::from([(Destination::DeadLetter, 0)]);
     let got = resume(&store, &progress, P, &published, 65_536)?;
