@@ -13,23 +13,31 @@
 //!    local state is current, or it is restored from the state
 //!    [`changelog`] topic; then the partition is positioned at the offsets
 //!    stored in RocksDB, never at Kafka's.
-//! 2. [`pipeline::consumer`] reads the record from a Kafka input topic.
-//! 3. [`contract`] decodes the JSON envelope and body; a bad record becomes
-//!    a dead-letter outbox record with a classified reason.
-//! 4. [`pipeline::batch`] gathers what the rules read: the customer's
-//!    profile and balances, a refunded order's record, and, for referrals
-//!    and partner customers, the customer [`directory`] (every tenant's
-//!    customers by phone, held in memory).
-//! 5. [`rules`] (pure: no I/O) evaluates the tenant's [`programs`] and
-//!    returns an outcome: the balance changes to make.
-//! 6. [`pipeline::batch`] applies the outcome to an open batch: balances,
-//!    ledger entries, the dedupe record of the `event_id`, the input offset,
-//!    an outbox record per change and the batch's [`changelog`] record, all
-//!    keyed by input partition ([`state::keys`]). A full or lingering batch
-//!    is committed as **one** RocksDB WriteBatch with the WAL fsynced.
-//! 7. [`pipeline::shared`] ([`pipeline::Progress`]) tells the publisher up
-//!    to which sequence each partition's outbox is durable, and which
-//!    partitions this instance owns.
+//! 2. [`pipeline::consumer`] reads the record from a Kafka input topic and
+//!    routes it to its partition's apply worker ([`pipeline::workers`]:
+//!    partition `p` on worker `p % [pipeline] workers`, in order). A full or
+//!    lingering batch is handed to every worker at once; each runs the
+//!    processor's stages ([`pipeline::batch`]) over its records:
+//! 3. *admit*: [`contract`] decodes the JSON envelope and body; a bad record
+//!    becomes a dead-letter outbox record with a classified reason.
+//! 4. *prefetch*: everything the batch's rules read, with one `multi_get`
+//!    per family: dedupe records, the customers' profiles and balances,
+//!    refunded orders' records, bookings; for referrals and partner
+//!    customers, the customer [`directory`] (every tenant's customers by
+//!    phone, held in memory).
+//! 5. *evaluate*: [`rules`] (pure: no I/O) evaluates the tenant's
+//!    [`programs`] and returns an outcome: the balance changes to make.
+//! 6. *emit* and *write*: the outcome goes into the worker's open batch:
+//!    balances, ledger entries, the dedupe record of the `event_id`, the
+//!    input offset, an outbox record per change and the batch's
+//!    [`changelog`] record, all keyed by input partition ([`state::keys`]).
+//!    Each worker commits its batch as **one** RocksDB WriteBatch with the
+//!    WAL fsynced; RocksDB group-commits the workers' concurrent writes.
+//! 7. [`pipeline::progress`] messages (`Owned`, `Durable`, `Acked`,
+//!    `Revoked`), kept by [`pipeline::shared`] ([`pipeline::Progress`]),
+//!    tell the publisher up to which sequence each partition's outbox is
+//!    durable, and which partitions this instance owns; its bounded credit
+//!    pauses intake while the broker falls behind.
 //! 8. [`outbox`]'s publisher sends durable outbox records to the accruals or
 //!    dead-letter topic, partition = source partition, with an idempotent
 //!    producer and the id `partition-sequence`, and deletes each record once
