@@ -22,7 +22,12 @@ impl Processor {
         let Some(tenant) = tenants.get(&event.tenant) else {
             return Ok(Applied::Processed(0));
         };
-        let customer = self.customer(batch, p, tenant, &event.customer)?;
+        // Read in place, not cloned: the profile is in the batch's overlay
+        // (the prefetch stage put it there; a record applied alone loads it).
+        let customer_key = keys::customer(p, &event.tenant, &event.customer);
+        if !batch.customers.contains_key(&customer_key) {
+            self.customer(batch, p, tenant, &event.customer)?;
+        }
         let prefix = keys::balance_prefix(p, &event.tenant, &event.customer);
         self.load_balances(batch, &prefix)?;
         let original_key = match &event.body {
@@ -50,11 +55,13 @@ impl Processor {
         };
         let mut outcome = {
             let empty = BTreeMap::new();
+            let unregistered = Customer::default();
             let balances = batch.balances.get(&prefix).unwrap_or(&empty);
+            let customer = batch.customers.get(&customer_key).unwrap_or(&unregistered);
             rules::evaluate(&rules::Input {
                 tenant,
                 event,
-                customer: &customer,
+                customer,
                 balances,
                 original: original.as_ref(),
                 booking: booking.as_ref(),
