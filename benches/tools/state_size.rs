@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use accrue::changelog::ChangeBatch;
-use accrue::outbox::{Destination, OutboxRecord};
+use accrue::outbox::{Destination, Stored};
 use accrue::state::{keys, Family, RocksStore, Store, StoreOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -72,11 +72,15 @@ fn outbox_report(store: &RocksStore) -> Result<(), Box<dyn std::error::Error>> {
     for p in store.snapshot().partitions(Family::Outbox)? {
         let prefix = keys::partition_prefix(p);
         for (_, value) in store.scan(Family::Outbox, &prefix, &prefix, usize::MAX)? {
-            let Some(record) = OutboxRecord::decode(&value) else {
-                let slot = by_dest.entry("accruals (reference)").or_default();
-                slot.0 += 1;
-                slot.1 += value.len() as u64;
-                continue;
+            let record = match Stored::decode(&value) {
+                Some(Stored::Record(record)) => record,
+                Some(Stored::Accrual(_)) => {
+                    let slot = by_dest.entry("accruals (reference)").or_default();
+                    slot.0 += 1;
+                    slot.1 += value.len() as u64;
+                    continue;
+                }
+                None => return Err("an outbox record does not decode".into()),
             };
             let slot = by_dest.entry(record.destination.as_str()).or_default();
             slot.0 += 1;
@@ -108,7 +112,10 @@ fn outbox_report(store: &RocksStore) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!();
     println!("changelog batches: {batches}; their records on the changelog topic:");
-    println!("{:<28} {:>10} {:>12} {:>14}", "family", "records", "key bytes", "value bytes");
+    println!(
+        "{:<28} {:>10} {:>12} {:>14}",
+        "family", "records", "key bytes", "value bytes"
+    );
     let (mut n, mut k, mut v) = (0, 0, 0);
     for (family, (records, key, value)) in &by_family {
         println!("{family:<28} {records:>10} {key:>12} {value:>14}");
