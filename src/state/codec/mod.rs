@@ -113,6 +113,16 @@ pub fn at_scale(value: Decimal, scale: u32) -> Decimal {
     v
 }
 
+/// Appends `value` as a LEB128 varint.
+pub(crate) fn put_uint(buf: &mut Vec<u8>, value: u128) {
+    let mut v = value;
+    while v >= 0x80 {
+        buf.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
 /// Appends the fields of a value.
 pub(crate) struct Writer {
     buf: Vec<u8>,
@@ -135,12 +145,7 @@ impl Writer {
     }
 
     pub(crate) fn uint(&mut self, value: u128) {
-        let mut v = value;
-        while v >= 0x80 {
-            self.buf.push((v as u8 & 0x7f) | 0x80);
-            v >>= 7;
-        }
-        self.buf.push(v as u8);
+        put_uint(&mut self.buf, value);
     }
 
     pub(crate) fn int(&mut self, value: i64) {
@@ -206,6 +211,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads `bytes` from `pos` on (a field of a larger encoding).
+    pub(crate) fn at(bytes: &'a [u8], pos: usize) -> Self {
+        Reader { bytes, pos }
+    }
+
     /// Fails unless every byte was read.
     pub(crate) fn end(&self) -> Result<(), CodecError> {
         match self.bytes.len().saturating_sub(self.pos) {
@@ -259,7 +269,7 @@ impl<'a> Reader<'a> {
         Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         let end = self.pos.checked_add(n).ok_or(CodecError::Truncated)?;
         let out = self.bytes.get(self.pos..end).ok_or(CodecError::Truncated)?;
         self.pos = end;
