@@ -178,7 +178,10 @@ fn an_oversized_record_is_looked_for_among_the_dead_letters() -> Result<(), Box<
 #[test]
 fn accrual_references_resume_like_whole_records() -> Result<(), Box<dyn std::error::Error>> {
     let progress = Progress::default();
-    progress.own(P, 0);
+    progress.send(Message::Owned {
+        partition: P,
+        durable: 0,
+    });
     let store = MemoryStore::default();
     let mut set = WriteSet::new();
     for seq in 0..4 {
@@ -186,7 +189,7 @@ fn accrual_references_resume_like_whole_records() -> Result<(), Box<dyn std::err
         crate::outbox::render::tests::accrual_with_entry(&mut set, P, seq, if seq == 2 { 2_000 } else { 0 });
     }
     store.write(&set, Durability::Synced)?;
-    progress.advance(P, 4);
+    progress.send(Message::Durable { partition: P, seq: 4 });
     let published = HashMap::from([(Destination::Accruals, 1), (Destination::DeadLetter, 2)]);
     let got = resume(&store, &progress, P, &published, 1_500)?;
     assert_eq!(

@@ -73,8 +73,8 @@ fn movements(r: &mut Reader<'_>) -> Result<Vec<Movement>, CodecError> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(Movement {
-            account: r.str("movement account")?.into(),
-            program: r.str("movement program")?.into(),
+            account: r.str("movement account")?,
+            program: r.str("movement program")?,
             amount: r.decimal("movement amount")?,
             reversed: r.decimal("movement reversed")?,
         });
@@ -125,9 +125,9 @@ impl StateValue for Booking {
     fn decode(value: &[u8]) -> Result<Self, CodecError> {
         decode_with(value, |r| {
             Ok(Booking {
-                customer: r.str("booking customer")?.into(),
-                branch: r.str("booking branch")?.into(),
-                service: r.str("booking service")?.into(),
+                customer: r.str("booking customer")?,
+                branch: r.str("booking branch")?,
+                service: r.str("booking service")?,
                 points: r.decimal("booking points")?,
                 due_ms: if r.flag("booking due")? {
                     Some(r.int("booking due")?)
@@ -135,8 +135,8 @@ impl StateValue for Booking {
                     None
                 },
                 state: state_of(r.byte()?)?,
-                event_id: r.str("booking event_id")?.into(),
-                source_topic: r.str("booking source topic")?.into(),
+                event_id: r.str("booking event_id")?,
+                source_topic: r.str("booking source topic")?,
                 source_offset: r.int("booking source offset")?,
             })
         })
@@ -176,11 +176,11 @@ impl StateValue for Customer {
 
     fn decode(value: &[u8]) -> Result<Self, CodecError> {
         decode_with(value, |r| {
-            let phone = r.opt_str("phone")?.map(Into::into);
+            let phone = r.opt_str("phone")?;
             let n = r.len("group count")?;
             let mut groups = BTreeSet::new();
             for _ in 0..n {
-                groups.insert(r.str("group")?.into());
+                groups.insert(r.str("group")?);
             }
             let flags = r.byte()?;
             if flags & !(REGISTERED | MARKETING_CONSENT | VISITED) != 0 {
@@ -194,7 +194,7 @@ impl StateValue for Customer {
                 discount_percent: r.opt_decimal("discount_percent")?.map(Amount::new),
                 accrual_percent: r.opt_decimal("accrual_percent")?.map(Amount::new),
                 visited: flags & VISITED != 0,
-                referred_by: r.opt_str("referred_by")?.map(Into::into),
+                referred_by: r.opt_str("referred_by")?,
             })
         })
     }

@@ -339,7 +339,7 @@ proptest! {
     ) {
         let (mut accruals, mut redemptions) = (Vec::new(), Vec::new());
         for (account, program, amount, reversed, redeemed) in moves {
-            let m = Movement { account: account.into(), program: program.into(), amount, reversed };
+            let m = Movement { account, program, amount, reversed };
             if redeemed { redemptions.push(m) } else { accruals.push(m) }
         }
         let order = OrderRecord { total, refunded, accruals, redemptions };
@@ -359,14 +359,14 @@ proptest! {
         source_offset in any::<i64>(),
     ) {
         let booking = Booking {
-            customer: customer.into(),
-            branch: branch.into(),
-            service: service.into(),
+            customer,
+            branch,
+            service,
             points,
             due_ms,
             state: records_state(state),
-            event_id: event_id.into(),
-            source_topic: topic.into(),
+            event_id,
+            source_topic: topic,
             source_offset,
         };
         prop_assert_eq!(Booking::decode(&booking.encode()).ok(), Some(booking.clone()));
@@ -384,14 +384,14 @@ proptest! {
         referred_by in proptest::option::of(id()),
     ) {
         let profile = Customer {
-            phone: phone.map(Into::into),
-            groups: groups.into_iter().map(Into::into).collect(),
+            phone,
+            groups,
             registered,
             marketing_consent,
             discount_percent: discount.map(Amount::new),
             accrual_percent: accrual.map(Amount::new),
             visited,
-            referred_by: referred_by.map(Into::into),
+            referred_by,
         };
         prop_assert_eq!(Customer::decode(&profile.encode()).ok(), Some(profile.clone()));
         let json = serde_json::to_vec(&profile).unwrap_or_default();
