@@ -32,7 +32,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::config::{ClientRole, Config};
-use crate::state::{keys, Durability, Family, Op, StateError, Store, WriteSet};
+use crate::state::{keys, Durability, Family, StateError, Store, WriteSet};
 use crate::telemetry::{self, KafkaLog};
 
 /// The header carrying a record's [`BatchTag`].
@@ -163,133 +163,6 @@ impl BatchTag {
             owner: Owner::decode(bytes)?,
             n: u64_at(bytes, 16)?,
         })
-    }
-}
-
-/// One state change: a put (`Some`) or a delete (`None`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    /// The family.
-    pub family: Family,
-    /// The state key (starts with the partition).
-    pub key: Vec<u8>,
-    /// The new value; `None` deletes.
-    pub value: Option<Vec<u8>>,
-}
-
-/// One partition's changes of one committed batch, as stored in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeBatch {
-    /// The writer and batch number.
-    pub tag: BatchTag,
-    /// The first output sequence of the batch (its own outbox record).
-    pub from_seq: u64,
-    /// The partition's next output sequence after the batch.
-    pub to_seq: u64,
-    /// The changes, in write order.
-    pub changes: Vec<Change>,
-}
-
-/// Builds a [`ChangeBatch`]'s encoding without materialising its changes.
-pub struct ChangeBatchWriter {
-    buf: Vec<u8>,
-    count: u32,
-}
-
-impl ChangeBatchWriter {
-    /// Starts the batch `tag` covering output sequences `from_seq..to_seq`.
-    pub fn new(tag: BatchTag, from_seq: u64, to_seq: u64) -> Self {
-        let mut buf = Vec::with_capacity(4096);
-        buf.push(VERSION);
-        buf.extend_from_slice(&tag.encode());
-        buf.extend_from_slice(&from_seq.to_be_bytes());
-        buf.extend_from_slice(&to_seq.to_be_bytes());
-        buf.extend_from_slice(&0u32.to_be_bytes()); // count, patched in finish
-        ChangeBatchWriter { buf, count: 0 }
-    }
-
-    /// Appends one operation.
-    pub fn push(&mut self, family: Family, op: &Op) {
-        self.buf.push(family.tag());
-        match op {
-            Op::Put(key, value) => {
-                self.buf.push(1);
-                put_bytes(&mut self.buf, key);
-                put_bytes(&mut self.buf, value);
-            }
-            Op::Delete(key) => {
-                self.buf.push(0);
-                put_bytes(&mut self.buf, key);
-            }
-        }
-        self.count += 1;
-    }
-
-    /// The encoding.
-    pub fn finish(mut self) -> Vec<u8> {
-        let at = 1 + 24 + 16;
-        self.buf[at..at + 4].copy_from_slice(&self.count.to_be_bytes());
-        self.buf
-    }
-}
-
-impl ChangeBatch {
-    /// Decodes a [`ChangeBatchWriter`]'s output; `None` if corrupt.
-    pub fn decode(bytes: &[u8]) -> Option<ChangeBatch> {
-        if *bytes.first()? != VERSION {
-            return None;
-        }
-        let tag = BatchTag::decode(bytes.get(1..25)?)?;
-        let from_seq = u64_at(bytes, 25)?;
-        let to_seq = u64_at(bytes, 33)?;
-        let count = u32::from_be_bytes(bytes.get(41..45)?.try_into().ok()?) as usize;
-        let mut pos = 45;
-        let mut changes = Vec::with_capacity(count.min(1 << 16));
-        for _ in 0..count {
-            let family = Family::from_tag(*bytes.get(pos)?)?;
-            let kind = *bytes.get(pos + 1)?;
-            pos += 2;
-            let key = take_bytes(bytes, &mut pos)?.to_vec();
-            let value = match kind {
-                1 => Some(take_bytes(bytes, &mut pos)?.to_vec()),
-                0 => None,
-                _ => return None,
-            };
-            changes.push(Change { family, key, value });
-        }
-        Some(ChangeBatch {
-            tag,
-            from_seq,
-            to_seq,
-            changes,
-        })
-    }
-
-    /// The Kafka records of partition `p`'s batch, in send order: one per
-    /// change, then the commit marker.
-    pub fn records(&self, p: u32) -> Vec<LogRecord> {
-        let mut out = Vec::with_capacity(self.changes.len() + 1);
-        for change in &self.changes {
-            let mut key = Vec::with_capacity(1 + change.key.len());
-            key.push(change.family.tag());
-            key.extend_from_slice(&change.key);
-            out.push(LogRecord {
-                key,
-                value: change.value.clone(),
-            });
-        }
-        out.push(LogRecord {
-            key: marker_key(p, self.tag.owner.token),
-            value: Some(
-                Marker {
-                    tag: self.tag,
-                    from_seq: self.from_seq,
-                    to_seq: self.to_seq,
-                }
-                .encode(),
-            ),
-        });
-        out
     }
 }
 
@@ -718,17 +591,11 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
+mod batch;
 
-fn take_bytes<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
-    let n = u32::from_be_bytes(bytes.get(*pos..*pos + 4)?.try_into().ok()?) as usize;
-    let out = bytes.get(*pos + 4..(*pos + 4).checked_add(n)?)?;
-    *pos += 4 + n;
-    Some(out)
-}
+pub use batch::{Change, ChangeBatch, ChangeBatchWriter};
 
+#[cfg(test)]
+mod compat_tests;
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,9 @@
 //! 6. *emit* and *write*: the outcome goes into the worker's open batch:
 //!    balances, ledger entries, the dedupe record of the `event_id`, the
 //!    input offset, an outbox record per change and the batch's
-//!    [`changelog`] record, all keyed by input partition ([`state::keys`]).
+//!    [`changelog`] record, all keyed by input partition ([`state::keys`])
+//!    and encoded by [`state::codec`] (an accrual is stored once, as its
+//!    ledger entry; its outbox record refers to it).
 //!    Each worker commits its batch as **one** RocksDB WriteBatch with the
 //!    WAL fsynced; RocksDB group-commits the workers' concurrent writes.
 //! 7. [`pipeline::progress`] messages (`Owned`, `Durable`, `Acked`,
@@ -40,7 +42,8 @@
 //!    pauses intake while the broker falls behind.
 //! 8. [`outbox`]'s publisher sends durable outbox records to the accruals or
 //!    dead-letter topic, partition = source partition, with an idempotent
-//!    producer and the id `partition-sequence`, and deletes each record once
+//!    producer and the id `partition-sequence` (rendering an accrual's JSON
+//!    from its ledger entry), and deletes each record once
 //!    acknowledged; changelog records go to the changelog topic and
 //!    directory entries to the directory topic, which every instance reads
 //!    back into its [`directory`]. After a restart the publisher reads the

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use accrue::config::Config;
-use accrue::outbox::OutboxRecord;
 use accrue::pipeline::{Batch, InputRecord, Processor};
 use accrue::state::{keys, Family, RocksStore, Store};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -79,7 +78,8 @@ fn restart_publishes_only_what_the_broker_lacks() {
         // The broker already has the first records, published before the crash.
         for seq in 0..ALREADY_PUBLISHED {
             let raw = store.get(Family::Outbox, &keys::outbox(0, seq)).unwrap().unwrap();
-            let record = OutboxRecord::decode(&raw).unwrap();
+            // As the publisher sends it: an accrual is rendered from its ledger entry.
+            let record = accrue::outbox::load(store.as_ref(), 0, seq, &raw).unwrap();
             let id = format!("0-{seq}");
             let headers = OwnedHeaders::new().insert(Header {
                 key: "accrue-id",

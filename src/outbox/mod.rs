@@ -4,11 +4,13 @@
 mod oversize;
 mod publisher;
 mod record;
+mod render;
 mod tail;
 
 pub use oversize::fit_dead_letter;
 pub use publisher::Publisher;
-pub use record::{Destination, OutboxRecord};
+pub use record::{AccrualRef, Destination, OutboxRecord, Stored};
+pub use render::load;
 pub use tail::TailReader;
 
 /// Why the publisher stopped.

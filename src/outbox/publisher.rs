@@ -1,6 +1,7 @@
 //! The publisher: drains durable outbox records to their topics with an
 //! idempotent producer, into the partition equal to the source partition,
-//! and deletes each record only after the broker acknowledged it.
+//! and deletes each record only after the broker acknowledged it. An
+//! accrual's JSON is rendered here from its ledger entry ([`super::load`]).
 //!
 //! Recovery: before publishing a partition it reads the tail of every
 //! destination partition, finds the highest sequence already there, and
@@ -382,7 +383,7 @@ impl Publisher {
                 if seq >= durable {
                     break;
                 }
-                let mut record = decode(&value, p, seq)?;
+                let mut record = super::load(self.store.as_ref(), p, seq, &value)?;
                 if record.destination == Destination::Changelog {
                     if sent_here > 0 && !changelog_in_round {
                         break;
@@ -661,10 +662,11 @@ impl Publisher {
         let key = keys::outbox(p, seq);
         let record = match sent.dest {
             Destination::Changelog => None,
-            _ => self
-                .store
-                .get(Family::Outbox, &key)?
-                .and_then(|v| OutboxRecord::decode(&v)),
+            _ => match self.store.get(Family::Outbox, &key)? {
+                // As it was sent: an accrual is rendered from the ledger.
+                Some(value) => super::load(self.store.as_ref(), p, seq, &value).ok(),
+                None => None,
+            },
         };
         let topic = self.topics[&sent.dest].clone();
         let action = oversize::decide(err, alone, record.as_ref(), sent.size, self.max_message_bytes, &topic);
@@ -766,7 +768,7 @@ fn resume(
             let Some((_, seq)) = keys::parse_outbox(key) else {
                 continue;
             };
-            let record = decode(value, p, seq)?;
+            let record = super::load(store, p, seq, value)?;
             found += 1;
             // A record too large to send goes out as a dead letter: look
             // for it there.
@@ -856,15 +858,6 @@ fn expand(p: u32, seq: u64, record: &OutboxRecord) -> Result<Expansion, OutboxEr
         tag: batch.tag.encode(),
         records: batch.records(p),
         sent: 0,
-    })
-}
-
-fn decode(value: &[u8], p: u32, seq: u64) -> Result<OutboxRecord, OutboxError> {
-    OutboxRecord::decode(value).ok_or_else(|| {
-        OutboxError::State(crate::state::StateError::Corrupt {
-            family: Family::Outbox.name(),
-            detail: format!("outbox record {p}-{seq} cannot be decoded"),
-        })
     })
 }
 

@@ -1,4 +1,5 @@
-//! The outbox record and its compact binary encoding.
+//! The outbox record and its compact binary encoding, and the reference
+//! that stands for an accrual stored once, as its ledger entry.
 
 /// Which output topic a record goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -149,6 +150,70 @@ impl OutboxRecord {
     }
 }
 
+/// The outbox value of an accrual: the accruals-topic record whose event is
+/// the ledger entry of the same partition and sequence. The event is stored
+/// once, in the ledger; the publisher renders its JSON at send time
+/// ([`super::load`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccrualRef {
+    /// Tenant of the customer.
+    pub tenant: String,
+    /// The customer: with the tenant, the Kafka key and the ledger key.
+    pub customer: String,
+}
+
+/// First byte of an [`AccrualRef`]: a version of its own, after
+/// [`OutboxRecord`]'s.
+const REF_VERSION: u8 = 2;
+
+impl AccrualRef {
+    /// Encodes: version, the tenant's length (`u16`), tenant, customer.
+    pub fn encode(tenant: &str, customer: &str) -> Vec<u8> {
+        // Tenant ids are short (config); a longer one is cut, and its
+        // reference then finds no entry, which the publisher reports.
+        let len = u16::try_from(tenant.len()).unwrap_or(u16::MAX);
+        let mut out = Vec::with_capacity(3 + tenant.len() + customer.len());
+        out.push(REF_VERSION);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(tenant.as_bytes().get(..usize::from(len)).unwrap_or_default());
+        out.extend_from_slice(customer.as_bytes());
+        out
+    }
+
+    /// Decodes what [`encode`](Self::encode) wrote; `None` if it is not one.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if *bytes.first()? != REF_VERSION {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes(bytes.get(1..3)?.try_into().ok()?));
+        let tenant = bytes.get(3..3usize.checked_add(len)?)?;
+        let customer = bytes.get(3 + len..)?;
+        Some(AccrualRef {
+            tenant: String::from_utf8(tenant.to_vec()).ok()?,
+            customer: String::from_utf8(customer.to_vec()).ok()?,
+        })
+    }
+}
+
+/// What an outbox value holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A record to publish as it is.
+    Record(OutboxRecord),
+    /// An accrual to render from the ledger.
+    Accrual(AccrualRef),
+}
+
+impl Stored {
+    /// Decodes an outbox value of any version; `None` if corrupt.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        match bytes.first()? {
+            &REF_VERSION => AccrualRef::decode(bytes).map(Stored::Accrual),
+            _ => OutboxRecord::decode(bytes).map(Stored::Record),
+        }
+    }
+}
+
 fn put_len(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&(len as u32).to_be_bytes());
 }
@@ -206,12 +271,22 @@ mod tests {
                 headers,
                 payload,
             };
+            prop_assert_eq!(Stored::decode(&record.encode()), Some(Stored::Record(record.clone())));
             prop_assert_eq!(OutboxRecord::decode(&record.encode()), Some(record));
+        }
+
+        #[test]
+        fn accrual_refs_round_trip(tenant in "[a-z-]{1,40}", customer in "[a-z0-9:-]{0,40}") {
+            let bytes = AccrualRef::encode(&tenant, &customer);
+            let want = AccrualRef { tenant: tenant.clone(), customer: customer.clone() };
+            prop_assert_eq!(Stored::decode(&bytes), Some(Stored::Accrual(want)));
+            prop_assert_eq!(OutboxRecord::decode(&bytes), None);
         }
 
         #[test]
         fn never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = OutboxRecord::decode(&bytes);
+            let _ = Stored::decode(&bytes);
         }
     }
 }

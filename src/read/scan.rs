@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::query::{csv_row, Cursor, LedgerQuery, PageParams, CSV_HEADER};
 use crate::contract::AccrualEvent;
 use crate::programs::TenantConfig;
+use crate::state::codec::decode_ledger;
 use crate::state::{keys, Family, Snapshot, StateError};
 
 /// Rows examined for one page at most. A page that reaches it ends early
@@ -204,11 +205,8 @@ fn walk<E: From<StateError>>(
     cursor: Option<Cursor>,
     mut visit: impl FnMut(Cursor, Option<AccrualEvent>) -> Result<bool, E>,
 ) -> Result<(), E> {
-    let mut judge = |raw: &[u8]| -> Result<Option<AccrualEvent>, StateError> {
-        let entry: AccrualEvent = serde_json::from_slice(raw).map_err(|e| StateError::Corrupt {
-            family: Family::Ledger.name(),
-            detail: e.to_string(),
-        })?;
+    let mut judge = |key: &[u8], raw: &[u8]| -> Result<Option<AccrualEvent>, StateError> {
+        let entry = decode_ledger(key, raw).map_err(|e| e.in_family(Family::Ledger))?;
         let ms = keys::rfc3339_ms(&entry.header.occurred_at).unwrap_or_default();
         Ok(query.matches(&entry, ms).then_some(entry))
     };
@@ -235,7 +233,7 @@ fn walk<E: From<StateError>>(
                         break;
                     }
                     let seq = keys::decode_u64(&key[prefix.len()..]).unwrap_or_default();
-                    if !visit(Cursor::Customer { p, seq }, judge(&value)?)? {
+                    if !visit(Cursor::Customer { p, seq }, judge(&key, &value)?)? {
                         return Ok(());
                     }
                 }
@@ -259,7 +257,7 @@ fn walk_by_time<E: From<StateError>>(
     snap: &Snapshot<'_>,
     query: &LedgerQuery,
     cursor: Option<Cursor>,
-    judge: &mut impl FnMut(&[u8]) -> Result<Option<AccrualEvent>, StateError>,
+    judge: &mut impl FnMut(&[u8], &[u8]) -> Result<Option<AccrualEvent>, StateError>,
     visit: &mut impl FnMut(Cursor, Option<AccrualEvent>) -> Result<bool, E>,
 ) -> Result<(), E> {
     let from_ms = query.from_ms.unwrap_or(0);
@@ -299,7 +297,7 @@ fn walk_by_time<E: From<StateError>>(
         let (p, prefix, iter) = &mut iters[i];
         heads[i] = next_head(*p, prefix, iter, to_ms)?;
         let entry = match snap.get(Family::Ledger, &head.ledger_key)? {
-            Some(raw) => judge(&raw)?,
+            Some(raw) => judge(&head.ledger_key, &raw)?,
             None => None,
         };
         let pos = Cursor::Time {

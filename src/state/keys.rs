@@ -11,22 +11,23 @@ use rust_decimal::Decimal;
 pub enum Family {
     /// `p | tenant 0 customer 0 account` -> balance (16-byte decimal).
     Balances,
-    /// `p | tenant 0 customer 0 seq` -> ledger entry (JSON).
+    /// `p | tenant 0 customer 0 seq` -> ledger entry ([`super::codec::LedgerEntry`]).
     Ledger,
     /// `p | tenant 0 event_id` -> [`DedupeValue`]: the sequence of the
     /// event's first output (or `u64::MAX`) and its `occurred_at`.
     Dedupe,
     /// `p | topic` -> next input offset to apply (`i64` big-endian).
     Offsets,
-    /// `p | seq` -> outbox record waiting for the broker's acknowledgement.
+    /// `p | seq` -> outbox record waiting for the broker's acknowledgement
+    /// (`crate::outbox::Stored`).
     Outbox,
     /// `p | name` -> per-partition counters (the output sequence).
     Meta,
-    /// `p | tenant 0 customer` -> customer profile (JSON).
+    /// `p | tenant 0 customer` -> customer profile ([`super::codec`]).
     Customers,
-    /// `p | tenant 0 customer 0 event_id` -> what an order accrued and redeemed (JSON), for refunds.
+    /// `p | tenant 0 customer 0 event_id` -> what an order accrued and redeemed ([`super::codec`]), for refunds.
     Orders,
-    /// `p | tenant 0 booking_id` -> a booking and its credit state (JSON).
+    /// `p | tenant 0 customer 0 booking_id` -> a booking and its credit state ([`super::codec`]).
     Bookings,
     /// `p | due_ms | tenant 0 booking_id` -> empty: durable timers, in due order.
     Timers,
@@ -187,6 +188,38 @@ pub fn ledger(p: u32, tenant: &str, customer: &str, seq: u64) -> Vec<u8> {
     let mut key = ledger_prefix(p, tenant, customer);
     key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// The parts of a ledger key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerKey {
+    /// Partition.
+    pub p: u32,
+    /// Tenant id.
+    pub tenant: String,
+    /// Customer id.
+    pub customer: String,
+    /// Output sequence of the entry.
+    pub seq: u64,
+}
+
+/// Splits a ledger key made by [`ledger`]: the tenant ends at the first
+/// zero byte, the sequence is the last eight bytes.
+pub fn parse_ledger(key: &[u8]) -> Option<LedgerKey> {
+    let p = partition_of(key)?;
+    let split = key.len().checked_sub(9)?;
+    let (ids, tail) = (key.get(4..split)?, key.get(split..)?);
+    let (&zero, seq) = tail.split_first()?;
+    let at = ids.iter().position(|b| *b == 0)?;
+    if zero != 0 {
+        return None;
+    }
+    Some(LedgerKey {
+        p,
+        tenant: String::from_utf8(ids.get(..at)?.to_vec()).ok()?,
+        customer: String::from_utf8(ids.get(at + 1..)?.to_vec()).ok()?,
+        seq: decode_u64(seq)?,
+    })
 }
 
 /// Prefix of a tenant's ledger index in partition `p`; the occurred time
@@ -375,6 +408,12 @@ mod tests {
             let parsed = parse_timer(&timer(3, a, "t", "c", &id));
             prop_assert_eq!(parsed, Some(TimerKey { due_ms: a, tenant: "t".into(), customer: "c".into(), booking_id: id.clone() }));
             prop_assert_eq!(timer(3, a, "t", "c", &id) < timer(3, b, "t", "c", &id), a < b);
+        }
+
+        #[test]
+        fn ledger_keys_parse_back(p in any::<u32>(), tenant in "[a-z-]{1,12}", customer in "[a-z0-9\\x01-]{1,12}", seq in any::<u64>()) {
+            let parsed = parse_ledger(&ledger(p, &tenant, &customer, seq));
+            prop_assert_eq!(parsed, Some(LedgerKey { p, tenant: tenant.clone(), customer: customer.clone(), seq }));
         }
 
         #[test]

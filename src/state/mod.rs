@@ -1,11 +1,12 @@
-//! State: the key families, a small store trait, and its RocksDB and
-//! in-memory implementations.
+//! State: the key families, the encoding of their values ([`codec`]), a
+//! small store trait, and its RocksDB and in-memory implementations.
 //!
 //! The pipeline builds a [`WriteSet`] per batch and hands it to
 //! [`Store::write`] as one atomic, WAL-synced write: balances, ledger,
 //! dedupe records, input offsets and outbox records land together or not at
 //! all.
 
+pub mod codec;
 pub mod keys;
 mod memory;
 mod rocks;

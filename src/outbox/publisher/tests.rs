@@ -174,3 +174,40 @@ fn an_oversized_record_is_looked_for_among_the_dead_letters() -> Result<(), Box<
     assert_eq!(outbox_seqs(&store)?, vec![1]);
     Ok(())
 }
+
+#[test]
+fn accrual_references_resume_like_whole_records() -> Result<(), Box<dyn std::error::Error>> {
+    let progress = Progress::default();
+    progress.send(Message::Owned {
+        partition: P,
+        durable: 0,
+    });
+    let store = MemoryStore::default();
+    let mut set = WriteSet::new();
+    for seq in 0..4 {
+        // Seq 2 renders larger than the limit: it went out as a dead letter.
+        crate::outbox::render::tests::accrual_with_entry(&mut set, P, seq, if seq == 2 { 2_000 } else { 0 });
+    }
+    store.write(&set, Durability::Synced)?;
+    progress.send(Message::Durable { partition: P, seq: 4 });
+    let published = HashMap::from([(Destination::Accruals, 1), (Destination::DeadLetter, 2)]);
+    let got = resume(&store, &progress, P, &published, 1_500)?;
+    assert_eq!(
+        got,
+        Resume {
+            next: 3,
+            found: 4,
+            already: 3
+        }
+    );
+    assert_eq!(outbox_seqs(&store)?, vec![3]);
+    // The ledger keeps every entry: only the references go.
+    let ledger = store.scan(
+        Family::Ledger,
+        &keys::partition_prefix(P),
+        &keys::partition_prefix(P),
+        10,
+    )?;
+    assert_eq!(ledger.len(), 4);
+    Ok(())
+}

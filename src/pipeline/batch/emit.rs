@@ -2,6 +2,8 @@
 //! records and the records kept for refunds and bookings, in the open batch.
 
 use super::*;
+use crate::outbox::AccrualRef;
+use crate::state::codec::{self, at_scale, LedgerEntry, Occurred, StateValue};
 
 impl Processor {
     /// Writes an outcome's ledger entries, outputs and records. Every new
@@ -32,20 +34,36 @@ impl Processor {
             batch.dirty.insert((prefix.to_vec(), entry.account.clone()));
             let seq = next_seq(batch, p);
             let scale = rules::scale_of(tenant, &entry.account);
-            let accrual = AccrualEvent {
-                header: out.header(seq, AccrualEvent::TYPE),
-                account: entry.account.clone(),
-                entry_type: entry.entry_type.as_str().to_owned(),
-                program: entry.program.clone(),
-                amount: money(entry.amount, scale),
-                balance: money(new_balance, scale),
-                base_amount: entry.base.map(|b| money(b, tenant.minor_units)).unwrap_or_default(),
-                currency: tenant.currency.clone(),
-                description: entry.description.clone(),
-                operator: entry.operator.clone(),
+            let (occurred, text) = (out.occurred, out.occurred_at.as_str());
+            // The accrual event is stored once, as the ledger entry; the
+            // outbox holds a reference the publisher renders from it.
+            let ledger_entry = LedgerEntry {
+                schema_version: contract::SCHEMA_VERSION,
+                branch: out.branch,
+                source_event_id: out.event_id,
+                source: &out.source,
+                occurred: if text.is_empty() {
+                    Occurred::Text(text)
+                } else {
+                    Occurred::At(occurred)
+                },
+                account: &entry.account,
+                entry_type: entry.entry_type.as_str(),
+                program: &entry.program,
+                amount: at_scale(entry.amount, scale),
+                balance: at_scale(new_balance, scale),
+                base_amount: entry.base.map(|b| at_scale(b, tenant.minor_units)),
+                currency: &tenant.currency,
+                description: entry.description.as_deref(),
+                operator: entry.operator.as_deref(),
             };
-            let payload = to_json(&accrual)?;
+            let value = ledger_entry.encode();
             let ledger_key = keys::ledger(p, &tenant.id, customer, seq);
+            debug_assert_eq!(
+                codec::decode_ledger(&ledger_key, &value).ok(),
+                Some(accrual_as_before(out, seq, entry, new_balance)),
+                "a ledger entry renders the accrual event as it was stored in JSON"
+            );
             // The read API's index by time, in the same atomic write.
             let occurred_ms = keys::rfc3339_ms(&out.occurred_at).unwrap_or_default();
             batch.set.put(
@@ -53,8 +71,8 @@ impl Processor {
                 keys::ledger_by_time(p, &tenant.id, occurred_ms, seq),
                 ledger_key.clone(),
             );
-            batch.set.put(Family::Ledger, ledger_key, payload.clone());
-            out.push(batch, seq, payload);
+            batch.set.put(Family::Ledger, ledger_key, value);
+            out.push_accrual(batch, seq);
             telemetry::ledger_entry(entry.entry_type.as_str());
         }
         if let Some(rejection) = &outcome.rejection {
@@ -163,17 +181,17 @@ impl Processor {
         }
         if let Some(profile) = &outcome.customer {
             let key = keys::customer(p, &tenant.id, customer);
-            batch.set.put(Family::Customers, key.clone(), to_json(profile)?);
+            batch.set.put(Family::Customers, key.clone(), profile.encode());
             batch.customers.insert(key, profile.clone());
         }
         if let Some((order_event, order)) = &outcome.order_record {
             let key = keys::order(p, &tenant.id, customer, order_event);
-            batch.set.put(Family::Orders, key.clone(), to_json(order)?);
+            batch.set.put(Family::Orders, key.clone(), order.encode());
             batch.orders.insert(key, Some(order.clone()));
         }
         if let Some((booking_id, booking)) = &outcome.booking {
             let key = keys::booking(p, &tenant.id, customer, booking_id);
-            batch.set.put(Family::Bookings, key.clone(), to_json(booking)?);
+            batch.set.put(Family::Bookings, key.clone(), booking.encode());
             batch.bookings.insert(key, Some(booking.clone()));
             if let Some(due) = outcome.timers.delete {
                 batch
@@ -374,6 +392,13 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// Queues the accrual of ledger entry `seq` for the accruals topic, as
+    /// a reference to the entry ([`AccrualRef`]).
+    pub(super) fn push_accrual(&self, batch: &mut Batch, seq: u64) {
+        let value = AccrualRef::encode(&self.tenant.id, self.customer);
+        batch.set.put(Family::Outbox, keys::outbox(self.p, seq), value);
+    }
+
     /// Queues `payload` for the accruals topic as outbox record `seq`.
     pub(super) fn push(&self, batch: &mut Batch, seq: u64, payload: Vec<u8>) {
         let out = OutboxRecord {
@@ -393,7 +418,24 @@ pub(super) fn to_json(value: &impl Serialize) -> Result<Vec<u8>, StateError> {
 
 /// A money amount at the currency's scale: `4` becomes `"4.00"`.
 pub(super) fn money(value: Decimal, minor_units: u32) -> String {
-    let mut v = value;
-    v.rescale(minor_units);
-    v.to_string()
+    at_scale(value, minor_units).to_string()
+}
+
+/// The accrual event of a ledger entry as it was built and stored in JSON
+/// before the binary ledger (a debug check that the entry renders it).
+fn accrual_as_before(out: &Emitter<'_>, seq: u64, entry: &rules::Entry, balance: Decimal) -> AccrualEvent {
+    let tenant = out.tenant;
+    let scale = rules::scale_of(tenant, &entry.account);
+    AccrualEvent {
+        header: out.header(seq, AccrualEvent::TYPE),
+        account: entry.account.to_string(),
+        entry_type: entry.entry_type.as_str().to_owned(),
+        program: entry.program.to_string(),
+        amount: money(entry.amount, scale),
+        balance: money(balance, scale),
+        base_amount: entry.base.map(|b| money(b, tenant.minor_units)).unwrap_or_default(),
+        currency: tenant.currency.clone(),
+        description: entry.description.clone(),
+        operator: entry.operator.clone(),
+    }
 }

@@ -36,7 +36,7 @@ fn outbox(store: &MemoryStore) -> Vec<OutboxRecord> {
         .scan(Family::Outbox, &keys::partition_prefix(0), &keys::outbox(0, 0), 1000)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(_, v)| OutboxRecord::decode(&v))
+        .filter_map(|(k, v)| crate::outbox::load(store, 0, keys::parse_outbox(&k)?.1, &v).ok())
         .collect()
 }
 

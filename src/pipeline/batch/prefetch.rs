@@ -3,6 +3,7 @@
 //! per batch and kept in the batch's overlay, which the later stages update.
 
 use super::*;
+use crate::state::codec::StateValue;
 
 impl Processor {
     /// The customer's profile: this batch, then state, then config, else an
@@ -135,9 +136,9 @@ impl Processor {
     }
 }
 
-/// A JSON record of `family`: this batch's copy if it has one, else the
-/// stored one, remembered (absent too) for the rest of the batch.
-pub(super) fn read_through<T: serde::de::DeserializeOwned + Clone>(
+/// A record of `family`: this batch's copy if it has one, else the stored
+/// one, remembered (absent too) for the rest of the batch.
+pub(super) fn read_through<T: StateValue + Clone>(
     store: &dyn Store,
     cache: &mut HashMap<Vec<u8>, Option<T>>,
     family: Family,
@@ -151,15 +152,11 @@ pub(super) fn read_through<T: serde::de::DeserializeOwned + Clone>(
     Ok(record)
 }
 
-/// A stored record of `family`, decoded; `None` if there is none.
-pub(super) fn decode_value<T: serde::de::DeserializeOwned>(
-    family: Family,
-    raw: Option<Vec<u8>>,
-) -> Result<Option<T>, StateError> {
+/// A stored record of `family` ([`StateValue`], any format version),
+/// decoded; `None` if there is none.
+pub(super) fn decode_value<T: StateValue>(family: Family, raw: Option<Vec<u8>>) -> Result<Option<T>, StateError> {
     match raw {
-        Some(raw) => Ok(Some(
-            serde_json::from_slice(&raw).map_err(|e| corrupt(family, &e.to_string()))?,
-        )),
+        Some(raw) => Ok(Some(T::decode(&raw).map_err(|e| e.in_family(family))?)),
         None => Ok(None),
     }
 }

@@ -510,7 +510,7 @@ fn outputs(store: &MemoryStore, range: std::ops::Range<u64>) -> Vec<OutboxRecord
         )
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(_, v)| OutboxRecord::decode(&v))
+        .filter_map(|(k, v)| crate::outbox::load(store, P, keys::parse_outbox(&k)?.1, &v).ok())
         .collect()
 }
 

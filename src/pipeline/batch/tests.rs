@@ -59,7 +59,10 @@ fn outbox(store: &MemoryStore) -> Vec<(u64, OutboxRecord)> {
         .scan(Family::Outbox, &keys::partition_prefix(3), &keys::outbox(3, 0), 1000)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(k, v)| Some((keys::parse_outbox(&k)?.1, OutboxRecord::decode(&v)?)))
+        .filter_map(|(k, v)| {
+            let seq = keys::parse_outbox(&k)?.1;
+            Some((seq, crate::outbox::load(store, 3, seq, &v).ok()?))
+        })
         .collect()
 }
 
@@ -375,7 +378,7 @@ impl Studio {
             .scan(Family::Outbox, &keys::partition_prefix(1), &keys::outbox(1, 0), 1000)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|(_, v)| OutboxRecord::decode(&v))
+            .filter_map(|(k, v)| crate::outbox::load(self.store.as_ref(), 1, keys::parse_outbox(&k)?.1, &v).ok())
             .filter_map(|r| serde_json::from_slice(&r.payload).ok())
             .collect()
     }
@@ -637,7 +640,7 @@ fn an_adjustments_operator_reaches_the_accrual_event_and_the_ledger() {
         )
         .unwrap_or_default()
         .iter()
-        .filter_map(|(_, raw)| serde_json::from_slice(raw).ok())
+        .filter_map(|(key, raw)| crate::state::codec::decode_ledger(key, raw).ok())
         .collect();
     assert_eq!(stored, published, "the ledger holds what was published");
     let raw = String::from_utf8_lossy(&outbox(&store)[0].1.payload).into_owned();

@@ -1,0 +1,201 @@
+//! The records the rules read back: an order's movements (for refunds), a
+//! booking, a customer's profile.
+
+use std::collections::BTreeSet;
+
+use serde::de::DeserializeOwned;
+
+use super::{format_of, CodecError, Format, Reader, Writer};
+use crate::contract::Amount;
+use crate::rules::{Booking, BookingState, Customer, Movement, OrderRecord};
+
+/// A value stored in one family, in the current version, and read from any.
+pub trait StateValue: Sized {
+    /// The version 1 encoding.
+    fn encode(&self) -> Vec<u8>;
+
+    /// Decodes a value of any version.
+    ///
+    /// # Errors
+    /// [`CodecError`] if the value is corrupt or of an unknown version.
+    fn decode(value: &[u8]) -> Result<Self, CodecError>;
+}
+
+/// Version 0 (JSON) or version 1 (`read`).
+fn decode_with<T: DeserializeOwned>(
+    value: &[u8],
+    read: impl FnOnce(&mut Reader<'_>) -> Result<T, CodecError>,
+) -> Result<T, CodecError> {
+    if format_of(value)? == Format::Json {
+        return Ok(serde_json::from_slice(value)?);
+    }
+    let mut r = Reader::v1(value)?;
+    let out = read(&mut r)?;
+    r.end()?;
+    Ok(out)
+}
+
+impl StateValue for OrderRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(16 + 24 * (self.accruals.len() + self.redemptions.len()));
+        w.decimal(self.total);
+        w.decimal(self.refunded);
+        for list in [&self.accruals, &self.redemptions] {
+            w.len(list.len());
+            for m in list {
+                w.str(&m.account);
+                w.str(&m.program);
+                w.decimal(m.amount);
+                w.decimal(m.reversed);
+            }
+        }
+        w.finish()
+    }
+
+    fn decode(value: &[u8]) -> Result<Self, CodecError> {
+        decode_with(value, |r| {
+            let total = r.decimal("order total")?;
+            let refunded = r.decimal("order refunded")?;
+            let accruals = movements(r)?;
+            let redemptions = movements(r)?;
+            Ok(OrderRecord {
+                total,
+                refunded,
+                accruals,
+                redemptions,
+            })
+        })
+    }
+}
+
+fn movements(r: &mut Reader<'_>) -> Result<Vec<Movement>, CodecError> {
+    let n = r.len("movement count")?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(Movement {
+            account: r.str("movement account")?,
+            program: r.str("movement program")?,
+            amount: r.decimal("movement amount")?,
+            reversed: r.decimal("movement reversed")?,
+        });
+    }
+    Ok(out)
+}
+
+fn state_tag(state: BookingState) -> u8 {
+    match state {
+        BookingState::Scheduled => 0,
+        BookingState::Credited => 1,
+        BookingState::Cancelled => 2,
+        BookingState::NoShow => 3,
+    }
+}
+
+fn state_of(tag: u8) -> Result<BookingState, CodecError> {
+    match tag {
+        0 => Ok(BookingState::Scheduled),
+        1 => Ok(BookingState::Credited),
+        2 => Ok(BookingState::Cancelled),
+        3 => Ok(BookingState::NoShow),
+        _ => Err(CodecError::Invalid("booking state")),
+    }
+}
+
+impl StateValue for Booking {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(48 + self.customer.len() + self.event_id.len());
+        w.str(&self.customer);
+        w.str(&self.branch);
+        w.str(&self.service);
+        w.decimal(self.points);
+        match self.due_ms {
+            Some(due) => {
+                w.byte(1);
+                w.int(due);
+            }
+            None => w.byte(0),
+        }
+        w.byte(state_tag(self.state));
+        w.str(&self.event_id);
+        w.str(&self.source_topic);
+        w.int(self.source_offset);
+        w.finish()
+    }
+
+    fn decode(value: &[u8]) -> Result<Self, CodecError> {
+        decode_with(value, |r| {
+            Ok(Booking {
+                customer: r.str("booking customer")?,
+                branch: r.str("booking branch")?,
+                service: r.str("booking service")?,
+                points: r.decimal("booking points")?,
+                due_ms: if r.flag("booking due")? {
+                    Some(r.int("booking due")?)
+                } else {
+                    None
+                },
+                state: state_of(r.byte()?)?,
+                event_id: r.str("booking event_id")?,
+                source_topic: r.str("booking source topic")?,
+                source_offset: r.int("booking source offset")?,
+            })
+        })
+    }
+}
+
+/// Bits of a profile's flags byte.
+const REGISTERED: u8 = 1;
+const MARKETING_CONSENT: u8 = 2;
+const VISITED: u8 = 4;
+
+impl StateValue for Customer {
+    fn encode(&self) -> Vec<u8> {
+        let groups: usize = self.groups.iter().map(|g| g.len() + 1).sum();
+        let mut w = Writer::new(32 + groups);
+        w.opt_str(self.phone.as_deref());
+        w.len(self.groups.len());
+        for group in &self.groups {
+            w.str(group);
+        }
+        let mut flags = 0;
+        for (set, bit) in [
+            (self.registered, REGISTERED),
+            (self.marketing_consent, MARKETING_CONSENT),
+            (self.visited, VISITED),
+        ] {
+            if set {
+                flags |= bit;
+            }
+        }
+        w.byte(flags);
+        w.opt_decimal(self.discount_percent.map(Amount::value));
+        w.opt_decimal(self.accrual_percent.map(Amount::value));
+        w.opt_str(self.referred_by.as_deref());
+        w.finish()
+    }
+
+    fn decode(value: &[u8]) -> Result<Self, CodecError> {
+        decode_with(value, |r| {
+            let phone = r.opt_str("phone")?;
+            let n = r.len("group count")?;
+            let mut groups = BTreeSet::new();
+            for _ in 0..n {
+                groups.insert(r.str("group")?);
+            }
+            let flags = r.byte()?;
+            if flags & !(REGISTERED | MARKETING_CONSENT | VISITED) != 0 {
+                return Err(CodecError::Invalid("profile flags"));
+            }
+            Ok(Customer {
+                phone,
+                groups,
+                registered: flags & REGISTERED != 0,
+                marketing_consent: flags & MARKETING_CONSENT != 0,
+                discount_percent: r.opt_decimal("discount_percent")?.map(Amount::new),
+                accrual_percent: r.opt_decimal("accrual_percent")?.map(Amount::new),
+                visited: flags & VISITED != 0,
+                referred_by: r.opt_str("referred_by")?,
+            })
+        })
+    }
+}
