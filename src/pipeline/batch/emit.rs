@@ -28,8 +28,17 @@ impl Processor {
         };
         let mut last_balance = Decimal::ZERO;
         for (entry, new_balance) in outcome.entries.iter().zip(after) {
-            let balances = batch.balances.entry(prefix.to_vec()).or_default();
-            balances.insert(entry.account.clone(), new_balance);
+            // Loaded by the prefetch (or `load_balances`): no key copy per entry.
+            match batch.balances.get_mut(prefix) {
+                Some(balances) => {
+                    balances.insert(entry.account.clone(), new_balance);
+                }
+                None => {
+                    let mut balances = BTreeMap::new();
+                    balances.insert(entry.account.clone(), new_balance);
+                    batch.balances.insert(prefix.to_vec(), balances);
+                }
+            }
             last_balance = new_balance;
             batch.dirty.insert((prefix.to_vec(), entry.account.clone()));
             let seq = next_seq(batch, p);
@@ -65,7 +74,8 @@ impl Processor {
                 "a ledger entry renders the accrual event as it was stored in JSON"
             );
             // The read API's index by time, in the same atomic write.
-            let occurred_ms = keys::rfc3339_ms(&out.occurred_at).unwrap_or_default();
+            // The time the text says (none: 0), without parsing it back.
+            let occurred_ms = if text.is_empty() { 0 } else { unix_ms(occurred) };
             batch.set.put(
                 Family::LedgerByTime,
                 keys::ledger_by_time(p, &tenant.id, occurred_ms, seq),
