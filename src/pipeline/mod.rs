@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod consumer;
 pub mod poison;
+mod positions;
 pub mod progress;
 mod rebalance;
 pub mod shared;
