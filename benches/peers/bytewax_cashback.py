@@ -95,7 +95,7 @@ class Clock:
                 "events_per_second": round(self._written / seconds) if seconds > 0 else 0,
             }
             tmp = self._report.with_suffix(".tmp")
-            tmp.write_text(json.dumps(report) + "\n")
+            tmp.write_text(json.dumps(report, separators=(",", ":")) + "\n")
             os.replace(tmp, self._report)
 
 
