@@ -8,10 +8,12 @@ RUN_DIR=${ACCRUE_RUN_DIR:-/tmp/run}
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # Debian packages needed to build RocksDB, librdkafka and tansu, promtool
-# (package prometheus) for the observability tests, and sqlite3 to index
-# the local broker's database (prepare_tansu_db).
+# (package prometheus) for the observability tests, sqlite3 to index the
+# local broker's database (prepare_tansu_db), and python3-venv and pip for
+# the bench's Bytewax peer (ensure_bytewax).
 ensure_system_packages() {
-  local needed=(libclang-dev clang cmake pkg-config build-essential perl protobuf-compiler curl prometheus sqlite3)
+  local needed=(libclang-dev clang cmake pkg-config build-essential perl protobuf-compiler curl prometheus sqlite3
+    python3-venv python3-pip)
   local missing=()
   for pkg in "${needed[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -42,6 +44,24 @@ ensure_tansu() {
   fi
   log "installing tansu $TANSU_VERSION (once per machine, 10-15 minutes)"
   cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+}
+
+# Bytewax and its Kafka connector for scripts/bench's peer, in a venv of
+# their own (BENCH_VENV), from PyPI; confluent-kafka's wheel bundles its
+# librdkafka.
+BYTEWAX_VERSION=0.21.1
+CONFLUENT_KAFKA_VERSION=2.16.1
+BENCH_VENV=${BENCH_VENV:-/var/tmp/accrue-bench-venv}
+ensure_bytewax() {
+  local py="$BENCH_VENV/bin/python"
+  if [ -x "$py" ] && "$py" -c "import importlib.metadata as m, confluent_kafka
+assert m.version('bytewax') == '$BYTEWAX_VERSION' and m.version('confluent-kafka') == '$CONFLUENT_KAFKA_VERSION'" 2>/dev/null; then
+    return 0
+  fi
+  log "installing Bytewax $BYTEWAX_VERSION into $BENCH_VENV"
+  python3 -m venv "$BENCH_VENV"
+  "$py" -m pip install --quiet --disable-pip-version-check \
+    "bytewax[kafka]==$BYTEWAX_VERSION" "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -116,5 +136,6 @@ metric_at() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '{n = $1; su
 cpu_seconds() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 now() { date +%s.%N; }
-# per_million SECONDS EVENTS: CPU-seconds per million events.
+# per_million SECONDS EVENTS: CPU-seconds per million events, which is
+# CPU-microseconds per event.
 per_million() { awk -v c="$1" -v n="$2" 'BEGIN {printf "%.1f", c*1000000/n}'; }
