@@ -197,7 +197,18 @@ impl Store for RocksStore {
     }
 
     fn write(&self, set: &WriteSet, durability: Durability) -> Result<(), StateError> {
-        let mut batch = WriteBatch::default();
+        // Sized once: growing the batch's buffer copied it several times
+        // (4% of a replay). Per operation: a tag, the family id and two
+        // length prefixes, at most 12 bytes besides key and value.
+        let bytes = set
+            .ops()
+            .iter()
+            .map(|(_, op)| match op {
+                Op::Put(k, v) => k.len().saturating_add(v.len()),
+                Op::Delete(k) => k.len(),
+            })
+            .fold(12usize.saturating_mul(set.len()), usize::saturating_add);
+        let mut batch = WriteBatch::with_capacity_bytes(bytes.saturating_add(12));
         // One handle lookup per family, not per operation.
         let mut handles: [Option<&rocksdb::ColumnFamily>; Family::ALL.len()] = [None; Family::ALL.len()];
         // In key order, each memtable insert starts where the previous one
