@@ -27,7 +27,7 @@ use crate::contract::{
 use crate::directory::{Directory, DirectoryEntry, NetworkView};
 use crate::outbox::{fit_dead_letter, Destination, OutboxRecord};
 use crate::programs::TenantConfig;
-use crate::rules::{self, Booking, Customer, Notice, OrderRecord, Outcome};
+use crate::rules::{self, Booking, Customer, Notice, OrderRecord, Outcome, RejectionType};
 use crate::state::{keys, read_next_seq, read_offset, Durability, Family, StateError, Store, WriteSet};
 use crate::telemetry;
 
@@ -812,12 +812,12 @@ impl Processor {
         if let Some(rejection) = &outcome.rejection {
             let seq = next_seq(batch, p);
             let payload = to_json(&RejectionEvent {
-                header: out.header(seq, rejection.output_type),
-                reason_code: rejection.code.to_owned(),
+                header: out.header(seq, rejection.output_type.as_str()),
+                reason_code: rejection.code.as_str().to_owned(),
                 reason: rejection.reason.clone(),
             })?;
             out.push(batch, seq, payload);
-            telemetry::rejected(rejection.output_type, rejection.code);
+            telemetry::rejected(rejection.output_type.as_str(), rejection.code.as_str());
         }
         if let (Some(notification), Some(entry)) = (outcome.notify, outcome.entries.first()) {
             let seq = next_seq(batch, p);
@@ -1030,7 +1030,7 @@ impl Processor {
             let prefix = keys::balance_prefix(p, &tenant_id, &booking.customer);
             self.load_balances(batch, &prefix)?;
             let mut outcome = rules::fire(&booking_id, &booking, customer.marketing_consent);
-            if let Err(refused) = balances_after(batch.balances.get(&prefix), &outcome, "booking.rejected") {
+            if let Err(refused) = balances_after(batch.balances.get(&prefix), &outcome, RejectionType::Booking) {
                 // The credit does not fit the balance: refuse it once and drop
                 // the timer, or it would fire (and be refused) forever. The
                 // booking stays scheduled, without a credit to come.
@@ -1061,7 +1061,7 @@ impl Processor {
                 },
                 occurred_at: due_at.format(&Rfc3339).unwrap_or_default(),
                 occurred: due_at,
-                reject_as: "booking.rejected",
+                reject_as: RejectionType::Booking,
             };
             batch.timers_deleted.insert(key.clone());
             self.apply_outcome(batch, &out, &prefix, &outcome)?;
@@ -1330,7 +1330,7 @@ struct Written {
 fn balances_after(
     current: Option<&BTreeMap<String, Decimal>>,
     outcome: &Outcome,
-    reject_as: &'static str,
+    reject_as: RejectionType,
 ) -> Result<Vec<Decimal>, Box<Outcome>> {
     let mut running: BTreeMap<&str, Decimal> = BTreeMap::new();
     let mut after = Vec::with_capacity(outcome.entries.len());
@@ -1390,7 +1390,7 @@ struct Emitter<'a> {
     occurred_at: String,
     occurred: time::OffsetDateTime,
     /// The output type that refuses this source's effect.
-    reject_as: &'static str,
+    reject_as: RejectionType,
 }
 
 impl<'a> Emitter<'a> {

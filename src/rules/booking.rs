@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::checked::{self, Overflow};
-use super::{Entry, EntryType, Input, Outcome};
+use super::{Entry, EntryType, Input, Outcome, ReasonCode, RejectionType};
 use crate::contract::{BookingCreated, BookingRescheduled};
 use crate::programs::{NegativeBalance, TenantConfig};
 
@@ -65,8 +65,8 @@ fn due_ms(tenant: &TenantConfig, ends_at: OffsetDateTime) -> Result<i64, Overflo
     checked::due_ms(ends_at, tenant.bookings.credit_delay)
 }
 
-fn reject(code: &'static str, reason: String) -> Outcome {
-    Outcome::rejected("booking.rejected", code, reason)
+fn reject(code: ReasonCode, reason: String) -> Outcome {
+    Outcome::rejected(RejectionType::Booking, code, reason)
 }
 
 /// The pipeline fills in `source_topic` and `source_offset` of the new
@@ -74,7 +74,7 @@ fn reject(code: &'static str, reason: String) -> Outcome {
 pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Result<Outcome, Overflow> {
     if input.booking.is_some() {
         return Ok(reject(
-            "booking_exists",
+            ReasonCode::BookingExists,
             format!("booking {:?} was already created", body.booking_id),
         ));
     }
@@ -112,13 +112,13 @@ pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Result<Outcom
 pub(super) fn rescheduled(input: &Input<'_>, body: &BookingRescheduled) -> Result<Outcome, Overflow> {
     let Some(booking) = input.booking else {
         return Ok(reject(
-            "unknown_booking",
+            ReasonCode::UnknownBooking,
             format!("no booking {:?} for this customer", body.booking_id),
         ));
     };
     if booking.state != BookingState::Scheduled {
         return Ok(reject(
-            "not_scheduled",
+            ReasonCode::NotScheduled,
             format!(
                 "booking {:?} is {:?}; only a scheduled booking moves",
                 body.booking_id, booking.state
@@ -143,7 +143,7 @@ pub(super) fn rescheduled(input: &Input<'_>, body: &BookingRescheduled) -> Resul
 pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outcome {
     let Some(booking) = input.booking else {
         return reject(
-            "unknown_booking",
+            ReasonCode::UnknownBooking,
             format!("no booking {booking_id:?} for this customer"),
         );
     };
@@ -194,7 +194,7 @@ pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outco
             }
         }
         BookingState::Cancelled | BookingState::NoShow => reject(
-            "not_active",
+            ReasonCode::NotActive,
             format!("booking {booking_id:?} was already {:?}", booking.state),
         ),
     }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
+use super::ReasonCode;
+
 /// A computation that does not fit its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
@@ -22,10 +24,10 @@ pub enum Overflow {
 
 impl Overflow {
     /// The rejection's `reason_code`.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ReasonCode {
         match self {
-            Overflow::Amount => "amount_overflow",
-            Overflow::Date => "date_out_of_range",
+            Overflow::Amount => ReasonCode::AmountOverflow,
+            Overflow::Date => ReasonCode::DateOutOfRange,
         }
     }
 

@@ -3,7 +3,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{checked, Entry, EntryType, Input, IssuedCard, Outcome};
+use super::{checked, Entry, EntryType, Input, IssuedCard, Outcome, ReasonCode, RejectionType};
 
 /// The code of the gift card bought by `event_id` of `tenant`: an HMAC of
 /// both under the deployment's secret key, in groups of Crockford-style
@@ -32,8 +32,8 @@ pub(super) fn exchange(input: &Input<'_>, card_id: &str) -> Outcome {
     let tenant = input.tenant;
     let Some(card) = tenant.gift_card(card_id) else {
         return Outcome::rejected(
-            "giftcard.rejected",
-            "unknown_gift_card",
+            RejectionType::GiftCard,
+            ReasonCode::UnknownGiftCard,
             format!(
                 "{card_id:?} is not in the gift-card catalogue of tenant {:?}",
                 tenant.id
@@ -44,8 +44,8 @@ pub(super) fn exchange(input: &Input<'_>, card_id: &str) -> Outcome {
     let balance = input.balance(&card.account);
     if balance < points {
         return Outcome::rejected(
-            "giftcard.rejected",
-            "insufficient_points",
+            RejectionType::GiftCard,
+            ReasonCode::InsufficientPoints,
             format!(
                 "{card_id:?} costs {points} points; the {} balance is {balance}",
                 card.account

@@ -14,6 +14,7 @@ mod checked;
 mod giftcard;
 mod network;
 mod order;
+mod rejection;
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,7 @@ pub use booking::{fire, Booking, BookingState, TimerChange, SERVICE_POINTS};
 pub use checked::Overflow;
 pub use giftcard::gift_card_code;
 pub use network::{apply_command, split_deposit, DepositSplit};
+pub use rejection::{ReasonCode, Rejection, RejectionType};
 
 /// A customer found by phone in the customer directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,17 +123,6 @@ pub struct Entry {
     pub description: Option<String>,
     /// Who made a manual adjustment, for the audit trail.
     pub operator: Option<String>,
-}
-
-/// A refused request: nothing is debited or credited.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// Output type: `redemption.rejected`, `refund.rejected`, ...
-    pub output_type: &'static str,
-    /// Machine-readable reason.
-    pub code: &'static str,
-    /// Human-readable reason with the numbers.
-    pub reason: String,
 }
 
 /// A gift card the outcome issues.
@@ -269,7 +260,7 @@ pub enum Notice {
 
 impl Outcome {
     /// A refusal: nothing but the rejection output.
-    pub fn rejected(output_type: &'static str, code: &'static str, reason: String) -> Self {
+    pub fn rejected(output_type: RejectionType, code: ReasonCode, reason: String) -> Self {
         Outcome {
             rejection: Some(Rejection {
                 output_type,
@@ -338,23 +329,23 @@ fn adjust_balance(input: &Input<'_>, adjust: &BalanceAdjust) -> Result<Outcome, 
     let amount = adjust.amount.value();
     if !tenant.has_account(&adjust.account) {
         return Ok(Outcome::rejected(
-            "adjustment.rejected",
-            "unknown_account",
+            RejectionType::Adjustment,
+            ReasonCode::UnknownAccount,
             format!("{:?} is not an account of tenant {:?}", adjust.account, tenant.id),
         ));
     }
     if scale_of(tenant, &adjust.account) < amount.normalize().scale() {
         return Ok(Outcome::rejected(
-            "adjustment.rejected",
-            "bad_precision",
+            RejectionType::Adjustment,
+            ReasonCode::BadPrecision,
             format!("{amount} has more decimals than account {:?} holds", adjust.account),
         ));
     }
     let balance = input.balance(&adjust.account);
     if amount < Decimal::ZERO && checked::add(balance, amount)? < Decimal::ZERO {
         return Ok(Outcome::rejected(
-            "adjustment.rejected",
-            "insufficient_balance",
+            RejectionType::Adjustment,
+            ReasonCode::InsufficientBalance,
             format!(
                 "cannot subtract {} from a {} balance of {balance}",
                 amount.abs(),
@@ -378,26 +369,26 @@ fn adjust_balance(input: &Input<'_>, adjust: &BalanceAdjust) -> Result<Outcome, 
 }
 
 /// The output type that refuses an event of this body.
-pub fn rejection_type(body: &Body) -> &'static str {
+pub fn rejection_type(body: &Body) -> RejectionType {
     match body {
-        Body::OrderPaid(order) | Body::VisitCompleted(order) if order.partner.is_some() => "partner.rejected",
-        Body::OrderPaid(_) | Body::VisitCompleted(_) => "redemption.rejected",
-        Body::OrderRefunded(_) => "refund.rejected",
+        Body::OrderPaid(order) | Body::VisitCompleted(order) if order.partner.is_some() => RejectionType::Partner,
+        Body::OrderPaid(_) | Body::VisitCompleted(_) => RejectionType::Redemption,
+        Body::OrderRefunded(_) => RejectionType::Refund,
         // A profile moves no balance, so it is never refused; named for completeness.
-        Body::CustomerUpserted(_) => "customer.rejected",
-        Body::BalanceAdjust(_) => "adjustment.rejected",
-        Body::GiftCardExchange(_) => "giftcard.rejected",
+        Body::CustomerUpserted(_) => RejectionType::Customer,
+        Body::BalanceAdjust(_) => RejectionType::Adjustment,
+        Body::GiftCardExchange(_) => RejectionType::GiftCard,
         Body::BookingCreated(_) | Body::BookingRescheduled(_) | Body::BookingCancelled(_) | Body::BookingNoShow(_) => {
-            "booking.rejected"
+            RejectionType::Booking
         }
     }
 }
 
 /// The output type that refuses an internal command of this body.
-pub fn command_rejection_type(body: &CommandBody) -> &'static str {
+pub fn command_rejection_type(body: &CommandBody) -> RejectionType {
     match body {
-        CommandBody::ReferralCredit(_) => "referral.rejected",
-        CommandBody::PartnerOrder(_) => "partner_payment.rejected",
+        CommandBody::ReferralCredit(_) => RejectionType::Referral,
+        CommandBody::PartnerOrder(_) => RejectionType::PartnerPayment,
     }
 }
 
@@ -409,13 +400,13 @@ pub fn command_rejection_type(body: &CommandBody) -> &'static str {
 /// `(reason_code, reason)`: `amount_overflow` if the sum does not fit a
 /// decimal, `balance_limit` if its absolute value would pass the contract's
 /// [`MAX_BALANCE`].
-pub fn next_balance(account: &str, balance: Decimal, amount: Decimal) -> Result<Decimal, (&'static str, String)> {
+pub fn next_balance(account: &str, balance: Decimal, amount: Decimal) -> Result<Decimal, (ReasonCode, String)> {
     let Ok(next) = checked::add(balance, amount) else {
         return Err((Overflow::Amount.code(), Overflow::Amount.reason()));
     };
     if next.abs() > MAX_BALANCE {
         return Err((
-            "balance_limit",
+            ReasonCode::BalanceLimit,
             format!(
                 "{amount} on a {account} balance of {balance} would make it {next}; \
                  a balance is at most {MAX_BALANCE} in absolute value, so nothing was applied"

@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 use super::checked::{self, Overflow};
 use super::{
     order, percent_of, round_for, CommandOut, Entry, EntryType, Input, Movement, Notice, OrderRecord, Outcome,
+    ReasonCode, RejectionType,
 };
 use crate::contract::{Amount, Command, CommandBody, OrderPaid, PartnerOrder, PartnerRef, ReferralCredit};
 use crate::programs::{deposit_at, ReferralReward, TenantConfig};
@@ -47,13 +48,13 @@ pub fn split_deposit(
     elsewhere: Decimal,
     here: Decimal,
     cap_percent: Option<Decimal>,
-) -> Result<DepositSplit, (&'static str, String)> {
+) -> Result<DepositSplit, (ReasonCode, String)> {
     let overflow = |o: Overflow| (o.code(), o.reason());
     let from_elsewhere = amount.min(elsewhere.max(Decimal::ZERO));
     let from_here = checked::sub(amount, from_elsewhere).map_err(overflow)?;
     if from_here > here {
         return Err((
-            "insufficient_balance",
+            ReasonCode::InsufficientBalance,
             format!(
                 "{amount} paid from deposit, but the deposit holds {} ({elsewhere} accumulated at the partner, {here} here)",
                 checked::add(elsewhere, here).map_err(overflow)?
@@ -64,7 +65,7 @@ pub fn split_deposit(
         let limit = checked::percent(bill, cap).map_err(overflow)?;
         if from_here > limit {
             return Err((
-                "over_cap",
+                ReasonCode::OverCap,
                 format!(
                     "{from_here} of the payment comes from deposit accumulated here, more than {cap}% of the bill \
                      ({limit}); deposit accumulated at the partner ({elsewhere}) is used first and may pay the whole bill"
@@ -149,16 +150,16 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, 
 /// The referrer of a first visit, found by phone within the tenant.
 fn find_referrer(input: &Input<'_>, phone: &str, first_visit: bool) -> Result<String, Box<Outcome>> {
     let tenant = input.tenant;
-    let reject = |code, reason| Err(Box::new(Outcome::rejected("referral.rejected", code, reason)));
+    let reject = |code, reason| Err(Box::new(Outcome::rejected(RejectionType::Referral, code, reason)));
     if tenant.referral.is_none() {
         return reject(
-            "no_referral_program",
+            ReasonCode::NoReferralProgram,
             format!("tenant {:?} has no [referral] program", tenant.id),
         );
     }
     if !first_visit {
         return reject(
-            "not_first_visit",
+            ReasonCode::NotFirstVisit,
             format!(
                 "customer {:?} has visited {:?} before; a referral applies only to a first visit",
                 input.event.customer, tenant.id
@@ -167,12 +168,13 @@ fn find_referrer(input: &Input<'_>, phone: &str, first_visit: bool) -> Result<St
     }
     match input.network.find(&tenant.id, phone) {
         None => reject(
-            "referrer_not_found",
+            ReasonCode::ReferrerNotFound,
             format!("no customer of tenant {:?} has the phone {phone:?}", tenant.id),
         ),
-        Some(found) if found.customer == input.event.customer => {
-            reject("self_referral", format!("the phone {phone:?} is the invitee's own"))
-        }
+        Some(found) if found.customer == input.event.customer => reject(
+            ReasonCode::SelfReferral,
+            format!("the phone {phone:?} is the invitee's own"),
+        ),
         Some(found) => Ok(found.customer),
     }
 }
@@ -192,10 +194,10 @@ fn money_paid(order: &OrderPaid) -> Result<Decimal, Overflow> {
 fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> Result<Outcome, Overflow> {
     let tenant = input.tenant;
     let place = &tenant.id;
-    let reject = |code, reason| Ok(Outcome::rejected("partner.rejected", code, reason));
+    let reject = |code, reason| Ok(Outcome::rejected(RejectionType::Partner, code, reason));
     let Some(conditions) = input.network.partnership(place, &partner.tenant) else {
         return reject(
-            "no_active_partnership",
+            ReasonCode::NoActivePartnership,
             format!(
                 "{place:?} and {:?} have no partnership active in both directions",
                 partner.tenant
@@ -204,7 +206,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     };
     let Some(listed) = input.network.find(&partner.tenant, &partner.phone) else {
         return reject(
-            "partner_customer_not_found",
+            ReasonCode::PartnerCustomerNotFound,
             format!(
                 "no customer of partner {:?} has the phone {:?}",
                 partner.tenant, partner.phone
@@ -227,7 +229,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
             Some("deposit") => deposit = checked::add(deposit, payment.amount.value())?,
             Some(other) => {
                 return reject(
-                    "unsupported_payment",
+                    ReasonCode::UnsupportedPayment,
                     format!("a partner's customer pays with money or deposit, not with {other}"),
                 )
             }
@@ -240,7 +242,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
             .is_some_and(|b| b.payment_methods.contains("deposit"))
     {
         return reject(
-            "payment_method_disabled",
+            ReasonCode::PaymentMethodDisabled,
             format!("paying with deposit is not enabled in branch {:?}", input.event.branch),
         );
     }
@@ -361,10 +363,10 @@ fn apply_command_checked(
     let balance = |account: &str| balances.get(account).copied().unwrap_or_default();
     match &command.body {
         CommandBody::ReferralCredit(credit) => {
-            let reject = |code, reason| Ok(Outcome::rejected("referral.rejected", code, reason));
+            let reject = |code, reason| Ok(Outcome::rejected(RejectionType::Referral, code, reason));
             if command.source_tenant != command.tenant {
                 return reject(
-                    "cross_tenant",
+                    ReasonCode::CrossTenant,
                     format!(
                         "a referral of tenant {:?} cannot credit a customer of tenant {:?}",
                         command.source_tenant, command.tenant
@@ -373,7 +375,7 @@ fn apply_command_checked(
             }
             if !tenant.has_account(&credit.account) {
                 return reject(
-                    "unknown_account",
+                    ReasonCode::UnknownAccount,
                     format!("{:?} is not an account of tenant {:?}", credit.account, tenant.id),
                 );
             }
@@ -395,13 +397,13 @@ fn apply_command_checked(
             })
         }
         CommandBody::PartnerOrder(order) => {
-            let reject = |code, reason| Ok(Outcome::rejected("partner_payment.rejected", code, reason));
+            let reject = |code, reason| Ok(Outcome::rejected(RejectionType::PartnerPayment, code, reason));
             let place = &command.source_tenant;
             // Re-checked here: the agreement may have ended since the origin
             // decided, and this is the balance of another tenant.
             let Some(conditions) = network.partnership(place, &tenant.id).filter(|c| c.shared_deposit) else {
                 return reject(
-                    "no_active_partnership",
+                    ReasonCode::NoActivePartnership,
                     format!(
                         "{place:?} and {:?} have no active partnership with a shared deposit",
                         tenant.id

@@ -128,7 +128,7 @@ fn d(s: &str) -> Decimal {
 }
 
 fn code(outcome: &Outcome) -> Option<&'static str> {
-    outcome.rejection.as_ref().map(|r| r.code)
+    outcome.rejection.as_ref().map(|r| r.code.as_str())
 }
 
 fn with_referral(mode: &str, reward: &str) -> TenantConfig {
@@ -294,9 +294,9 @@ fn the_deposit_rule_uses_partner_deposit_first_and_caps_the_local_part() {
     assert_eq!(split("100", "100", "0", cap), Ok((d("100"), d("0"))));
     // The rest comes from here, within 50% of the bill.
     assert_eq!(split("90", "40", "80", cap), Ok((d("40"), d("50"))));
-    assert_eq!(split("91", "40", "80", cap).map_err(|e| e.0), Err("over_cap"));
+    assert_eq!(split("91", "40", "80", cap).map_err(|e| e.0.as_str()), Err("over_cap"));
     assert_eq!(
-        split("90", "40", "30", cap).map_err(|e| e.0),
+        split("90", "40", "30", cap).map_err(|e| e.0.as_str()),
         Err("insufficient_balance")
     );
     // No cap: only the balance limits.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use super::checked::{self, Overflow};
-use super::{round_for, Entry, EntryType, Input, Movement, OrderRecord, Outcome};
+use super::{round_for, Entry, EntryType, Input, Movement, OrderRecord, Outcome, ReasonCode, RejectionType};
 use crate::contract::{OrderLine, OrderPaid, OrderRefunded};
 use crate::programs::{NegativeBalance, ProgramConfig, ProgramType, SalesConfig, TenantConfig};
 
@@ -27,16 +27,16 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
     // `deposit`, first the buckets accumulated at partners (seed 000).
     let mut debits: Vec<(String, Decimal)> = Vec::new();
     for (account, amount) in &redeemed {
-        let reject = |code, reason| Ok(Outcome::rejected("redemption.rejected", code, reason));
+        let reject = |code, reason| Ok(Outcome::rejected(RejectionType::Redemption, code, reason));
         if !tenant.has_account(account) {
             return reject(
-                "unknown_account",
+                ReasonCode::UnknownAccount,
                 format!("{account:?} is not an account of tenant {:?}", tenant.id),
             );
         }
         if !branch.is_some_and(|b| b.payment_methods.contains(*account)) {
             return reject(
-                "payment_method_disabled",
+                ReasonCode::PaymentMethodDisabled,
                 format!(
                     "paying with {account} is not enabled in branch {:?}",
                     input.event.branch
@@ -45,7 +45,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
         }
         if amount.normalize().scale() > super::scale_of(tenant, account) {
             return reject(
-                "bad_precision",
+                ReasonCode::BadPrecision,
                 format!("{amount} has more decimals than the {account} account holds (points are whole)"),
             );
         }
@@ -84,7 +84,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
         }
         if balance < *amount {
             return reject(
-                "insufficient_balance",
+                ReasonCode::InsufficientBalance,
                 format!("{amount} paid with {account}, but the balance is {balance}"),
             );
         }
@@ -93,7 +93,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             let limit = checked::percent(total, cap.value())?;
             if *amount > limit {
                 return reject(
-                    "over_cap",
+                    ReasonCode::OverCap,
                     format!(
                         "{amount} paid with {account} is more than {}% of the bill ({limit})",
                         cap.value()
@@ -247,8 +247,8 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
     let tenant = input.tenant;
     let Some(original) = input.original else {
         return Ok(Outcome::rejected(
-            "refund.rejected",
-            "unknown_order",
+            RejectionType::Refund,
+            ReasonCode::UnknownOrder,
             format!(
                 "no accrual or redemption is recorded for order event {:?} of this customer",
                 refund.original_event_id
@@ -259,8 +259,8 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
     let remaining = checked::sub(original.total, original.refunded)?;
     if amount > remaining {
         return Ok(Outcome::rejected(
-            "refund.rejected",
-            "exceeds_refundable",
+            RejectionType::Refund,
+            ReasonCode::ExceedsRefundable,
             format!(
                 "refund of {amount} exceeds what is left to refund ({remaining} of {})",
                 original.total
