@@ -779,16 +779,16 @@ impl Processor {
         let mut last_balance = Decimal::ZERO;
         for (entry, new_balance) in outcome.entries.iter().zip(after) {
             let balances = batch.balances.entry(prefix.to_vec()).or_default();
-            balances.insert(entry.account.clone(), new_balance);
+            balances.insert(entry.account.to_string(), new_balance);
             last_balance = new_balance;
-            batch.dirty.insert((prefix.to_vec(), entry.account.clone()));
+            batch.dirty.insert((prefix.to_vec(), entry.account.to_string()));
             let seq = next_seq(batch, p);
             let scale = rules::scale_of(tenant, &entry.account);
             let accrual = AccrualEvent {
                 header: out.header(seq, AccrualEvent::TYPE),
-                account: entry.account.clone(),
+                account: entry.account.to_string(),
                 entry_type: entry.entry_type.as_str().to_owned(),
-                program: entry.program.clone(),
+                program: entry.program.to_string(),
                 amount: money(entry.amount, scale),
                 balance: money(new_balance, scale),
                 base_amount: entry.base.map(|b| money(b, tenant.minor_units)).unwrap_or_default(),
@@ -824,7 +824,7 @@ impl Processor {
             let scale = rules::scale_of(tenant, &entry.account);
             let payload = to_json(&BalanceNotification {
                 header: out.header(seq, notification),
-                account: entry.account.clone(),
+                account: entry.account.to_string(),
                 amount: money(entry.amount, scale),
                 balance: money(last_balance, scale),
                 description: entry.description.clone().unwrap_or_default(),
@@ -1336,8 +1336,8 @@ fn balances_after(
     let mut after = Vec::with_capacity(outcome.entries.len());
     for entry in &outcome.entries {
         let balance = running
-            .get(entry.account.as_str())
-            .or_else(|| current.and_then(|c| c.get(&entry.account)))
+            .get(&*entry.account)
+            .or_else(|| current.and_then(|c| c.get(&*entry.account)))
             .copied()
             .unwrap_or_default();
         match rules::next_balance(&entry.account, balance, entry.amount) {

@@ -11,6 +11,7 @@ mod policies;
 mod program;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -22,6 +23,33 @@ pub use program::{AllSales, GroupRule, ProgramConfig, ProgramStatus, ProgramType
 
 /// Accounts every tenant has besides named bonus accounts.
 pub const BUILTIN_ACCOUNTS: [&str; 5] = ["cashback", "bonus", "discount", "deposit", "service_points"];
+
+// The built-in accounts' names are allocated once: a ledger entry naming
+// one clones a reference count, not a string.
+
+/// `cashback`, shared.
+pub static CASHBACK_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("cashback"));
+/// `bonus`, shared.
+pub static BONUS_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("bonus"));
+/// `discount`, shared.
+pub static DISCOUNT_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("discount"));
+/// `deposit`, shared.
+pub static DEPOSIT_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("deposit"));
+/// `service_points`, shared.
+pub static SERVICE_POINTS_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("service_points"));
+
+/// The shared name of a built-in account ([`BUILTIN_ACCOUNTS`]).
+pub fn builtin_account(account: &str) -> Option<Arc<str>> {
+    let name = match account {
+        "cashback" => &CASHBACK_NAME,
+        "bonus" => &BONUS_NAME,
+        "discount" => &DISCOUNT_NAME,
+        "deposit" => &DEPOSIT_NAME,
+        "service_points" => &SERVICE_POINTS_NAME,
+        _ => return None,
+    };
+    Some(Arc::clone(name))
+}
 
 /// Prefix of a partner's shared-deposit bucket: `deposit@<partner>`.
 pub const DEPOSIT_AT: &str = "deposit@";
@@ -49,7 +77,7 @@ pub struct TenantConfig {
     pub branches: BTreeMap<String, BranchConfig>,
     /// Named bonus accounts (seed 001) besides the built-in ones.
     #[serde(default)]
-    pub bonus_accounts: BTreeSet<String>,
+    pub bonus_accounts: BTreeSet<Arc<str>>,
     /// Programs, each version a separate entry (same `id`, later `valid_from`).
     #[serde(default)]
     pub programs: Vec<ProgramConfig>,
@@ -88,6 +116,11 @@ impl TenantConfig {
     /// Whether `account` is an account of this tenant.
     pub fn has_account(&self, account: &str) -> bool {
         BUILTIN_ACCOUNTS.contains(&account) || self.bonus_accounts.contains(account)
+    }
+
+    /// The shared name of `account`, if it is an account of this tenant.
+    pub fn account_name(&self, account: &str) -> Option<Arc<str>> {
+        builtin_account(account).or_else(|| self.bonus_accounts.get(account).cloned())
     }
 
     /// Whether `account` holds points (rounded down) rather than money.

@@ -2,6 +2,7 @@
 //! accrues on and what it excludes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -31,6 +32,16 @@ impl ProgramType {
             ProgramType::Bonus | ProgramType::GroupBonus => "bonus",
             ProgramType::Discount => "discount",
         }
+    }
+
+    /// The shared name of [`ProgramType::default_account`].
+    fn default_account_name(self) -> Arc<str> {
+        let name = match self {
+            ProgramType::Cashback => &super::CASHBACK_NAME,
+            ProgramType::Bonus | ProgramType::GroupBonus => &super::BONUS_NAME,
+            ProgramType::Discount => &super::DISCOUNT_NAME,
+        };
+        Arc::clone(name)
     }
 }
 
@@ -83,7 +94,7 @@ pub struct GroupRule {
 #[serde(deny_unknown_fields)]
 pub struct ProgramConfig {
     /// Program id; versions share it.
-    pub id: String,
+    pub id: Arc<str>,
     /// Program type.
     #[serde(rename = "type")]
     pub program_type: ProgramType,
@@ -95,7 +106,7 @@ pub struct ProgramConfig {
     pub percent: Option<Amount>,
     /// Account credited; defaults by type. Group bonus programs name one.
     #[serde(default)]
-    pub account: Option<String>,
+    pub account: Option<Arc<str>>,
     /// Public description shown to customers.
     #[serde(default)]
     pub description: String,
@@ -144,6 +155,15 @@ impl ProgramConfig {
     /// The account this program credits.
     pub fn account(&self) -> &str {
         self.account.as_deref().unwrap_or(self.program_type.default_account())
+    }
+
+    /// The shared name of [`ProgramConfig::account`]: cloning it for a
+    /// ledger entry counts a reference.
+    pub fn account_name(&self) -> Arc<str> {
+        match &self.account {
+            Some(account) => Arc::clone(account),
+            None => self.program_type.default_account_name(),
+        }
     }
 
     /// Whether this version is in force at `at`.

@@ -2,6 +2,8 @@
 //! credit at `ends_at + credit_delay`; a reschedule moves it; a cancellation
 //! or no-show before it removes it, and after it reverses the credit.
 
+use std::sync::Arc;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -9,7 +11,7 @@ use time::OffsetDateTime;
 use super::checked::{self, Overflow};
 use super::{Entry, EntryType, Input, Outcome, ReasonCode, RejectionType};
 use crate::contract::{BookingCreated, BookingRescheduled};
-use crate::programs::{NegativeBalance, TenantConfig};
+use crate::programs::{NegativeBalance, TenantConfig, SERVICE_POINTS_NAME};
 
 /// The account service points go to.
 pub const SERVICE_POINTS: &str = "service_points";
@@ -172,9 +174,9 @@ pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outco
             }
             let entries = if points > Decimal::ZERO {
                 vec![Entry {
-                    account: SERVICE_POINTS.into(),
+                    account: Arc::clone(&SERVICE_POINTS_NAME),
                     entry_type: EntryType::Reversal,
-                    program: "service_points".into(),
+                    program: Arc::clone(&SERVICE_POINTS_NAME),
                     amount: checked::neg(points),
                     base: None,
                     description: Some(format!(
@@ -210,9 +212,9 @@ pub fn fire(booking_id: &str, booking: &Booking, marketing_consent: bool) -> Out
     credited.due_ms = None;
     Outcome {
         entries: vec![Entry {
-            account: SERVICE_POINTS.into(),
+            account: Arc::clone(&SERVICE_POINTS_NAME),
             entry_type: EntryType::ServicePoints,
-            program: "service_points".into(),
+            program: Arc::clone(&SERVICE_POINTS_NAME),
             amount: booking.points,
             base: None,
             description: Some(format!("points for {}", booking.service)),

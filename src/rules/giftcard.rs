@@ -1,5 +1,7 @@
 //! Gift-card exchange (seed 004) and its codes.
 
+use std::sync::Arc;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -56,7 +58,7 @@ pub(super) fn exchange(input: &Input<'_>, card_id: &str) -> Outcome {
         entries: vec![Entry {
             account: card.account.clone(),
             entry_type: EntryType::GiftCardExchange,
-            program: "gift_cards".into(),
+            program: Arc::clone(&super::GIFT_CARDS),
             amount: checked::neg(points),
             base: None,
             description: Some(format!("gift card {}", card.name.as_str().trim()).trim().to_owned()),
@@ -67,7 +69,7 @@ pub(super) fn exchange(input: &Input<'_>, card_id: &str) -> Outcome {
             code: gift_card_code(input.code_key, &tenant.id, &input.event.event_id),
             value: card.value.value(),
             points,
-            account: card.account.clone(),
+            account: card.account.to_string(),
         }),
         ..Outcome::default()
     }

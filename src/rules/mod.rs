@@ -17,6 +17,7 @@ mod order;
 mod rejection;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
@@ -106,15 +107,21 @@ impl EntryType {
     }
 }
 
+// The names of the mechanisms that move balances besides configured
+// programs, allocated once (an entry clones a reference count).
+static REDEMPTION: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("redemption"));
+static MANUAL: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("manual"));
+static GIFT_CARDS: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("gift_cards"));
+
 /// One balance change decided by the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The account it moves.
-    pub account: String,
+    pub account: Arc<str>,
     /// The ledger entry type.
     pub entry_type: EntryType,
     /// The program (or mechanism) that decided it.
-    pub program: String,
+    pub program: Arc<str>,
     /// Signed amount, already rounded per the account.
     pub amount: Decimal,
     /// The amount a percentage applied to, if any.
@@ -165,9 +172,9 @@ impl Customer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Movement {
     /// The account.
-    pub account: String,
+    pub account: Arc<str>,
     /// The program that accrued it (or `redemption`).
-    pub program: String,
+    pub program: Arc<str>,
     /// The amount accrued or redeemed (positive).
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
@@ -327,13 +334,13 @@ fn evaluate_checked(input: &Input<'_>) -> Result<Outcome, Overflow> {
 fn adjust_balance(input: &Input<'_>, adjust: &BalanceAdjust) -> Result<Outcome, Overflow> {
     let tenant = input.tenant;
     let amount = adjust.amount.value();
-    if !tenant.has_account(&adjust.account) {
+    let Some(account) = tenant.account_name(&adjust.account) else {
         return Ok(Outcome::rejected(
             RejectionType::Adjustment,
             ReasonCode::UnknownAccount,
             format!("{:?} is not an account of tenant {:?}", adjust.account, tenant.id),
         ));
-    }
+    };
     if scale_of(tenant, &adjust.account) < amount.normalize().scale() {
         return Ok(Outcome::rejected(
             RejectionType::Adjustment,
@@ -355,9 +362,9 @@ fn adjust_balance(input: &Input<'_>, adjust: &BalanceAdjust) -> Result<Outcome, 
     }
     Ok(Outcome {
         entries: vec![Entry {
-            account: adjust.account.clone(),
+            account,
             entry_type: EntryType::ManualAdjustment,
-            program: "manual".into(),
+            program: Arc::clone(&MANUAL),
             amount,
             base: None,
             description: Some(adjust.description.clone()),

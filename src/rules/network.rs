@@ -8,6 +8,7 @@
 //! while the partnership is active in both directions.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
@@ -17,7 +18,7 @@ use super::{
     ReasonCode, RejectionType,
 };
 use crate::contract::{Amount, Command, CommandBody, OrderPaid, PartnerOrder, PartnerRef, ReferralCredit};
-use crate::programs::{deposit_at, ReferralReward, TenantConfig};
+use crate::programs::{deposit_at, ReferralReward, TenantConfig, DEPOSIT_NAME};
 
 /// How a deposit payment splits between the two buckets of a shared deposit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +278,8 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     }
     // No shared deposit: the customer's own deposit here, all of it
     // accumulated here, within the payment percentage.
-    let program = format!("partner:{}", partner.tenant);
+    let program: Arc<str> = Arc::from(format!("partner:{}", partner.tenant));
+    let deposit_name = &*DEPOSIT_NAME;
     let mut outcome = Outcome {
         notice: Some(notice),
         ..Outcome::default()
@@ -293,21 +295,21 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
         if let Err((code, reason)) = split_deposit(total, deposit, Decimal::ZERO, input.balance("deposit"), cap) {
             return reject(code, reason);
         }
-        outcome.entries.push(debit("deposit", &program, deposit));
-        record.redemptions.push(movement("deposit", &program, deposit));
+        outcome.entries.push(debit(deposit_name, &program, deposit));
+        record.redemptions.push(movement(deposit_name, &program, deposit));
     }
     let amount = percent_of(base, accrual, tenant.minor_units)?;
     if amount > Decimal::ZERO {
         outcome.entries.push(Entry {
-            account: "deposit".into(),
+            account: Arc::clone(deposit_name),
             entry_type: EntryType::PartnerAccrual,
-            program: program.clone(),
+            program: Arc::clone(&program),
             amount,
             base: Some(base),
             description: None,
             operator: None,
         });
-        record.accruals.push(movement("deposit", &program, amount));
+        record.accruals.push(movement(deposit_name, &program, amount));
     }
     if !outcome.entries.is_empty() {
         outcome.order_record = Some((input.event.event_id.clone(), record));
@@ -315,11 +317,11 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     Ok(outcome)
 }
 
-fn debit(account: &str, program: &str, amount: Decimal) -> Entry {
+fn debit(account: &Arc<str>, program: &Arc<str>, amount: Decimal) -> Entry {
     Entry {
-        account: account.to_owned(),
+        account: Arc::clone(account),
         entry_type: EntryType::Redemption,
-        program: program.to_owned(),
+        program: Arc::clone(program),
         amount: checked::neg(amount),
         base: None,
         description: None,
@@ -327,10 +329,10 @@ fn debit(account: &str, program: &str, amount: Decimal) -> Entry {
     }
 }
 
-fn movement(account: &str, program: &str, amount: Decimal) -> Movement {
+fn movement(account: &Arc<str>, program: &Arc<str>, amount: Decimal) -> Movement {
     Movement {
-        account: account.to_owned(),
-        program: program.to_owned(),
+        account: Arc::clone(account),
+        program: Arc::clone(program),
         amount,
         reversed: Decimal::ZERO,
     }
@@ -373,21 +375,21 @@ fn apply_command_checked(
                     ),
                 );
             }
-            if !tenant.has_account(&credit.account) {
+            let Some(account) = tenant.account_name(&credit.account) else {
                 return reject(
                     ReasonCode::UnknownAccount,
                     format!("{:?} is not an account of tenant {:?}", credit.account, tenant.id),
                 );
-            }
+            };
             let amount = round_for(tenant, &credit.account, credit.amount.value());
             if amount <= Decimal::ZERO {
                 return Ok(Outcome::default());
             }
             Ok(Outcome {
                 entries: vec![Entry {
-                    account: credit.account.clone(),
+                    account,
                     entry_type: EntryType::ReferralAccrual,
-                    program: credit.program.clone(),
+                    program: Arc::from(credit.program.as_str()),
                     amount,
                     base: None,
                     description: None,
@@ -410,8 +412,8 @@ fn apply_command_checked(
                     ),
                 );
             };
-            let program = format!("partner:{place}");
-            let here_account = deposit_at(place);
+            let program: Arc<str> = Arc::from(format!("partner:{place}"));
+            let here_account: Arc<str> = Arc::from(deposit_at(place));
             let bill = order.total.value();
             let amount = order.deposit.value();
             let mut entries = Vec::new();
@@ -427,7 +429,7 @@ fn apply_command_checked(
                     Err((code, reason)) => return reject(code, reason),
                 };
                 if split.from_elsewhere > Decimal::ZERO {
-                    entries.push(debit("deposit", &program, split.from_elsewhere));
+                    entries.push(debit(&DEPOSIT_NAME, &program, split.from_elsewhere));
                 }
                 if split.from_here > Decimal::ZERO {
                     entries.push(debit(&here_account, &program, split.from_here));

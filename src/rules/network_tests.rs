@@ -415,7 +415,7 @@ fn copy_privileges_keep_the_home_client_card_and_no_shared_deposit_stays_local()
     let moves: Vec<(EntryType, String, Decimal)> = outcome
         .entries
         .iter()
-        .map(|e| (e.entry_type, e.account.clone(), e.amount))
+        .map(|e| (e.entry_type, e.account.to_string(), e.amount))
         .collect();
     assert_eq!(
         moves,
@@ -461,7 +461,7 @@ fn a_partner_order_pays_from_and_accrues_into_the_shared_deposit_at_home() {
     let moves: Vec<(EntryType, String, Decimal)> = outcome
         .entries
         .iter()
-        .map(|e| (e.entry_type, e.account.clone(), e.amount))
+        .map(|e| (e.entry_type, e.account.to_string(), e.amount))
         .collect();
     assert_eq!(
         moves,
@@ -513,7 +513,7 @@ fn at_home_deposit_accumulated_at_a_partner_pays_first_and_uncapped() {
         .entries
         .iter()
         .filter(|e| e.entry_type == EntryType::Redemption)
-        .map(|e| (e.account.clone(), e.amount))
+        .map(|e| (e.account.to_string(), e.amount))
         .collect();
     assert_eq!(
         debits,

@@ -1,11 +1,14 @@
 //! Orders: redemption checks, accruals of every program type, and refunds.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
 use super::checked::{self, Overflow};
-use super::{round_for, Entry, EntryType, Input, Movement, OrderRecord, Outcome, ReasonCode, RejectionType};
+use super::{
+    round_for, Entry, EntryType, Input, Movement, OrderRecord, Outcome, ReasonCode, RejectionType, REDEMPTION,
+};
 use crate::contract::{OrderLine, OrderPaid, OrderRefunded};
 use crate::programs::{NegativeBalance, ProgramConfig, ProgramType, SalesConfig, TenantConfig};
 
@@ -25,15 +28,15 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
     let branch = tenant.branches.get(&input.event.branch);
     // What each balance payment debits: the account itself, or for
     // `deposit`, first the buckets accumulated at partners (seed 000).
-    let mut debits: Vec<(String, Decimal)> = Vec::new();
+    let mut debits: Vec<(Arc<str>, Decimal)> = Vec::new();
     for (account, amount) in &redeemed {
         let reject = |code, reason| Ok(Outcome::rejected(RejectionType::Redemption, code, reason));
-        if !tenant.has_account(account) {
+        let Some(name) = tenant.account_name(account) else {
             return reject(
                 ReasonCode::UnknownAccount,
                 format!("{account:?} is not an account of tenant {:?}", tenant.id),
             );
-        }
+        };
         if !branch.is_some_and(|b| b.payment_methods.contains(*account)) {
             return reject(
                 ReasonCode::PaymentMethodDisabled,
@@ -73,12 +76,12 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             for (bucket, available) in buckets {
                 let take = left.min(available);
                 if take > Decimal::ZERO {
-                    debits.push((bucket.clone(), take));
+                    debits.push((Arc::from(bucket.as_str()), take));
                     left = checked::sub(left, take)?;
                 }
             }
             if split.from_here > Decimal::ZERO {
-                debits.push(((*account).to_owned(), split.from_here));
+                debits.push((name, split.from_here));
             }
             continue;
         }
@@ -88,7 +91,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                 format!("{amount} paid with {account}, but the balance is {balance}"),
             );
         }
-        debits.push(((*account).to_owned(), *amount));
+        debits.push((name, *amount));
         if let Some(cap) = tenant.redemption.max_percent.get(*account) {
             let limit = checked::percent(total, cap.value())?;
             if *amount > limit {
@@ -111,17 +114,17 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
     };
     for (account, amount) in &debits {
         outcome.entries.push(Entry {
-            account: account.clone(),
+            account: Arc::clone(account),
             entry_type: EntryType::Redemption,
-            program: "redemption".into(),
+            program: Arc::clone(&REDEMPTION),
             amount: checked::neg(*amount),
             base: None,
             description: None,
             operator: None,
         });
         record.redemptions.push(Movement {
-            account: account.clone(),
-            program: "redemption".into(),
+            account: Arc::clone(account),
+            program: Arc::clone(&REDEMPTION),
             amount: *amount,
             reversed: Decimal::ZERO,
         });
@@ -177,23 +180,23 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             }
         };
         let (base, raw) = base_and_raw;
-        let account = program.account();
-        let amount = round_for(tenant, account, raw);
+        let account = program.account_name();
+        let amount = round_for(tenant, &account, raw);
         if amount <= Decimal::ZERO {
             continue;
         }
         outcome.entries.push(Entry {
-            account: account.to_owned(),
+            account: Arc::clone(&account),
             entry_type: EntryType::Accrual,
-            program: program.id.clone(),
+            program: Arc::clone(&program.id),
             amount,
             base: Some(round_for_money(tenant, base)),
             description: None,
             operator: None,
         });
         record.accruals.push(Movement {
-            account: account.to_owned(),
-            program: program.id.clone(),
+            account,
+            program: Arc::clone(&program.id),
             amount,
             reversed: Decimal::ZERO,
         });
@@ -276,7 +279,8 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
         checked::div(record.refunded, original.total)?
     };
     let mut outcome = Outcome::default();
-    let mut balances = input.balances.clone();
+    // Balances as this refund's entries leave them, by account.
+    let mut balances: BTreeMap<Arc<str>, Decimal> = BTreeMap::new();
     let clamp = tenant.refunds.negative_balance == NegativeBalance::Clamp;
     // Accruals come back out of the balance (within the policy); redeemed
     // balance goes back in.
@@ -294,7 +298,10 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
                 round_for(tenant, &movement.account, checked::mul(movement.amount, share)?).min(movement.amount);
             let mut delta = checked::sub(target, movement.reversed)?.max(Decimal::ZERO);
             if limit {
-                let available = balances.get(&movement.account).copied().unwrap_or_default();
+                let available = match balances.get(&movement.account) {
+                    Some(running) => *running,
+                    None => input.balance(&movement.account),
+                };
                 delta = delta.min(available.max(Decimal::ZERO));
             }
             if delta.is_zero() {
@@ -302,7 +309,9 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
             }
             movement.reversed = checked::add(movement.reversed, delta)?;
             let signed = checked::mul(sign, delta)?;
-            let balance = balances.entry(movement.account.clone()).or_default();
+            let balance = balances
+                .entry(Arc::clone(&movement.account))
+                .or_insert_with(|| input.balance(&movement.account));
             *balance = checked::add(*balance, signed)?;
             outcome.entries.push(Entry {
                 account: movement.account.clone(),

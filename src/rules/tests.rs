@@ -112,7 +112,7 @@ fn credits(outcome: &Outcome) -> Vec<(String, String)> {
     outcome
         .entries
         .iter()
-        .map(|e| (e.account.clone(), e.amount.to_string()))
+        .map(|e| (e.account.to_string(), e.amount.to_string()))
         .collect()
 }
 
@@ -279,7 +279,7 @@ rules = [{ category = "coffee", percent = "10" }]
         pairs(&[("coffee-bonus", "3")]),
         "10% of 35.00 of coffee, in whole points"
     );
-    assert_eq!(got.entries[0].program, "coffee-cashback");
+    assert_eq!(&*got.entries[0].program, "coffee-cashback");
     let stranger = Customer {
         registered: true,
         ..Customer::default()
@@ -763,7 +763,7 @@ proptest! {
             });
             for entry in &outcome.entries {
                 prop_assert!(entry.amount.scale() <= 2);
-                *balances.entry(entry.account.clone()).or_default() += entry.amount;
+                *balances.entry(entry.account.to_string()).or_default() += entry.amount;
                 ledger_sum += entry.amount;
             }
             if clamp {
