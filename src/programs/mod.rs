@@ -16,10 +16,12 @@ use std::sync::{Arc, LazyLock};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-pub use customer::CustomerProfile;
+pub use customer::{CustomerGroups, CustomerProfile};
 pub use partners::{partnership, PartnerConditions, PartnerConfig, ReferralConfig, ReferralReward};
 pub use policies::{BookingsConfig, BranchConfig, GiftCardConfig, NegativeBalance, RedemptionConfig, RefundConfig};
-pub use program::{AllSales, GroupRule, ProgramConfig, ProgramStatus, ProgramType, SalePair, SalesConfig};
+pub use program::{
+    AllSales, GroupRule, ProgramConfig, ProgramStatus, ProgramType, ProgramVersions, SalePair, SalesConfig,
+};
 
 /// Accounts every tenant has besides named bonus accounts.
 pub const BUILTIN_ACCOUNTS: [&str; 5] = ["cashback", "bonus", "discount", "deposit", "service_points"];
@@ -80,7 +82,7 @@ pub struct TenantConfig {
     pub bonus_accounts: BTreeSet<Arc<str>>,
     /// Programs, each version a separate entry (same `id`, later `valid_from`).
     #[serde(default)]
-    pub programs: Vec<ProgramConfig>,
+    pub programs: ProgramVersions,
     /// Paying with balances.
     #[serde(default)]
     pub redemption: RedemptionConfig,
@@ -130,22 +132,8 @@ impl TenantConfig {
 
     /// The versions in force at `at`: for each program id, the latest
     /// version whose `valid_from` is not after `at`.
-    pub fn programs_at(&self, at: OffsetDateTime) -> Vec<&ProgramConfig> {
-        // A tenant has a handful of programs: a linear search by id and one
-        // sort cost less than a map (this runs for every order).
-        let mut chosen: Vec<&ProgramConfig> = Vec::with_capacity(self.programs.len());
-        for program in self.programs.iter().filter(|p| p.valid_at(at)) {
-            match chosen.iter_mut().find(|c| c.id == program.id) {
-                Some(current) => {
-                    if program.valid_from >= current.valid_from {
-                        *current = program;
-                    }
-                }
-                None => chosen.push(program),
-            }
-        }
-        chosen.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        chosen
+    pub fn programs_at(&self, at: OffsetDateTime) -> impl Iterator<Item = &ProgramConfig> + '_ {
+        self.programs.at(at)
     }
 
     /// The gift card `id` of the catalogue.

@@ -15,11 +15,12 @@ mod giftcard;
 mod network;
 mod order;
 mod rejection;
+mod round;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{limits::MAX_BALANCE, BalanceAdjust, Body, CommandBody, CustomerUpserted, Event};
@@ -437,9 +438,9 @@ pub fn scale_of(tenant: &TenantConfig, account: &str) -> u32 {
 /// down to whole points.
 pub fn round_for(tenant: &TenantConfig, account: &str, value: Decimal) -> Decimal {
     if tenant.is_points(account) {
-        value.round_dp_with_strategy(0, RoundingStrategy::ToZero)
+        round::down(value, 0)
     } else {
-        value.round_dp_with_strategy(tenant.minor_units, RoundingStrategy::MidpointNearestEven)
+        round::half_even(value, tenant.minor_units)
     }
 }
 
@@ -448,7 +449,7 @@ pub fn round_for(tenant: &TenantConfig, account: &str, value: Decimal) -> Decima
 /// # Errors
 /// [`Overflow::Amount`] if the product does not fit a decimal.
 pub fn percent_of(base: Decimal, percent: Decimal, minor_units: u32) -> Result<Decimal, Overflow> {
-    Ok(checked::percent(base, percent)?.round_dp_with_strategy(minor_units, RoundingStrategy::MidpointNearestEven))
+    Ok(round::half_even(checked::percent(base, percent)?, minor_units))
 }
 
 #[cfg(test)]

@@ -105,12 +105,17 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             }
         }
     }
-    let mut outcome = Outcome::default();
+    // At most one entry per debit and per program: allocated once.
+    let programs = tenant.programs.len();
+    let mut outcome = Outcome {
+        entries: Vec::with_capacity(debits.len().saturating_add(programs)),
+        ..Outcome::default()
+    };
     let mut record = OrderRecord {
         total,
         refunded: Decimal::ZERO,
-        accruals: Vec::new(),
-        redemptions: Vec::new(),
+        accruals: Vec::with_capacity(programs),
+        redemptions: Vec::with_capacity(debits.len()),
     };
     for (account, amount) in &debits {
         outcome.entries.push(Entry {
@@ -131,16 +136,30 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
     }
 
     // 2. Accruals of every program version in force at the event time.
-    // Programs that accept every sale share one payment share.
+    // Programs that accept every sale share one payment share; a division
+    // is made once per eligible amount (most orders have one).
     let mut share_of_all: Option<Decimal> = None;
+    let mut last_share: Option<(Decimal, Decimal)> = None;
     for program in tenant.programs_at(input.event.occurred_at) {
         if !program.active_in(&input.event.branch) || (program.registered_only && !input.customer.registered) {
             continue;
         }
         let share = match (&program.sales, share_of_all) {
             (SalesConfig::All(_), Some(share)) => share,
-            (SalesConfig::All(_), None) => *share_of_all.insert(payment_share(tenant, program, order)?),
-            (SalesConfig::Specific(_), _) => payment_share(tenant, program, order)?,
+            _ if total.is_zero() => Decimal::ZERO,
+            (sales, _) => {
+                let eligible = eligible_payments(tenant, program, order)?;
+                let share = match last_share {
+                    // The same operands, bit for bit, divide to the same share.
+                    Some((before, share)) if before.serialize() == eligible.serialize() => share,
+                    _ => checked::div(eligible, total)?,
+                };
+                last_share = Some((eligible, share));
+                if matches!(sales, SalesConfig::All(_)) {
+                    share_of_all = Some(share);
+                }
+                share
+            }
         };
         if share.is_zero() {
             continue;
@@ -208,18 +227,13 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
 }
 
 fn round_for_money(tenant: &TenantConfig, value: Decimal) -> Decimal {
-    value.round_dp_with_strategy(tenant.minor_units, rust_decimal::RoundingStrategy::MidpointNearestEven)
+    super::round::half_even(value, tenant.minor_units)
 }
 
-/// The share of the bill that accrues for `program`: payments of an
-/// eligible (sale type, method) pair, without balance payments unless the
-/// tenant accrues on them, divided by the total.
-fn payment_share(tenant: &TenantConfig, program: &ProgramConfig, order: &OrderPaid) -> Result<Decimal, Overflow> {
-    let total = order.total.value();
-    if total.is_zero() {
-        return Ok(Decimal::ZERO);
-    }
-    let eligible = checked::sum(
+/// The payments `program` accrues on: those of an eligible (sale type,
+/// method) pair, without balance payments unless the tenant accrues on them.
+fn eligible_payments(tenant: &TenantConfig, program: &ProgramConfig, order: &OrderPaid) -> Result<Decimal, Overflow> {
+    checked::sum(
         order
             .payments
             .iter()
@@ -232,8 +246,7 @@ fn payment_share(tenant: &TenantConfig, program: &ProgramConfig, order: &OrderPa
                 }),
             })
             .map(|p| p.amount.value()),
-    )?;
-    checked::div(eligible, total)
+    )
 }
 
 /// Category and product exclusions, or "exclude all, then include a few".
