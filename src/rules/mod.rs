@@ -444,12 +444,21 @@ pub fn round_for(tenant: &TenantConfig, account: &str, value: Decimal) -> Decima
     }
 }
 
+/// `base * percent / 100` for `account`, rounded as [`round_for`] rounds.
+fn percent_for(tenant: &TenantConfig, account: &str, base: Decimal, percent: Decimal) -> Result<Decimal, Overflow> {
+    if tenant.is_points(account) {
+        round::percent(base, percent, 0, round::Rounding::Down)
+    } else {
+        round::percent(base, percent, tenant.minor_units, round::Rounding::HalfEven)
+    }
+}
+
 /// `base * percent / 100`, rounded half-even to `minor_units`.
 ///
 /// # Errors
 /// [`Overflow::Amount`] if the product does not fit a decimal.
 pub fn percent_of(base: Decimal, percent: Decimal, minor_units: u32) -> Result<Decimal, Overflow> {
-    Ok(round::half_even(checked::percent(base, percent)?, minor_units))
+    round::percent(base, percent, minor_units, round::Rounding::HalfEven)
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, 
     let account = &referral.referrer_account;
     let amount = match (referral.referrer_amount, referral.referrer_percent) {
         (Some(fixed), _) => fixed.value(),
-        (None, Some(pct)) => round_for(tenant, account, checked::percent(money_paid(order)?, pct.value())?),
+        (None, Some(pct)) => super::percent_for(tenant, account, money_paid(order)?, pct.value())?,
         (None, None) => Decimal::ZERO,
     };
     if amount > Decimal::ZERO {

@@ -93,8 +93,9 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
         }
         debits.push((name, *amount));
         if let Some(cap) = tenant.redemption.max_percent.get(*account) {
-            let limit = checked::percent(total, cap.value())?;
-            if *amount > limit {
+            if *amount > super::round::percent_value(total, cap.value())? {
+                // As the bill's share is written in the reason.
+                let limit = checked::percent(total, cap.value())?;
                 return reject(
                     ReasonCode::OverCap,
                     format!(
@@ -164,7 +165,8 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
         if share.is_zero() {
             continue;
         }
-        let base_and_raw = match program.program_type {
+        let account = program.account_name();
+        let (base, amount) = match program.program_type {
             ProgramType::GroupBonus => {
                 if program.groups.is_disjoint(&input.customer.groups) {
                     continue;
@@ -183,7 +185,8 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                     base = checked::add(base, part)?;
                     raw = checked::add(raw, checked::percent(part, rule.percent.value())?)?;
                 }
-                (base, raw)
+                // Rounded once, after the rules' shares are added up.
+                (base, round_for(tenant, &account, raw))
             }
             _ => {
                 let Some(pct) = program.percent else { continue };
@@ -195,12 +198,9 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                         .map(|l| l.amount.value()),
                 )?;
                 let base = checked::mul(lines, share)?;
-                (base, checked::percent(base, pct.value())?)
+                (base, super::percent_for(tenant, &account, base, pct.value())?)
             }
         };
-        let (base, raw) = base_and_raw;
-        let account = program.account_name();
-        let amount = round_for(tenant, &account, raw);
         if amount <= Decimal::ZERO {
             continue;
         }

@@ -1,23 +1,102 @@
-//! Rounding to decimal places, done on the mantissa.
+//! Rounding to decimal places, and percentages rounded, done on the
+//! mantissa.
 //!
-//! The same results as `Decimal::round_dp_with_strategy` (value, sign and
+//! The same results as `Decimal::round_dp_with_strategy` and as rounding
+//! `base * percent / 100` computed with `Decimal` division (value, sign and
 //! scale, bit for bit; the tests compare them over random values), at a
-//! fraction of its cost: it rescales through 32-bit limbs, and the rules
-//! round every accrual twice.
+//! fraction of the cost: `Decimal` rescales and divides through 32-bit
+//! limbs, and the rules round every accrual twice.
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
+use super::checked::{self, Overflow};
+
+/// How an amount is rounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rounding {
+    /// Half to even: money.
+    HalfEven,
+    /// Towards zero: points.
+    Down,
+}
+
+impl Rounding {
+    fn strategy(self) -> RoundingStrategy {
+        match self {
+            Rounding::HalfEven => RoundingStrategy::MidpointNearestEven,
+            Rounding::Down => RoundingStrategy::ToZero,
+        }
+    }
+}
+
 /// `value` rounded half-even to `dp` places (money).
 pub(crate) fn half_even(value: Decimal, dp: u32) -> Decimal {
-    round(value, dp, RoundingStrategy::MidpointNearestEven)
+    round(value, dp, Rounding::HalfEven)
 }
 
 /// `value` rounded towards zero to `dp` places (points).
 pub(crate) fn down(value: Decimal, dp: u32) -> Decimal {
-    round(value, dp, RoundingStrategy::ToZero)
+    round(value, dp, Rounding::Down)
 }
 
-fn round(value: Decimal, dp: u32, strategy: RoundingStrategy) -> Decimal {
+/// `base * percent / 100`, rounded to `dp` places: the rounding of
+/// [`checked::percent`], without its division when the product's digits
+/// say what the quotient is.
+///
+/// # Errors
+/// [`Overflow::Amount`] if the product does not fit a decimal.
+pub(crate) fn percent(base: Decimal, percent: Decimal, dp: u32, how: Rounding) -> Result<Decimal, Overflow> {
+    let product = checked::mul(base, percent)?;
+    let scale = product.scale();
+    if product.is_sign_positive() && !product.is_zero() {
+        let mantissa = product.mantissa().unsigned_abs();
+        let (hundredths, remainder) = divide(mantissa, 100);
+        if remainder == 0 {
+            // Decimal's division by 100 leaves no remainder and keeps the
+            // scale: the quotient is `mantissa / 100` at the same scale.
+            return Ok(round(from_mantissa(hundredths, scale), dp, how));
+        }
+        if scale >= dp && scale <= 26 {
+            // The exact quotient is `mantissa` at two more places, and
+            // needs more than `dp` places however it is written, so its
+            // rounding depends on its value alone.
+            return Ok(round(from_mantissa(mantissa, scale.saturating_add(2)), dp, how));
+        }
+    }
+    Ok(round(checked::percent(base, percent)?, dp, how))
+}
+
+/// `base * percent / 100`, equal in value to [`checked::percent`] (not
+/// always written with the same scale): for comparisons, without the
+/// division when the product has two places to spare.
+///
+/// # Errors
+/// [`Overflow::Amount`] if the product does not fit a decimal.
+pub(crate) fn percent_value(base: Decimal, percent: Decimal) -> Result<Decimal, Overflow> {
+    let product = checked::mul(base, percent)?;
+    let scale = product.scale();
+    if product.is_sign_positive() && scale <= 26 {
+        return Ok(from_mantissa(
+            product.mantissa().unsigned_abs(),
+            scale.saturating_add(2),
+        ));
+    }
+    checked::percent(base, percent)
+}
+
+/// A non-negative `Decimal` of a mantissa below 2^96.
+fn from_mantissa(mantissa: u128, scale: u32) -> Decimal {
+    Decimal::from_parts(
+        mantissa as u32,
+        (mantissa >> 32) as u32,
+        (mantissa >> 64) as u32,
+        false,
+        scale,
+    )
+}
+
+fn round(value: Decimal, dp: u32, how: Rounding) -> Decimal {
+    let strategy = how.strategy();
     let scale = value.scale();
     if scale <= dp {
         return value;
@@ -27,11 +106,11 @@ fn round(value: Decimal, dp: u32, strategy: RoundingStrategy) -> Decimal {
     };
     let mantissa = value.mantissa().unsigned_abs();
     let (quotient, remainder) = divide(mantissa, divisor);
-    let up = match strategy {
-        RoundingStrategy::ToZero => false,
+    let up = match how {
+        Rounding::Down => false,
         // The divisor is a power of ten, so even: twice the remainder
         // against it is exact.
-        _ => match remainder.checked_mul(2).map(|twice| twice.cmp(&divisor)) {
+        Rounding::HalfEven => match remainder.checked_mul(2).map(|twice| twice.cmp(&divisor)) {
             Some(std::cmp::Ordering::Greater) => true,
             Some(std::cmp::Ordering::Equal) => quotient % 2 == 1,
             Some(std::cmp::Ordering::Less) => false,
@@ -84,6 +163,26 @@ mod tests {
             prop_assert!(same(half_even(value, dp), even), "{value} to {dp}: {} != {even}", half_even(value, dp));
             prop_assert!(same(down(value, dp), zero), "{value} to {dp}: {} != {zero}", down(value, dp));
         }
+
+        #[test]
+        fn percentages_round_exactly_as_dividing(
+            lo in any::<u32>(),
+            mid in prop_oneof![Just(0u32), Just(0u32), any::<u32>()],
+            negative in prop_oneof![Just(false), Just(false), Just(true)],
+            scale in prop_oneof![Just(2u32), 0u32..=28],
+            percent in prop_oneof![Just(5u32), Just(100u32), 0u32..=10_000],
+            percent_scale in prop_oneof![Just(0u32), 0u32..=4],
+            dp in 0u32..=4,
+        ) {
+            let base = Decimal::from_parts(lo, mid, 0, negative, scale);
+            let percent = Decimal::from_parts(percent, 0, 0, false, percent_scale);
+            prop_assert_eq!(percent_value(base, percent), checked::percent(base, percent), "{} * {}%", base, percent);
+            for how in [Rounding::HalfEven, Rounding::Down] {
+                let want = checked::percent(base, percent).map(|p| p.round_dp_with_strategy(dp, how.strategy()));
+                let got = super::percent(base, percent, dp, how);
+                prop_assert_eq!(got.map(|d| d.serialize()), want.map(|d| d.serialize()), "{} * {}% to {} ({:?})", base, percent, dp, how);
+            }
+        }
     }
 
     #[test]
@@ -108,10 +207,10 @@ mod tests {
             let Ok(value) = text.parse::<Decimal>() else {
                 panic!("{text}")
             };
-            for strategy in [RoundingStrategy::MidpointNearestEven, RoundingStrategy::ToZero] {
-                let want = value.round_dp_with_strategy(dp, strategy);
-                let got = round(value, dp, strategy);
-                assert!(same(got, want), "{text} to {dp} ({strategy:?}): {got} != {want}");
+            for how in [Rounding::HalfEven, Rounding::Down] {
+                let want = value.round_dp_with_strategy(dp, how.strategy());
+                let got = round(value, dp, how);
+                assert!(same(got, want), "{text} to {dp} ({how:?}): {got} != {want}");
             }
         }
     }
