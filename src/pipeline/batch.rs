@@ -737,7 +737,7 @@ impl Processor {
                 },
             })
         };
-        if let (Body::BookingCreated(_), Some((_, created))) = (&event.body, outcome.booking.as_mut()) {
+        if let (Body::BookingCreated(_), Some((_, created))) = (&event.body, outcome.booking.as_deref_mut()) {
             created.source_topic = record.topic.to_owned();
             created.source_offset = record.offset;
         }
@@ -859,7 +859,7 @@ impl Processor {
             batch.commands.push((p, seq));
             command_id = Some(id);
         }
-        match &outcome.notice {
+        match outcome.notice.as_deref() {
             Some(Notice::Referral {
                 program,
                 referrer,
@@ -923,7 +923,7 @@ impl Processor {
             batch.set.put(Family::Orders, key.clone(), to_json(order)?);
             batch.orders.insert(key, Some(order.clone()));
         }
-        if let Some((booking_id, booking)) = &outcome.booking {
+        if let Some((booking_id, booking)) = outcome.booking.as_deref() {
             let key = keys::booking(p, &tenant.id, customer, booking_id);
             batch.set.put(Family::Bookings, key.clone(), to_json(booking)?);
             batch.bookings.insert(key, Some(booking.clone()));
@@ -1041,7 +1041,7 @@ impl Processor {
                         delete: Some(due_ms),
                         set: None,
                     },
-                    booking: Some((booking_id.clone(), kept)),
+                    booking: Some(Box::new((booking_id.clone(), kept))),
                     ..*refused
                 };
             }

@@ -92,7 +92,7 @@ pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Result<Outcom
         None
     };
     Ok(Outcome {
-        booking: Some((
+        booking: Some(Box::new((
             body.booking_id.clone(),
             Booking {
                 customer: input.event.customer.clone(),
@@ -105,7 +105,7 @@ pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Result<Outcom
                 source_topic: String::new(),
                 source_offset: -1,
             },
-        )),
+        ))),
         timers: TimerChange { delete: None, set: due },
         ..Outcome::default()
     })
@@ -136,7 +136,7 @@ pub(super) fn rescheduled(input: &Input<'_>, body: &BookingRescheduled) -> Resul
             delete: booking.due_ms,
             set: moved.due_ms,
         },
-        booking: Some((body.booking_id.clone(), moved)),
+        booking: Some(Box::new((body.booking_id.clone(), moved))),
         ..Outcome::default()
     })
 }
@@ -162,7 +162,7 @@ pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outco
                 delete: booking.due_ms,
                 set: None,
             },
-            booking: Some((booking_id.to_owned(), closed)),
+            booking: Some(Box::new((booking_id.to_owned(), closed))),
             ..Outcome::default()
         },
         BookingState::Credited => {
@@ -191,7 +191,7 @@ pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outco
             };
             Outcome {
                 entries,
-                booking: Some((booking_id.to_owned(), closed)),
+                booking: Some(Box::new((booking_id.to_owned(), closed))),
                 ..Outcome::default()
             }
         }
@@ -225,7 +225,7 @@ pub fn fire(booking_id: &str, booking: &Booking, marketing_consent: bool) -> Out
             delete: booking.due_ms,
             set: None,
         },
-        booking: Some((booking_id.to_owned(), credited)),
+        booking: Some(Box::new((booking_id.to_owned(), credited))),
         ..Outcome::default()
     }
 }

@@ -64,13 +64,13 @@ pub(super) fn exchange(input: &Input<'_>, card_id: &str) -> Outcome {
             description: Some(format!("gift card {}", card.name.as_str().trim()).trim().to_owned()),
             operator: None,
         }],
-        gift_card: Some(IssuedCard {
+        gift_card: Some(Box::new(IssuedCard {
             gift_card: card.id.clone(),
             code: gift_card_code(input.code_key, &tenant.id, &input.event.event_id),
             value: card.value.value(),
             points,
             account: card.account.to_string(),
-        }),
+        })),
         ..Outcome::default()
     }
 }

@@ -200,6 +200,10 @@ pub struct OrderRecord {
 }
 
 /// What the rules decided for one event.
+///
+/// What few events carry (a gift card, a booking, a command, a notice) is
+/// boxed: an outcome is moved several times on the way out of the rules,
+/// and an order's should stay small.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// Balance changes, in order.
@@ -210,7 +214,7 @@ pub struct Outcome {
     /// `points.auto_credited`); set only for customers with marketing consent.
     pub notify: Option<&'static str>,
     /// A gift card to issue.
-    pub gift_card: Option<IssuedCard>,
+    pub gift_card: Option<Box<IssuedCard>>,
     /// The customer's new profile, to store.
     pub customer: Option<Customer>,
     /// The order record to store, under `(event id)`: the new order's own
@@ -219,11 +223,11 @@ pub struct Outcome {
     /// Durable timers to delete or set.
     pub timers: TimerChange,
     /// The booking record to store, under its booking id.
-    pub booking: Option<(String, Booking)>,
+    pub booking: Option<Box<(String, Booking)>>,
     /// An effect on another customer's balance, sent as an internal command.
-    pub command: Option<CommandOut>,
+    pub command: Option<Box<CommandOut>>,
     /// What the POS is told about a referral or a partner identification.
-    pub notice: Option<Notice>,
+    pub notice: Option<Box<Notice>>,
 }
 
 /// A command to send to another customer's partition.

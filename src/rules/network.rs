@@ -127,7 +127,7 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, 
         (None, None) => Decimal::ZERO,
     };
     if amount > Decimal::ZERO {
-        outcome.command = Some(CommandOut {
+        outcome.command = Some(Box::new(CommandOut {
             tenant: tenant.id.clone(),
             customer: rewarded.clone(),
             body: CommandBody::ReferralCredit(ReferralCredit {
@@ -135,15 +135,15 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, 
                 account: account.clone(),
                 amount: Amount::new(amount),
             }),
-        });
+        }));
     }
     if referrer.is_some() {
-        outcome.notice = Some(Notice::Referral {
+        outcome.notice = Some(Box::new(Notice::Referral {
             program: referral.id.clone(),
             referrer: rewarded,
             invitee_discount_percent: referral.invitee_discount_percent.value(),
             reward: (account.clone(), amount.max(Decimal::ZERO)),
-        });
+        }));
     }
     Ok(outcome)
 }
@@ -252,17 +252,17 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     } else {
         checked::sub(total, deposit)?
     };
-    let notice = Notice::Partner {
+    let notice = Box::new(Notice::Partner {
         partner_tenant: partner.tenant.clone(),
         partner_customer: listed.customer.clone(),
         discount_percent: discount,
         accrual_percent: accrual,
         shared_deposit: conditions.shared_deposit,
-    };
+    });
     if conditions.shared_deposit {
         // The deposit lives with the partner: pay and accrue there.
         return Ok(Outcome {
-            command: Some(CommandOut {
+            command: Some(Box::new(CommandOut {
                 tenant: partner.tenant.clone(),
                 customer: listed.customer,
                 body: CommandBody::PartnerOrder(PartnerOrder {
@@ -271,7 +271,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
                     base: Amount::new(base),
                     accrual_percent: Amount::new(accrual),
                 }),
-            }),
+            })),
             notice: Some(notice),
             ..Outcome::default()
         });

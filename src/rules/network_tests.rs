@@ -153,7 +153,7 @@ fn a_first_visit_with_a_referrer_credits_the_referrer_by_command() {
     // The invitee's own cashback still accrues.
     assert_eq!(outcome.entries.len(), 1);
     assert_eq!(outcome.entries[0].amount, d("5.00"));
-    let command = outcome.command.clone();
+    let command = outcome.command.as_deref().cloned();
     assert_eq!(
         command,
         Some(CommandOut {
@@ -167,7 +167,7 @@ fn a_first_visit_with_a_referrer_credits_the_referrer_by_command() {
         })
     );
     assert!(matches!(
-        &outcome.notice,
+        outcome.notice.as_deref(),
         Some(Notice::Referral { referrer, invitee_discount_percent, .. })
             if referrer == "referrer" && *invitee_discount_percent == d("10")
     ));
@@ -407,7 +407,7 @@ fn copy_privileges_keep_the_home_client_card_and_no_shared_deposit_stays_local()
     let outcome = evaluate_with(&tenants[0], &net, &at_cafe, &newcomer(), &[("deposit", "30.00")]);
     assert_eq!(outcome.rejection, None);
     assert!(matches!(
-        &outcome.notice,
+        outcome.notice.as_deref(),
         Some(Notice::Partner { discount_percent, accrual_percent, shared_deposit: false, .. })
             if *discount_percent == d("12") && *accrual_percent == d("6")
     ));
