@@ -127,7 +127,12 @@ impl TenantConfig {
 
     /// Whether `account` holds points (rounded down) rather than money.
     pub fn is_points(&self, account: &str) -> bool {
-        matches!(account, "bonus" | "service_points") || self.bonus_accounts.contains(account)
+        match account {
+            "bonus" | "service_points" => true,
+            // A bonus account never has a built-in name (validation).
+            "cashback" | "discount" | "deposit" => false,
+            _ => self.bonus_accounts.contains(account),
+        }
     }
 
     /// The versions in force at `at`: for each program id, the latest

@@ -26,9 +26,38 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
         }
     }
     let branch = tenant.branches.get(&input.event.branch);
+    // At most one entry per balance and per program: allocated once. A
+    // refusal below drops what was built and refuses the whole order.
+    let programs = tenant.programs.len();
+    let mut outcome = Outcome {
+        entries: Vec::with_capacity(redeemed.len().saturating_add(programs)),
+        ..Outcome::default()
+    };
+    let mut record = OrderRecord {
+        total,
+        refunded: Decimal::ZERO,
+        accruals: Vec::with_capacity(programs),
+        redemptions: Vec::with_capacity(redeemed.len()),
+    };
     // What each balance payment debits: the account itself, or for
     // `deposit`, first the buckets accumulated at partners (seed 000).
-    let mut debits: Vec<(Arc<str>, Decimal)> = Vec::new();
+    let mut debit = |account: Arc<str>, amount: Decimal| {
+        outcome.entries.push(Entry {
+            account: Arc::clone(&account),
+            entry_type: EntryType::Redemption,
+            program: Arc::clone(&REDEMPTION),
+            amount: checked::neg(amount),
+            base: None,
+            description: None,
+            operator: None,
+        });
+        record.redemptions.push(Movement {
+            account,
+            program: Arc::clone(&REDEMPTION),
+            amount,
+            reversed: Decimal::ZERO,
+        });
+    };
     for (account, amount) in &redeemed {
         let reject = |code, reason| Ok(Outcome::rejected(RejectionType::Redemption, code, reason));
         let Some(name) = tenant.account_name(account) else {
@@ -76,12 +105,12 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             for (bucket, available) in buckets {
                 let take = left.min(available);
                 if take > Decimal::ZERO {
-                    debits.push((Arc::from(bucket.as_str()), take));
+                    debit(Arc::from(bucket.as_str()), take);
                     left = checked::sub(left, take)?;
                 }
             }
             if split.from_here > Decimal::ZERO {
-                debits.push((name, split.from_here));
+                debit(name, split.from_here);
             }
             continue;
         }
@@ -91,7 +120,6 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                 format!("{amount} paid with {account}, but the balance is {balance}"),
             );
         }
-        debits.push((name, *amount));
         if let Some(cap) = tenant.redemption.max_percent.get(*account) {
             if *amount > super::round::percent_value(total, cap.value())? {
                 // As the bill's share is written in the reason.
@@ -105,35 +133,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                 );
             }
         }
-    }
-    // At most one entry per debit and per program: allocated once.
-    let programs = tenant.programs.len();
-    let mut outcome = Outcome {
-        entries: Vec::with_capacity(debits.len().saturating_add(programs)),
-        ..Outcome::default()
-    };
-    let mut record = OrderRecord {
-        total,
-        refunded: Decimal::ZERO,
-        accruals: Vec::with_capacity(programs),
-        redemptions: Vec::with_capacity(debits.len()),
-    };
-    for (account, amount) in &debits {
-        outcome.entries.push(Entry {
-            account: Arc::clone(account),
-            entry_type: EntryType::Redemption,
-            program: Arc::clone(&REDEMPTION),
-            amount: checked::neg(*amount),
-            base: None,
-            description: None,
-            operator: None,
-        });
-        record.redemptions.push(Movement {
-            account: Arc::clone(account),
-            program: Arc::clone(&REDEMPTION),
-            amount: *amount,
-            reversed: Decimal::ZERO,
-        });
+        debit(name, *amount);
     }
 
     // 2. Accruals of every program version in force at the event time.
