@@ -313,26 +313,24 @@ impl Input<'_> {
 /// Evaluates the tenant's programs against one event. A computation that
 /// overflows rejects the event (`amount_overflow`, `date_out_of_range`).
 pub fn evaluate(input: &Input<'_>) -> Outcome {
-    evaluate_checked(input).unwrap_or_else(|overflow| {
-        Outcome::rejected(rejection_type(&input.event.body), overflow.code(), overflow.reason())
-    })
-}
-
-fn evaluate_checked(input: &Input<'_>) -> Result<Outcome, Overflow> {
-    Ok(match &input.event.body {
-        Body::OrderPaid(order) | Body::VisitCompleted(order) => network::purchase(input, order)?,
-        Body::OrderRefunded(refund) => order::refunded(input, refund)?,
-        Body::CustomerUpserted(body) => Outcome {
+    let checked = match &input.event.body {
+        Body::OrderPaid(order) | Body::VisitCompleted(order) => network::purchase(input, order),
+        Body::OrderRefunded(refund) => order::refunded(input, refund),
+        Body::CustomerUpserted(body) => Ok(Outcome {
             customer: Some(Customer::from_upsert(body, input.customer)),
             ..Outcome::default()
-        },
-        Body::BalanceAdjust(adjust) => adjust_balance(input, adjust)?,
-        Body::GiftCardExchange(exchange) => giftcard::exchange(input, &exchange.gift_card),
-        Body::BookingCreated(body) => booking::created(input, body)?,
-        Body::BookingRescheduled(body) => booking::rescheduled(input, body)?,
-        Body::BookingCancelled(body) => booking::ended(input, &body.booking_id, false),
-        Body::BookingNoShow(body) => booking::ended(input, &body.booking_id, true),
-    })
+        }),
+        Body::BalanceAdjust(adjust) => adjust_balance(input, adjust),
+        Body::GiftCardExchange(exchange) => Ok(giftcard::exchange(input, &exchange.gift_card)),
+        Body::BookingCreated(body) => booking::created(input, body),
+        Body::BookingRescheduled(body) => booking::rescheduled(input, body),
+        Body::BookingCancelled(body) => Ok(booking::ended(input, &body.booking_id, false)),
+        Body::BookingNoShow(body) => Ok(booking::ended(input, &body.booking_id, true)),
+    };
+    match checked {
+        Ok(outcome) => outcome,
+        Err(overflow) => Outcome::rejected(rejection_type(&input.event.body), overflow.code(), overflow.reason()),
+    }
 }
 
 /// `balance.adjust`: staff add or subtract by hand (seed 004).
