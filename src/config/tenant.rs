@@ -180,7 +180,7 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
         issues.push("branches", "a tenant needs at least one branch");
     }
     for name in &tenant.bonus_accounts {
-        if !valid_id(name) || BUILTIN_ACCOUNTS.contains(&name.as_str()) {
+        if !valid_id(name) || BUILTIN_ACCOUNTS.contains(&&**name) {
             issues.push(
                 "bonus_accounts",
                 format!("{name:?} must be 1 to 64 characters of [a-zA-Z0-9_.-] and not a built-in account"),

@@ -1,6 +1,7 @@
 //! A customer's profile as the rules read it.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,7 @@ pub struct CustomerProfile {
     pub phone: Option<String>,
     /// Customer groups.
     #[serde(default)]
-    pub groups: BTreeSet<String>,
+    pub groups: CustomerGroups,
     /// Signed up: only registered customers earn.
     #[serde(default)]
     pub registered: bool,
@@ -38,4 +39,25 @@ pub struct CustomerProfile {
     /// rewards on every visit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referred_by: Option<String>,
+}
+
+/// A customer's groups, shared: the rules copy a profile to mark a visit,
+/// and copying the groups then counts a reference. Reads and serializes as
+/// the set it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CustomerGroups(Arc<BTreeSet<String>>);
+
+impl std::ops::Deref for CustomerGroups {
+    type Target = BTreeSet<String>;
+
+    fn deref(&self) -> &BTreeSet<String> {
+        &self.0
+    }
+}
+
+impl FromIterator<String> for CustomerGroups {
+    fn from_iter<I: IntoIterator<Item = String>>(groups: I) -> Self {
+        CustomerGroups(Arc::new(groups.into_iter().collect()))
+    }
 }

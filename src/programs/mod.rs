@@ -11,17 +11,47 @@ mod policies;
 mod program;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-pub use customer::CustomerProfile;
+pub use customer::{CustomerGroups, CustomerProfile};
 pub use partners::{partnership, PartnerConditions, PartnerConfig, ReferralConfig, ReferralReward};
 pub use policies::{BookingsConfig, BranchConfig, GiftCardConfig, NegativeBalance, RedemptionConfig, RefundConfig};
-pub use program::{AllSales, GroupRule, ProgramConfig, ProgramStatus, ProgramType, SalePair, SalesConfig};
+pub use program::{
+    AllSales, GroupRule, ProgramConfig, ProgramStatus, ProgramType, ProgramVersions, SalePair, SalesConfig,
+};
 
 /// Accounts every tenant has besides named bonus accounts.
 pub const BUILTIN_ACCOUNTS: [&str; 5] = ["cashback", "bonus", "discount", "deposit", "service_points"];
+
+// The built-in accounts' names are allocated once: a ledger entry naming
+// one clones a reference count, not a string.
+
+/// `cashback`, shared.
+pub static CASHBACK_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("cashback"));
+/// `bonus`, shared.
+pub static BONUS_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("bonus"));
+/// `discount`, shared.
+pub static DISCOUNT_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("discount"));
+/// `deposit`, shared.
+pub static DEPOSIT_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("deposit"));
+/// `service_points`, shared.
+pub static SERVICE_POINTS_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("service_points"));
+
+/// The shared name of a built-in account ([`BUILTIN_ACCOUNTS`]).
+pub fn builtin_account(account: &str) -> Option<Arc<str>> {
+    let name = match account {
+        "cashback" => &CASHBACK_NAME,
+        "bonus" => &BONUS_NAME,
+        "discount" => &DISCOUNT_NAME,
+        "deposit" => &DEPOSIT_NAME,
+        "service_points" => &SERVICE_POINTS_NAME,
+        _ => return None,
+    };
+    Some(Arc::clone(name))
+}
 
 /// Prefix of a partner's shared-deposit bucket: `deposit@<partner>`.
 pub const DEPOSIT_AT: &str = "deposit@";
@@ -49,10 +79,10 @@ pub struct TenantConfig {
     pub branches: BTreeMap<String, BranchConfig>,
     /// Named bonus accounts (seed 001) besides the built-in ones.
     #[serde(default)]
-    pub bonus_accounts: BTreeSet<String>,
+    pub bonus_accounts: BTreeSet<Arc<str>>,
     /// Programs, each version a separate entry (same `id`, later `valid_from`).
     #[serde(default)]
-    pub programs: Vec<ProgramConfig>,
+    pub programs: ProgramVersions,
     /// Paying with balances.
     #[serde(default)]
     pub redemption: RedemptionConfig,
@@ -90,29 +120,25 @@ impl TenantConfig {
         BUILTIN_ACCOUNTS.contains(&account) || self.bonus_accounts.contains(account)
     }
 
+    /// The shared name of `account`, if it is an account of this tenant.
+    pub fn account_name(&self, account: &str) -> Option<Arc<str>> {
+        builtin_account(account).or_else(|| self.bonus_accounts.get(account).cloned())
+    }
+
     /// Whether `account` holds points (rounded down) rather than money.
     pub fn is_points(&self, account: &str) -> bool {
-        matches!(account, "bonus" | "service_points") || self.bonus_accounts.contains(account)
+        match account {
+            "bonus" | "service_points" => true,
+            // A bonus account never has a built-in name (validation).
+            "cashback" | "discount" | "deposit" => false,
+            _ => self.bonus_accounts.contains(account),
+        }
     }
 
     /// The versions in force at `at`: for each program id, the latest
     /// version whose `valid_from` is not after `at`.
-    pub fn programs_at(&self, at: OffsetDateTime) -> Vec<&ProgramConfig> {
-        // A tenant has a handful of programs: a linear search by id and one
-        // sort cost less than a map (this runs for every order).
-        let mut chosen: Vec<&ProgramConfig> = Vec::with_capacity(self.programs.len());
-        for program in self.programs.iter().filter(|p| p.valid_at(at)) {
-            match chosen.iter_mut().find(|c| c.id == program.id) {
-                Some(current) => {
-                    if program.valid_from >= current.valid_from {
-                        *current = program;
-                    }
-                }
-                None => chosen.push(program),
-            }
-        }
-        chosen.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        chosen
+    pub fn programs_at(&self, at: OffsetDateTime) -> impl Iterator<Item = &ProgramConfig> + '_ {
+        self.programs.at(at)
     }
 
     /// The gift card `id` of the catalogue.

@@ -2,6 +2,7 @@
 //! refunds, the gift-card catalogue and booking points.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -70,11 +71,11 @@ pub struct GiftCardConfig {
     pub value: Amount,
     /// Account the points are taken from (default `service_points`).
     #[serde(default = "default_giftcard_account")]
-    pub account: String,
+    pub account: Arc<str>,
 }
 
-fn default_giftcard_account() -> String {
-    "service_points".into()
+fn default_giftcard_account() -> Arc<str> {
+    Arc::from("service_points")
 }
 
 /// `[bookings]`: points per booked service or class, credited a delay

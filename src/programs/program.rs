@@ -2,6 +2,7 @@
 //! accrues on and what it excludes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -31,6 +32,16 @@ impl ProgramType {
             ProgramType::Bonus | ProgramType::GroupBonus => "bonus",
             ProgramType::Discount => "discount",
         }
+    }
+
+    /// The shared name of [`ProgramType::default_account`].
+    fn default_account_name(self) -> Arc<str> {
+        let name = match self {
+            ProgramType::Cashback => &super::CASHBACK_NAME,
+            ProgramType::Bonus | ProgramType::GroupBonus => &super::BONUS_NAME,
+            ProgramType::Discount => &super::DISCOUNT_NAME,
+        };
+        Arc::clone(name)
     }
 }
 
@@ -83,7 +94,7 @@ pub struct GroupRule {
 #[serde(deny_unknown_fields)]
 pub struct ProgramConfig {
     /// Program id; versions share it.
-    pub id: String,
+    pub id: Arc<str>,
     /// Program type.
     #[serde(rename = "type")]
     pub program_type: ProgramType,
@@ -95,7 +106,7 @@ pub struct ProgramConfig {
     pub percent: Option<Amount>,
     /// Account credited; defaults by type. Group bonus programs name one.
     #[serde(default)]
-    pub account: Option<String>,
+    pub account: Option<Arc<str>>,
     /// Public description shown to customers.
     #[serde(default)]
     pub description: String,
@@ -146,6 +157,15 @@ impl ProgramConfig {
         self.account.as_deref().unwrap_or(self.program_type.default_account())
     }
 
+    /// The shared name of [`ProgramConfig::account`]: cloning it for a
+    /// ledger entry counts a reference.
+    pub fn account_name(&self) -> Arc<str> {
+        match &self.account {
+            Some(account) => Arc::clone(account),
+            None => self.program_type.default_account_name(),
+        }
+    }
+
     /// Whether this version is in force at `at`.
     pub fn valid_at(&self, at: OffsetDateTime) -> bool {
         self.valid_from.is_none_or(|from| from <= at)
@@ -160,4 +180,122 @@ pub enum ProgramStatus {
     Active,
     /// The program does not accrue here; balances stay spendable.
     Inactive,
+}
+
+/// A tenant's program versions in file order, with an index by id built
+/// once when the file is read: the versions in force at a time are found
+/// without sorting or allocating per event.
+#[derive(Debug, Clone, Default)]
+pub struct ProgramVersions {
+    versions: Vec<ProgramConfig>,
+    /// Positions in `versions`, one group per id in id order, each group
+    /// by `valid_from` (file order among equals).
+    by_id: Vec<Vec<usize>>,
+}
+
+impl ProgramVersions {
+    /// Indexes `versions`.
+    pub fn new(versions: Vec<ProgramConfig>) -> Self {
+        let mut order: Vec<usize> = (0..versions.len()).collect();
+        let key = |i: &usize| versions.get(*i).map(|p| (&p.id, p.valid_from));
+        order.sort_by(|a, b| key(a).cmp(&key(b)));
+        let mut by_id: Vec<Vec<usize>> = Vec::new();
+        for i in order {
+            let same = by_id
+                .last()
+                .and_then(|group| group.first())
+                .and_then(|first| versions.get(*first))
+                .zip(versions.get(i))
+                .is_some_and(|(a, b)| a.id == b.id);
+            match by_id.last_mut() {
+                Some(group) if same => group.push(i),
+                _ => by_id.push(vec![i]),
+            }
+        }
+        ProgramVersions { versions, by_id }
+    }
+
+    /// The versions in force at `at`, in id order: for each program id,
+    /// the latest version whose `valid_from` is not after `at`.
+    pub fn at(&self, at: OffsetDateTime) -> impl Iterator<Item = &ProgramConfig> + '_ {
+        self.by_id.iter().filter_map(move |group| {
+            group
+                .iter()
+                .rev()
+                .filter_map(|i| self.versions.get(*i))
+                .find(|p| p.valid_at(at))
+        })
+    }
+}
+
+impl std::ops::Deref for ProgramVersions {
+    type Target = [ProgramConfig];
+
+    fn deref(&self) -> &[ProgramConfig] {
+        &self.versions
+    }
+}
+
+impl<'de> Deserialize<'de> for ProgramVersions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<ProgramConfig>::deserialize(deserializer).map(ProgramVersions::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_in_force_are_the_latest_per_id_in_id_order() {
+        let file = r#"
+[[programs]]
+id = "zeta"
+type = "cashback"
+valid_from = "2026-06-01T00:00:00Z"
+[[programs]]
+id = "alpha"
+type = "bonus"
+valid_from = "2026-03-01T00:00:00Z"
+[[programs]]
+id = "zeta"
+type = "discount"
+[[programs]]
+id = "alpha"
+type = "cashback"
+valid_from = "2026-01-01T00:00:00Z"
+"#;
+        #[derive(Deserialize)]
+        struct File {
+            programs: ProgramVersions,
+        }
+        let versions = match toml::from_str::<File>(file) {
+            Ok(f) => f.programs,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(versions.len(), 4, "file order is kept");
+        assert_eq!(&*versions[0].id, "zeta");
+        let at = |s: &str| match OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+            Ok(t) => versions
+                .at(t)
+                .map(|p| (p.id.to_string(), p.program_type))
+                .collect::<Vec<_>>(),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(at("2025-12-31T00:00:00Z"), vec![("zeta".into(), ProgramType::Discount)]);
+        assert_eq!(
+            at("2026-02-01T00:00:00Z"),
+            vec![
+                ("alpha".into(), ProgramType::Cashback),
+                ("zeta".into(), ProgramType::Discount)
+            ]
+        );
+        assert_eq!(
+            at("2026-07-01T00:00:00Z"),
+            vec![
+                ("alpha".into(), ProgramType::Bonus),
+                ("zeta".into(), ProgramType::Cashback)
+            ]
+        );
+    }
 }

@@ -2,14 +2,16 @@
 //! credit at `ends_at + credit_delay`; a reschedule moves it; a cancellation
 //! or no-show before it removes it, and after it reverses the credit.
 
+use std::sync::Arc;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::checked::{self, Overflow};
-use super::{Entry, EntryType, Input, Outcome};
+use super::{Entry, EntryType, Input, Outcome, ReasonCode, RejectionType};
 use crate::contract::{BookingCreated, BookingRescheduled};
-use crate::programs::{NegativeBalance, TenantConfig};
+use crate::programs::{NegativeBalance, TenantConfig, SERVICE_POINTS_NAME};
 
 /// The account service points go to.
 pub const SERVICE_POINTS: &str = "service_points";
@@ -65,8 +67,8 @@ fn due_ms(tenant: &TenantConfig, ends_at: OffsetDateTime) -> Result<i64, Overflo
     checked::due_ms(ends_at, tenant.bookings.credit_delay)
 }
 
-fn reject(code: &'static str, reason: String) -> Outcome {
-    Outcome::rejected("booking.rejected", code, reason)
+fn reject(code: ReasonCode, reason: String) -> Outcome {
+    Outcome::rejected(RejectionType::Booking, code, reason)
 }
 
 /// The pipeline fills in `source_topic` and `source_offset` of the new
@@ -74,7 +76,7 @@ fn reject(code: &'static str, reason: String) -> Outcome {
 pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Result<Outcome, Overflow> {
     if input.booking.is_some() {
         return Ok(reject(
-            "booking_exists",
+            ReasonCode::BookingExists,
             format!("booking {:?} was already created", body.booking_id),
         ));
     }
@@ -90,7 +92,7 @@ pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Result<Outcom
         None
     };
     Ok(Outcome {
-        booking: Some((
+        booking: Some(Box::new((
             body.booking_id.clone(),
             Booking {
                 customer: input.event.customer.clone(),
@@ -103,7 +105,7 @@ pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Result<Outcom
                 source_topic: String::new(),
                 source_offset: -1,
             },
-        )),
+        ))),
         timers: TimerChange { delete: None, set: due },
         ..Outcome::default()
     })
@@ -112,13 +114,13 @@ pub(super) fn created(input: &Input<'_>, body: &BookingCreated) -> Result<Outcom
 pub(super) fn rescheduled(input: &Input<'_>, body: &BookingRescheduled) -> Result<Outcome, Overflow> {
     let Some(booking) = input.booking else {
         return Ok(reject(
-            "unknown_booking",
+            ReasonCode::UnknownBooking,
             format!("no booking {:?} for this customer", body.booking_id),
         ));
     };
     if booking.state != BookingState::Scheduled {
         return Ok(reject(
-            "not_scheduled",
+            ReasonCode::NotScheduled,
             format!(
                 "booking {:?} is {:?}; only a scheduled booking moves",
                 body.booking_id, booking.state
@@ -134,7 +136,7 @@ pub(super) fn rescheduled(input: &Input<'_>, body: &BookingRescheduled) -> Resul
             delete: booking.due_ms,
             set: moved.due_ms,
         },
-        booking: Some((body.booking_id.clone(), moved)),
+        booking: Some(Box::new((body.booking_id.clone(), moved))),
         ..Outcome::default()
     })
 }
@@ -143,7 +145,7 @@ pub(super) fn rescheduled(input: &Input<'_>, body: &BookingRescheduled) -> Resul
 pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outcome {
     let Some(booking) = input.booking else {
         return reject(
-            "unknown_booking",
+            ReasonCode::UnknownBooking,
             format!("no booking {booking_id:?} for this customer"),
         );
     };
@@ -160,7 +162,7 @@ pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outco
                 delete: booking.due_ms,
                 set: None,
             },
-            booking: Some((booking_id.to_owned(), closed)),
+            booking: Some(Box::new((booking_id.to_owned(), closed))),
             ..Outcome::default()
         },
         BookingState::Credited => {
@@ -172,9 +174,9 @@ pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outco
             }
             let entries = if points > Decimal::ZERO {
                 vec![Entry {
-                    account: SERVICE_POINTS.into(),
+                    account: Arc::clone(&SERVICE_POINTS_NAME),
                     entry_type: EntryType::Reversal,
-                    program: "service_points".into(),
+                    program: Arc::clone(&SERVICE_POINTS_NAME),
                     amount: checked::neg(points),
                     base: None,
                     description: Some(format!(
@@ -189,12 +191,12 @@ pub(super) fn ended(input: &Input<'_>, booking_id: &str, no_show: bool) -> Outco
             };
             Outcome {
                 entries,
-                booking: Some((booking_id.to_owned(), closed)),
+                booking: Some(Box::new((booking_id.to_owned(), closed))),
                 ..Outcome::default()
             }
         }
         BookingState::Cancelled | BookingState::NoShow => reject(
-            "not_active",
+            ReasonCode::NotActive,
             format!("booking {booking_id:?} was already {:?}", booking.state),
         ),
     }
@@ -210,9 +212,9 @@ pub fn fire(booking_id: &str, booking: &Booking, marketing_consent: bool) -> Out
     credited.due_ms = None;
     Outcome {
         entries: vec![Entry {
-            account: SERVICE_POINTS.into(),
+            account: Arc::clone(&SERVICE_POINTS_NAME),
             entry_type: EntryType::ServicePoints,
-            program: "service_points".into(),
+            program: Arc::clone(&SERVICE_POINTS_NAME),
             amount: booking.points,
             base: None,
             description: Some(format!("points for {}", booking.service)),
@@ -223,7 +225,7 @@ pub fn fire(booking_id: &str, booking: &Booking, marketing_consent: bool) -> Out
             delete: booking.due_ms,
             set: None,
         },
-        booking: Some((booking_id.to_owned(), credited)),
+        booking: Some(Box::new((booking_id.to_owned(), credited))),
         ..Outcome::default()
     }
 }

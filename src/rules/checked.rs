@@ -11,6 +11,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
+use super::ReasonCode;
+
 /// A computation that does not fit its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
@@ -22,10 +24,10 @@ pub enum Overflow {
 
 impl Overflow {
     /// The rejection's `reason_code`.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ReasonCode {
         match self {
-            Overflow::Amount => "amount_overflow",
-            Overflow::Date => "date_out_of_range",
+            Overflow::Amount => ReasonCode::AmountOverflow,
+            Overflow::Date => ReasonCode::DateOutOfRange,
         }
     }
 
@@ -74,8 +76,52 @@ pub(crate) fn percent(base: Decimal, percent: Decimal) -> Result<Decimal, Overfl
 }
 
 /// The sum of `values` (`Iterator::sum` of `Decimal` panics on overflow).
+///
+/// Non-negative values of one scale (order lines, payments) are added as
+/// integers: the same `Decimal`, bit for bit, as adding them one by one
+/// (the tests compare them), without rescaling at every step.
 pub(crate) fn sum(values: impl IntoIterator<Item = Decimal>) -> Result<Decimal, Overflow> {
-    values.into_iter().try_fold(Decimal::ZERO, add)
+    let mut total = Sum::Empty;
+    for value in values {
+        total = match total {
+            Sum::Empty if value.is_sign_positive() => Sum::Integer(value.mantissa().unsigned_abs(), value.scale()),
+            Sum::Integer(sum, scale) if value.is_sign_positive() && value.scale() == scale => {
+                match sum
+                    .checked_add(value.mantissa().unsigned_abs())
+                    .filter(|s| *s <= MAX_MANTISSA)
+                {
+                    Some(next) => Sum::Integer(next, scale),
+                    None => Sum::Decimal(add(Sum::Integer(sum, scale).value(), value)?),
+                }
+            }
+            other => Sum::Decimal(add(other.value(), value)?),
+        };
+    }
+    Ok(total.value())
+}
+
+/// The largest mantissa of a `Decimal` (96 bits).
+const MAX_MANTISSA: u128 = (1 << 96) - 1;
+
+/// A running sum: nothing yet, non-negative mantissas of one scale, or any
+/// `Decimal`.
+enum Sum {
+    Empty,
+    Integer(u128, u32),
+    Decimal(Decimal),
+}
+
+impl Sum {
+    fn value(self) -> Decimal {
+        match self {
+            Sum::Empty => Decimal::ZERO,
+            // Within 96 bits, checked when it was added.
+            Sum::Integer(sum, scale) => {
+                Decimal::from_parts(sum as u32, (sum >> 32) as u32, (sum >> 64) as u32, false, scale)
+            }
+            Sum::Decimal(value) => value,
+        }
+    }
 }
 
 /// `at + delay`, in Unix milliseconds.
@@ -91,7 +137,29 @@ pub(crate) fn due_ms(at: OffsetDateTime, delay: Duration) -> Result<i64, Overflo
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5_000, rng_seed: proptest::test_runner::RngSeed::Fixed(17), ..ProptestConfig::default() })]
+        #[test]
+        fn sums_exactly_as_adding_one_by_one(
+            values in proptest::collection::vec(
+                (any::<u32>(), prop_oneof![Just(0u32), any::<u32>()], prop_oneof![Just(0u32), Just(0u32), any::<u32>()],
+                 prop_oneof![Just(false), Just(false), Just(true)], prop_oneof![Just(2u32), Just(2u32), 0u32..=28]),
+                0..8,
+            ),
+        ) {
+            let values: Vec<Decimal> = values
+                .into_iter()
+                .map(|(lo, mid, hi, negative, scale)| Decimal::from_parts(lo, mid, hi, negative, scale))
+                .collect();
+            let one_by_one = values.iter().try_fold(Decimal::ZERO, |a, b| add(a, *b));
+            let summed = sum(values.iter().copied());
+            prop_assert_eq!(summed.map(|d| d.serialize()), one_by_one.map(|d| d.serialize()), "{:?}", values);
+        }
+    }
 
     #[test]
     fn overflows_are_errors_not_panics() {

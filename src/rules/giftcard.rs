@@ -1,9 +1,11 @@
 //! Gift-card exchange (seed 004) and its codes.
 
+use std::sync::Arc;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{checked, Entry, EntryType, Input, IssuedCard, Outcome};
+use super::{checked, Entry, EntryType, Input, IssuedCard, Outcome, ReasonCode, RejectionType};
 
 /// The code of the gift card bought by `event_id` of `tenant`: an HMAC of
 /// both under the deployment's secret key, in groups of Crockford-style
@@ -32,8 +34,8 @@ pub(super) fn exchange(input: &Input<'_>, card_id: &str) -> Outcome {
     let tenant = input.tenant;
     let Some(card) = tenant.gift_card(card_id) else {
         return Outcome::rejected(
-            "giftcard.rejected",
-            "unknown_gift_card",
+            RejectionType::GiftCard,
+            ReasonCode::UnknownGiftCard,
             format!(
                 "{card_id:?} is not in the gift-card catalogue of tenant {:?}",
                 tenant.id
@@ -44,8 +46,8 @@ pub(super) fn exchange(input: &Input<'_>, card_id: &str) -> Outcome {
     let balance = input.balance(&card.account);
     if balance < points {
         return Outcome::rejected(
-            "giftcard.rejected",
-            "insufficient_points",
+            RejectionType::GiftCard,
+            ReasonCode::InsufficientPoints,
             format!(
                 "{card_id:?} costs {points} points; the {} balance is {balance}",
                 card.account
@@ -56,19 +58,19 @@ pub(super) fn exchange(input: &Input<'_>, card_id: &str) -> Outcome {
         entries: vec![Entry {
             account: card.account.clone(),
             entry_type: EntryType::GiftCardExchange,
-            program: "gift_cards".into(),
+            program: Arc::clone(&super::GIFT_CARDS),
             amount: checked::neg(points),
             base: None,
             description: Some(format!("gift card {}", card.name.as_str().trim()).trim().to_owned()),
             operator: None,
         }],
-        gift_card: Some(IssuedCard {
+        gift_card: Some(Box::new(IssuedCard {
             gift_card: card.id.clone(),
             code: gift_card_code(input.code_key, &tenant.id, &input.event.event_id),
             value: card.value.value(),
             points,
-            account: card.account.clone(),
-        }),
+            account: card.account.to_string(),
+        })),
         ..Outcome::default()
     }
 }

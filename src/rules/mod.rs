@@ -14,10 +14,13 @@ mod checked;
 mod giftcard;
 mod network;
 mod order;
+mod rejection;
+mod round;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{limits::MAX_BALANCE, BalanceAdjust, Body, CommandBody, CustomerUpserted, Event};
@@ -27,6 +30,7 @@ pub use booking::{fire, Booking, BookingState, TimerChange, SERVICE_POINTS};
 pub use checked::Overflow;
 pub use giftcard::gift_card_code;
 pub use network::{apply_command, split_deposit, DepositSplit};
+pub use rejection::{ReasonCode, Rejection, RejectionType};
 
 /// A customer found by phone in the customer directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,15 +108,21 @@ impl EntryType {
     }
 }
 
+// The names of the mechanisms that move balances besides configured
+// programs, allocated once (an entry clones a reference count).
+static REDEMPTION: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("redemption"));
+static MANUAL: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("manual"));
+static GIFT_CARDS: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("gift_cards"));
+
 /// One balance change decided by the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The account it moves.
-    pub account: String,
+    pub account: Arc<str>,
     /// The ledger entry type.
     pub entry_type: EntryType,
     /// The program (or mechanism) that decided it.
-    pub program: String,
+    pub program: Arc<str>,
     /// Signed amount, already rounded per the account.
     pub amount: Decimal,
     /// The amount a percentage applied to, if any.
@@ -121,17 +131,6 @@ pub struct Entry {
     pub description: Option<String>,
     /// Who made a manual adjustment, for the audit trail.
     pub operator: Option<String>,
-}
-
-/// A refused request: nothing is debited or credited.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// Output type: `redemption.rejected`, `refund.rejected`, ...
-    pub output_type: &'static str,
-    /// Machine-readable reason.
-    pub code: &'static str,
-    /// Human-readable reason with the numbers.
-    pub reason: String,
 }
 
 /// A gift card the outcome issues.
@@ -174,9 +173,9 @@ impl Customer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Movement {
     /// The account.
-    pub account: String,
+    pub account: Arc<str>,
     /// The program that accrued it (or `redemption`).
-    pub program: String,
+    pub program: Arc<str>,
     /// The amount accrued or redeemed (positive).
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
@@ -201,6 +200,10 @@ pub struct OrderRecord {
 }
 
 /// What the rules decided for one event.
+///
+/// What few events carry (a gift card, a booking, a command, a notice) is
+/// boxed: an outcome is moved several times on the way out of the rules,
+/// and an order's should stay small.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// Balance changes, in order.
@@ -211,7 +214,7 @@ pub struct Outcome {
     /// `points.auto_credited`); set only for customers with marketing consent.
     pub notify: Option<&'static str>,
     /// A gift card to issue.
-    pub gift_card: Option<IssuedCard>,
+    pub gift_card: Option<Box<IssuedCard>>,
     /// The customer's new profile, to store.
     pub customer: Option<Customer>,
     /// The order record to store, under `(event id)`: the new order's own
@@ -220,11 +223,11 @@ pub struct Outcome {
     /// Durable timers to delete or set.
     pub timers: TimerChange,
     /// The booking record to store, under its booking id.
-    pub booking: Option<(String, Booking)>,
+    pub booking: Option<Box<(String, Booking)>>,
     /// An effect on another customer's balance, sent as an internal command.
-    pub command: Option<CommandOut>,
+    pub command: Option<Box<CommandOut>>,
     /// What the POS is told about a referral or a partner identification.
-    pub notice: Option<Notice>,
+    pub notice: Option<Box<Notice>>,
 }
 
 /// A command to send to another customer's partition.
@@ -269,7 +272,7 @@ pub enum Notice {
 
 impl Outcome {
     /// A refusal: nothing but the rejection output.
-    pub fn rejected(output_type: &'static str, code: &'static str, reason: String) -> Self {
+    pub fn rejected(output_type: RejectionType, code: ReasonCode, reason: String) -> Self {
         Outcome {
             rejection: Some(Rejection {
                 output_type,
@@ -310,51 +313,49 @@ impl Input<'_> {
 /// Evaluates the tenant's programs against one event. A computation that
 /// overflows rejects the event (`amount_overflow`, `date_out_of_range`).
 pub fn evaluate(input: &Input<'_>) -> Outcome {
-    evaluate_checked(input).unwrap_or_else(|overflow| {
-        Outcome::rejected(rejection_type(&input.event.body), overflow.code(), overflow.reason())
-    })
-}
-
-fn evaluate_checked(input: &Input<'_>) -> Result<Outcome, Overflow> {
-    Ok(match &input.event.body {
-        Body::OrderPaid(order) | Body::VisitCompleted(order) => network::purchase(input, order)?,
-        Body::OrderRefunded(refund) => order::refunded(input, refund)?,
-        Body::CustomerUpserted(body) => Outcome {
+    let checked = match &input.event.body {
+        Body::OrderPaid(order) | Body::VisitCompleted(order) => network::purchase(input, order),
+        Body::OrderRefunded(refund) => order::refunded(input, refund),
+        Body::CustomerUpserted(body) => Ok(Outcome {
             customer: Some(Customer::from_upsert(body, input.customer)),
             ..Outcome::default()
-        },
-        Body::BalanceAdjust(adjust) => adjust_balance(input, adjust)?,
-        Body::GiftCardExchange(exchange) => giftcard::exchange(input, &exchange.gift_card),
-        Body::BookingCreated(body) => booking::created(input, body)?,
-        Body::BookingRescheduled(body) => booking::rescheduled(input, body)?,
-        Body::BookingCancelled(body) => booking::ended(input, &body.booking_id, false),
-        Body::BookingNoShow(body) => booking::ended(input, &body.booking_id, true),
-    })
+        }),
+        Body::BalanceAdjust(adjust) => adjust_balance(input, adjust),
+        Body::GiftCardExchange(exchange) => Ok(giftcard::exchange(input, &exchange.gift_card)),
+        Body::BookingCreated(body) => booking::created(input, body),
+        Body::BookingRescheduled(body) => booking::rescheduled(input, body),
+        Body::BookingCancelled(body) => Ok(booking::ended(input, &body.booking_id, false)),
+        Body::BookingNoShow(body) => Ok(booking::ended(input, &body.booking_id, true)),
+    };
+    match checked {
+        Ok(outcome) => outcome,
+        Err(overflow) => Outcome::rejected(rejection_type(&input.event.body), overflow.code(), overflow.reason()),
+    }
 }
 
 /// `balance.adjust`: staff add or subtract by hand (seed 004).
 fn adjust_balance(input: &Input<'_>, adjust: &BalanceAdjust) -> Result<Outcome, Overflow> {
     let tenant = input.tenant;
     let amount = adjust.amount.value();
-    if !tenant.has_account(&adjust.account) {
+    let Some(account) = tenant.account_name(&adjust.account) else {
         return Ok(Outcome::rejected(
-            "adjustment.rejected",
-            "unknown_account",
+            RejectionType::Adjustment,
+            ReasonCode::UnknownAccount,
             format!("{:?} is not an account of tenant {:?}", adjust.account, tenant.id),
         ));
-    }
+    };
     if scale_of(tenant, &adjust.account) < amount.normalize().scale() {
         return Ok(Outcome::rejected(
-            "adjustment.rejected",
-            "bad_precision",
+            RejectionType::Adjustment,
+            ReasonCode::BadPrecision,
             format!("{amount} has more decimals than account {:?} holds", adjust.account),
         ));
     }
     let balance = input.balance(&adjust.account);
     if amount < Decimal::ZERO && checked::add(balance, amount)? < Decimal::ZERO {
         return Ok(Outcome::rejected(
-            "adjustment.rejected",
-            "insufficient_balance",
+            RejectionType::Adjustment,
+            ReasonCode::InsufficientBalance,
             format!(
                 "cannot subtract {} from a {} balance of {balance}",
                 amount.abs(),
@@ -364,9 +365,9 @@ fn adjust_balance(input: &Input<'_>, adjust: &BalanceAdjust) -> Result<Outcome, 
     }
     Ok(Outcome {
         entries: vec![Entry {
-            account: adjust.account.clone(),
+            account,
             entry_type: EntryType::ManualAdjustment,
-            program: "manual".into(),
+            program: Arc::clone(&MANUAL),
             amount,
             base: None,
             description: Some(adjust.description.clone()),
@@ -378,26 +379,26 @@ fn adjust_balance(input: &Input<'_>, adjust: &BalanceAdjust) -> Result<Outcome, 
 }
 
 /// The output type that refuses an event of this body.
-pub fn rejection_type(body: &Body) -> &'static str {
+pub fn rejection_type(body: &Body) -> RejectionType {
     match body {
-        Body::OrderPaid(order) | Body::VisitCompleted(order) if order.partner.is_some() => "partner.rejected",
-        Body::OrderPaid(_) | Body::VisitCompleted(_) => "redemption.rejected",
-        Body::OrderRefunded(_) => "refund.rejected",
+        Body::OrderPaid(order) | Body::VisitCompleted(order) if order.partner.is_some() => RejectionType::Partner,
+        Body::OrderPaid(_) | Body::VisitCompleted(_) => RejectionType::Redemption,
+        Body::OrderRefunded(_) => RejectionType::Refund,
         // A profile moves no balance, so it is never refused; named for completeness.
-        Body::CustomerUpserted(_) => "customer.rejected",
-        Body::BalanceAdjust(_) => "adjustment.rejected",
-        Body::GiftCardExchange(_) => "giftcard.rejected",
+        Body::CustomerUpserted(_) => RejectionType::Customer,
+        Body::BalanceAdjust(_) => RejectionType::Adjustment,
+        Body::GiftCardExchange(_) => RejectionType::GiftCard,
         Body::BookingCreated(_) | Body::BookingRescheduled(_) | Body::BookingCancelled(_) | Body::BookingNoShow(_) => {
-            "booking.rejected"
+            RejectionType::Booking
         }
     }
 }
 
 /// The output type that refuses an internal command of this body.
-pub fn command_rejection_type(body: &CommandBody) -> &'static str {
+pub fn command_rejection_type(body: &CommandBody) -> RejectionType {
     match body {
-        CommandBody::ReferralCredit(_) => "referral.rejected",
-        CommandBody::PartnerOrder(_) => "partner_payment.rejected",
+        CommandBody::ReferralCredit(_) => RejectionType::Referral,
+        CommandBody::PartnerOrder(_) => RejectionType::PartnerPayment,
     }
 }
 
@@ -409,13 +410,13 @@ pub fn command_rejection_type(body: &CommandBody) -> &'static str {
 /// `(reason_code, reason)`: `amount_overflow` if the sum does not fit a
 /// decimal, `balance_limit` if its absolute value would pass the contract's
 /// [`MAX_BALANCE`].
-pub fn next_balance(account: &str, balance: Decimal, amount: Decimal) -> Result<Decimal, (&'static str, String)> {
+pub fn next_balance(account: &str, balance: Decimal, amount: Decimal) -> Result<Decimal, (ReasonCode, String)> {
     let Ok(next) = checked::add(balance, amount) else {
         return Err((Overflow::Amount.code(), Overflow::Amount.reason()));
     };
     if next.abs() > MAX_BALANCE {
         return Err((
-            "balance_limit",
+            ReasonCode::BalanceLimit,
             format!(
                 "{amount} on a {account} balance of {balance} would make it {next}; \
                  a balance is at most {MAX_BALANCE} in absolute value, so nothing was applied"
@@ -439,9 +440,18 @@ pub fn scale_of(tenant: &TenantConfig, account: &str) -> u32 {
 /// down to whole points.
 pub fn round_for(tenant: &TenantConfig, account: &str, value: Decimal) -> Decimal {
     if tenant.is_points(account) {
-        value.round_dp_with_strategy(0, RoundingStrategy::ToZero)
+        round::down(value, 0)
     } else {
-        value.round_dp_with_strategy(tenant.minor_units, RoundingStrategy::MidpointNearestEven)
+        round::half_even(value, tenant.minor_units)
+    }
+}
+
+/// `base * percent / 100` for `account`, rounded as [`round_for`] rounds.
+fn percent_for(tenant: &TenantConfig, account: &str, base: Decimal, percent: Decimal) -> Result<Decimal, Overflow> {
+    if tenant.is_points(account) {
+        round::percent(base, percent, 0, round::Rounding::Down)
+    } else {
+        round::percent(base, percent, tenant.minor_units, round::Rounding::HalfEven)
     }
 }
 
@@ -450,7 +460,7 @@ pub fn round_for(tenant: &TenantConfig, account: &str, value: Decimal) -> Decima
 /// # Errors
 /// [`Overflow::Amount`] if the product does not fit a decimal.
 pub fn percent_of(base: Decimal, percent: Decimal, minor_units: u32) -> Result<Decimal, Overflow> {
-    Ok(checked::percent(base, percent)?.round_dp_with_strategy(minor_units, RoundingStrategy::MidpointNearestEven))
+    round::percent(base, percent, minor_units, round::Rounding::HalfEven)
 }
 
 #[cfg(test)]

@@ -8,15 +8,17 @@
 //! while the partnership is active in both directions.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
 use super::checked::{self, Overflow};
 use super::{
     order, percent_of, round_for, CommandOut, Entry, EntryType, Input, Movement, Notice, OrderRecord, Outcome,
+    ReasonCode, RejectionType,
 };
 use crate::contract::{Amount, Command, CommandBody, OrderPaid, PartnerOrder, PartnerRef, ReferralCredit};
-use crate::programs::{deposit_at, ReferralReward, TenantConfig};
+use crate::programs::{deposit_at, ReferralReward, TenantConfig, DEPOSIT_NAME};
 
 /// How a deposit payment splits between the two buckets of a shared deposit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +49,13 @@ pub fn split_deposit(
     elsewhere: Decimal,
     here: Decimal,
     cap_percent: Option<Decimal>,
-) -> Result<DepositSplit, (&'static str, String)> {
+) -> Result<DepositSplit, (ReasonCode, String)> {
     let overflow = |o: Overflow| (o.code(), o.reason());
     let from_elsewhere = amount.min(elsewhere.max(Decimal::ZERO));
     let from_here = checked::sub(amount, from_elsewhere).map_err(overflow)?;
     if from_here > here {
         return Err((
-            "insufficient_balance",
+            ReasonCode::InsufficientBalance,
             format!(
                 "{amount} paid from deposit, but the deposit holds {} ({elsewhere} accumulated at the partner, {here} here)",
                 checked::add(elsewhere, here).map_err(overflow)?
@@ -64,7 +66,7 @@ pub fn split_deposit(
         let limit = checked::percent(bill, cap).map_err(overflow)?;
         if from_here > limit {
             return Err((
-                "over_cap",
+                ReasonCode::OverCap,
                 format!(
                     "{from_here} of the payment comes from deposit accumulated here, more than {cap}% of the bill \
                      ({limit}); deposit accumulated at the partner ({elsewhere}) is used first and may pay the whole bill"
@@ -121,11 +123,11 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, 
     let account = &referral.referrer_account;
     let amount = match (referral.referrer_amount, referral.referrer_percent) {
         (Some(fixed), _) => fixed.value(),
-        (None, Some(pct)) => round_for(tenant, account, checked::percent(money_paid(order)?, pct.value())?),
+        (None, Some(pct)) => super::percent_for(tenant, account, money_paid(order)?, pct.value())?,
         (None, None) => Decimal::ZERO,
     };
     if amount > Decimal::ZERO {
-        outcome.command = Some(CommandOut {
+        outcome.command = Some(Box::new(CommandOut {
             tenant: tenant.id.clone(),
             customer: rewarded.clone(),
             body: CommandBody::ReferralCredit(ReferralCredit {
@@ -133,15 +135,15 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, 
                 account: account.clone(),
                 amount: Amount::new(amount),
             }),
-        });
+        }));
     }
     if referrer.is_some() {
-        outcome.notice = Some(Notice::Referral {
+        outcome.notice = Some(Box::new(Notice::Referral {
             program: referral.id.clone(),
             referrer: rewarded,
             invitee_discount_percent: referral.invitee_discount_percent.value(),
             reward: (account.clone(), amount.max(Decimal::ZERO)),
-        });
+        }));
     }
     Ok(outcome)
 }
@@ -149,16 +151,16 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, 
 /// The referrer of a first visit, found by phone within the tenant.
 fn find_referrer(input: &Input<'_>, phone: &str, first_visit: bool) -> Result<String, Box<Outcome>> {
     let tenant = input.tenant;
-    let reject = |code, reason| Err(Box::new(Outcome::rejected("referral.rejected", code, reason)));
+    let reject = |code, reason| Err(Box::new(Outcome::rejected(RejectionType::Referral, code, reason)));
     if tenant.referral.is_none() {
         return reject(
-            "no_referral_program",
+            ReasonCode::NoReferralProgram,
             format!("tenant {:?} has no [referral] program", tenant.id),
         );
     }
     if !first_visit {
         return reject(
-            "not_first_visit",
+            ReasonCode::NotFirstVisit,
             format!(
                 "customer {:?} has visited {:?} before; a referral applies only to a first visit",
                 input.event.customer, tenant.id
@@ -167,12 +169,13 @@ fn find_referrer(input: &Input<'_>, phone: &str, first_visit: bool) -> Result<St
     }
     match input.network.find(&tenant.id, phone) {
         None => reject(
-            "referrer_not_found",
+            ReasonCode::ReferrerNotFound,
             format!("no customer of tenant {:?} has the phone {phone:?}", tenant.id),
         ),
-        Some(found) if found.customer == input.event.customer => {
-            reject("self_referral", format!("the phone {phone:?} is the invitee's own"))
-        }
+        Some(found) if found.customer == input.event.customer => reject(
+            ReasonCode::SelfReferral,
+            format!("the phone {phone:?} is the invitee's own"),
+        ),
         Some(found) => Ok(found.customer),
     }
 }
@@ -192,10 +195,10 @@ fn money_paid(order: &OrderPaid) -> Result<Decimal, Overflow> {
 fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> Result<Outcome, Overflow> {
     let tenant = input.tenant;
     let place = &tenant.id;
-    let reject = |code, reason| Ok(Outcome::rejected("partner.rejected", code, reason));
+    let reject = |code, reason| Ok(Outcome::rejected(RejectionType::Partner, code, reason));
     let Some(conditions) = input.network.partnership(place, &partner.tenant) else {
         return reject(
-            "no_active_partnership",
+            ReasonCode::NoActivePartnership,
             format!(
                 "{place:?} and {:?} have no partnership active in both directions",
                 partner.tenant
@@ -204,7 +207,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     };
     let Some(listed) = input.network.find(&partner.tenant, &partner.phone) else {
         return reject(
-            "partner_customer_not_found",
+            ReasonCode::PartnerCustomerNotFound,
             format!(
                 "no customer of partner {:?} has the phone {:?}",
                 partner.tenant, partner.phone
@@ -227,7 +230,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
             Some("deposit") => deposit = checked::add(deposit, payment.amount.value())?,
             Some(other) => {
                 return reject(
-                    "unsupported_payment",
+                    ReasonCode::UnsupportedPayment,
                     format!("a partner's customer pays with money or deposit, not with {other}"),
                 )
             }
@@ -240,7 +243,7 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
             .is_some_and(|b| b.payment_methods.contains("deposit"))
     {
         return reject(
-            "payment_method_disabled",
+            ReasonCode::PaymentMethodDisabled,
             format!("paying with deposit is not enabled in branch {:?}", input.event.branch),
         );
     }
@@ -249,17 +252,17 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     } else {
         checked::sub(total, deposit)?
     };
-    let notice = Notice::Partner {
+    let notice = Box::new(Notice::Partner {
         partner_tenant: partner.tenant.clone(),
         partner_customer: listed.customer.clone(),
         discount_percent: discount,
         accrual_percent: accrual,
         shared_deposit: conditions.shared_deposit,
-    };
+    });
     if conditions.shared_deposit {
         // The deposit lives with the partner: pay and accrue there.
         return Ok(Outcome {
-            command: Some(CommandOut {
+            command: Some(Box::new(CommandOut {
                 tenant: partner.tenant.clone(),
                 customer: listed.customer,
                 body: CommandBody::PartnerOrder(PartnerOrder {
@@ -268,14 +271,15 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
                     base: Amount::new(base),
                     accrual_percent: Amount::new(accrual),
                 }),
-            }),
+            })),
             notice: Some(notice),
             ..Outcome::default()
         });
     }
     // No shared deposit: the customer's own deposit here, all of it
     // accumulated here, within the payment percentage.
-    let program = format!("partner:{}", partner.tenant);
+    let program: Arc<str> = Arc::from(format!("partner:{}", partner.tenant));
+    let deposit_name = &*DEPOSIT_NAME;
     let mut outcome = Outcome {
         notice: Some(notice),
         ..Outcome::default()
@@ -291,21 +295,21 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
         if let Err((code, reason)) = split_deposit(total, deposit, Decimal::ZERO, input.balance("deposit"), cap) {
             return reject(code, reason);
         }
-        outcome.entries.push(debit("deposit", &program, deposit));
-        record.redemptions.push(movement("deposit", &program, deposit));
+        outcome.entries.push(debit(deposit_name, &program, deposit));
+        record.redemptions.push(movement(deposit_name, &program, deposit));
     }
     let amount = percent_of(base, accrual, tenant.minor_units)?;
     if amount > Decimal::ZERO {
         outcome.entries.push(Entry {
-            account: "deposit".into(),
+            account: Arc::clone(deposit_name),
             entry_type: EntryType::PartnerAccrual,
-            program: program.clone(),
+            program: Arc::clone(&program),
             amount,
             base: Some(base),
             description: None,
             operator: None,
         });
-        record.accruals.push(movement("deposit", &program, amount));
+        record.accruals.push(movement(deposit_name, &program, amount));
     }
     if !outcome.entries.is_empty() {
         outcome.order_record = Some((input.event.event_id.clone(), record));
@@ -313,11 +317,11 @@ fn partner_order(input: &Input<'_>, order: &OrderPaid, partner: &PartnerRef) -> 
     Ok(outcome)
 }
 
-fn debit(account: &str, program: &str, amount: Decimal) -> Entry {
+fn debit(account: &Arc<str>, program: &Arc<str>, amount: Decimal) -> Entry {
     Entry {
-        account: account.to_owned(),
+        account: Arc::clone(account),
         entry_type: EntryType::Redemption,
-        program: program.to_owned(),
+        program: Arc::clone(program),
         amount: checked::neg(amount),
         base: None,
         description: None,
@@ -325,10 +329,10 @@ fn debit(account: &str, program: &str, amount: Decimal) -> Entry {
     }
 }
 
-fn movement(account: &str, program: &str, amount: Decimal) -> Movement {
+fn movement(account: &Arc<str>, program: &Arc<str>, amount: Decimal) -> Movement {
     Movement {
-        account: account.to_owned(),
-        program: program.to_owned(),
+        account: Arc::clone(account),
+        program: Arc::clone(program),
         amount,
         reversed: Decimal::ZERO,
     }
@@ -361,31 +365,31 @@ fn apply_command_checked(
     let balance = |account: &str| balances.get(account).copied().unwrap_or_default();
     match &command.body {
         CommandBody::ReferralCredit(credit) => {
-            let reject = |code, reason| Ok(Outcome::rejected("referral.rejected", code, reason));
+            let reject = |code, reason| Ok(Outcome::rejected(RejectionType::Referral, code, reason));
             if command.source_tenant != command.tenant {
                 return reject(
-                    "cross_tenant",
+                    ReasonCode::CrossTenant,
                     format!(
                         "a referral of tenant {:?} cannot credit a customer of tenant {:?}",
                         command.source_tenant, command.tenant
                     ),
                 );
             }
-            if !tenant.has_account(&credit.account) {
+            let Some(account) = tenant.account_name(&credit.account) else {
                 return reject(
-                    "unknown_account",
+                    ReasonCode::UnknownAccount,
                     format!("{:?} is not an account of tenant {:?}", credit.account, tenant.id),
                 );
-            }
+            };
             let amount = round_for(tenant, &credit.account, credit.amount.value());
             if amount <= Decimal::ZERO {
                 return Ok(Outcome::default());
             }
             Ok(Outcome {
                 entries: vec![Entry {
-                    account: credit.account.clone(),
+                    account,
                     entry_type: EntryType::ReferralAccrual,
-                    program: credit.program.clone(),
+                    program: Arc::from(credit.program.as_str()),
                     amount,
                     base: None,
                     description: None,
@@ -395,21 +399,21 @@ fn apply_command_checked(
             })
         }
         CommandBody::PartnerOrder(order) => {
-            let reject = |code, reason| Ok(Outcome::rejected("partner_payment.rejected", code, reason));
+            let reject = |code, reason| Ok(Outcome::rejected(RejectionType::PartnerPayment, code, reason));
             let place = &command.source_tenant;
             // Re-checked here: the agreement may have ended since the origin
             // decided, and this is the balance of another tenant.
             let Some(conditions) = network.partnership(place, &tenant.id).filter(|c| c.shared_deposit) else {
                 return reject(
-                    "no_active_partnership",
+                    ReasonCode::NoActivePartnership,
                     format!(
                         "{place:?} and {:?} have no active partnership with a shared deposit",
                         tenant.id
                     ),
                 );
             };
-            let program = format!("partner:{place}");
-            let here_account = deposit_at(place);
+            let program: Arc<str> = Arc::from(format!("partner:{place}"));
+            let here_account: Arc<str> = Arc::from(deposit_at(place));
             let bill = order.total.value();
             let amount = order.deposit.value();
             let mut entries = Vec::new();
@@ -425,7 +429,7 @@ fn apply_command_checked(
                     Err((code, reason)) => return reject(code, reason),
                 };
                 if split.from_elsewhere > Decimal::ZERO {
-                    entries.push(debit("deposit", &program, split.from_elsewhere));
+                    entries.push(debit(&DEPOSIT_NAME, &program, split.from_elsewhere));
                 }
                 if split.from_here > Decimal::ZERO {
                     entries.push(debit(&here_account, &program, split.from_here));

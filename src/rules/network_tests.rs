@@ -128,7 +128,7 @@ fn d(s: &str) -> Decimal {
 }
 
 fn code(outcome: &Outcome) -> Option<&'static str> {
-    outcome.rejection.as_ref().map(|r| r.code)
+    outcome.rejection.as_ref().map(|r| r.code.as_str())
 }
 
 fn with_referral(mode: &str, reward: &str) -> TenantConfig {
@@ -153,7 +153,7 @@ fn a_first_visit_with_a_referrer_credits_the_referrer_by_command() {
     // The invitee's own cashback still accrues.
     assert_eq!(outcome.entries.len(), 1);
     assert_eq!(outcome.entries[0].amount, d("5.00"));
-    let command = outcome.command.clone();
+    let command = outcome.command.as_deref().cloned();
     assert_eq!(
         command,
         Some(CommandOut {
@@ -167,7 +167,7 @@ fn a_first_visit_with_a_referrer_credits_the_referrer_by_command() {
         })
     );
     assert!(matches!(
-        &outcome.notice,
+        outcome.notice.as_deref(),
         Some(Notice::Referral { referrer, invitee_discount_percent, .. })
             if referrer == "referrer" && *invitee_discount_percent == d("10")
     ));
@@ -294,9 +294,9 @@ fn the_deposit_rule_uses_partner_deposit_first_and_caps_the_local_part() {
     assert_eq!(split("100", "100", "0", cap), Ok((d("100"), d("0"))));
     // The rest comes from here, within 50% of the bill.
     assert_eq!(split("90", "40", "80", cap), Ok((d("40"), d("50"))));
-    assert_eq!(split("91", "40", "80", cap).map_err(|e| e.0), Err("over_cap"));
+    assert_eq!(split("91", "40", "80", cap).map_err(|e| e.0.as_str()), Err("over_cap"));
     assert_eq!(
-        split("90", "40", "30", cap).map_err(|e| e.0),
+        split("90", "40", "30", cap).map_err(|e| e.0.as_str()),
         Err("insufficient_balance")
     );
     // No cap: only the balance limits.
@@ -407,7 +407,7 @@ fn copy_privileges_keep_the_home_client_card_and_no_shared_deposit_stays_local()
     let outcome = evaluate_with(&tenants[0], &net, &at_cafe, &newcomer(), &[("deposit", "30.00")]);
     assert_eq!(outcome.rejection, None);
     assert!(matches!(
-        &outcome.notice,
+        outcome.notice.as_deref(),
         Some(Notice::Partner { discount_percent, accrual_percent, shared_deposit: false, .. })
             if *discount_percent == d("12") && *accrual_percent == d("6")
     ));
@@ -415,7 +415,7 @@ fn copy_privileges_keep_the_home_client_card_and_no_shared_deposit_stays_local()
     let moves: Vec<(EntryType, String, Decimal)> = outcome
         .entries
         .iter()
-        .map(|e| (e.entry_type, e.account.clone(), e.amount))
+        .map(|e| (e.entry_type, e.account.to_string(), e.amount))
         .collect();
     assert_eq!(
         moves,
@@ -461,7 +461,7 @@ fn a_partner_order_pays_from_and_accrues_into_the_shared_deposit_at_home() {
     let moves: Vec<(EntryType, String, Decimal)> = outcome
         .entries
         .iter()
-        .map(|e| (e.entry_type, e.account.clone(), e.amount))
+        .map(|e| (e.entry_type, e.account.to_string(), e.amount))
         .collect();
     assert_eq!(
         moves,
@@ -513,7 +513,7 @@ fn at_home_deposit_accumulated_at_a_partner_pays_first_and_uncapped() {
         .entries
         .iter()
         .filter(|e| e.entry_type == EntryType::Redemption)
-        .map(|e| (e.account.clone(), e.amount))
+        .map(|e| (e.account.to_string(), e.amount))
         .collect();
     assert_eq!(
         debits,

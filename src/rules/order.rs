@@ -1,11 +1,14 @@
 //! Orders: redemption checks, accruals of every program type, and refunds.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
 use super::checked::{self, Overflow};
-use super::{round_for, Entry, EntryType, Input, Movement, OrderRecord, Outcome};
+use super::{
+    round_for, Entry, EntryType, Input, Movement, OrderRecord, Outcome, ReasonCode, RejectionType, REDEMPTION,
+};
 use crate::contract::{OrderLine, OrderPaid, OrderRefunded};
 use crate::programs::{NegativeBalance, ProgramConfig, ProgramType, SalesConfig, TenantConfig};
 
@@ -23,20 +26,49 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
         }
     }
     let branch = tenant.branches.get(&input.event.branch);
+    // At most one entry per balance and per program: allocated once. A
+    // refusal below drops what was built and refuses the whole order.
+    let programs = tenant.programs.len();
+    let mut outcome = Outcome {
+        entries: Vec::with_capacity(redeemed.len().saturating_add(programs)),
+        ..Outcome::default()
+    };
+    let mut record = OrderRecord {
+        total,
+        refunded: Decimal::ZERO,
+        accruals: Vec::with_capacity(programs),
+        redemptions: Vec::with_capacity(redeemed.len()),
+    };
     // What each balance payment debits: the account itself, or for
     // `deposit`, first the buckets accumulated at partners (seed 000).
-    let mut debits: Vec<(String, Decimal)> = Vec::new();
+    let mut debit = |account: Arc<str>, amount: Decimal| {
+        outcome.entries.push(Entry {
+            account: Arc::clone(&account),
+            entry_type: EntryType::Redemption,
+            program: Arc::clone(&REDEMPTION),
+            amount: checked::neg(amount),
+            base: None,
+            description: None,
+            operator: None,
+        });
+        record.redemptions.push(Movement {
+            account,
+            program: Arc::clone(&REDEMPTION),
+            amount,
+            reversed: Decimal::ZERO,
+        });
+    };
     for (account, amount) in &redeemed {
-        let reject = |code, reason| Ok(Outcome::rejected("redemption.rejected", code, reason));
-        if !tenant.has_account(account) {
+        let reject = |code, reason| Ok(Outcome::rejected(RejectionType::Redemption, code, reason));
+        let Some(name) = tenant.account_name(account) else {
             return reject(
-                "unknown_account",
+                ReasonCode::UnknownAccount,
                 format!("{account:?} is not an account of tenant {:?}", tenant.id),
             );
-        }
+        };
         if !branch.is_some_and(|b| b.payment_methods.contains(*account)) {
             return reject(
-                "payment_method_disabled",
+                ReasonCode::PaymentMethodDisabled,
                 format!(
                     "paying with {account} is not enabled in branch {:?}",
                     input.event.branch
@@ -45,7 +77,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
         }
         if amount.normalize().scale() > super::scale_of(tenant, account) {
             return reject(
-                "bad_precision",
+                ReasonCode::BadPrecision,
                 format!("{amount} has more decimals than the {account} account holds (points are whole)"),
             );
         }
@@ -73,27 +105,27 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             for (bucket, available) in buckets {
                 let take = left.min(available);
                 if take > Decimal::ZERO {
-                    debits.push((bucket.clone(), take));
+                    debit(Arc::from(bucket.as_str()), take);
                     left = checked::sub(left, take)?;
                 }
             }
             if split.from_here > Decimal::ZERO {
-                debits.push(((*account).to_owned(), split.from_here));
+                debit(name, split.from_here);
             }
             continue;
         }
         if balance < *amount {
             return reject(
-                "insufficient_balance",
+                ReasonCode::InsufficientBalance,
                 format!("{amount} paid with {account}, but the balance is {balance}"),
             );
         }
-        debits.push(((*account).to_owned(), *amount));
         if let Some(cap) = tenant.redemption.max_percent.get(*account) {
-            let limit = checked::percent(total, cap.value())?;
-            if *amount > limit {
+            if *amount > super::round::percent_value(total, cap.value())? {
+                // As the bill's share is written in the reason.
+                let limit = checked::percent(total, cap.value())?;
                 return reject(
-                    "over_cap",
+                    ReasonCode::OverCap,
                     format!(
                         "{amount} paid with {account} is more than {}% of the bill ({limit})",
                         cap.value()
@@ -101,48 +133,40 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                 );
             }
         }
-    }
-    let mut outcome = Outcome::default();
-    let mut record = OrderRecord {
-        total,
-        refunded: Decimal::ZERO,
-        accruals: Vec::new(),
-        redemptions: Vec::new(),
-    };
-    for (account, amount) in &debits {
-        outcome.entries.push(Entry {
-            account: account.clone(),
-            entry_type: EntryType::Redemption,
-            program: "redemption".into(),
-            amount: checked::neg(*amount),
-            base: None,
-            description: None,
-            operator: None,
-        });
-        record.redemptions.push(Movement {
-            account: account.clone(),
-            program: "redemption".into(),
-            amount: *amount,
-            reversed: Decimal::ZERO,
-        });
+        debit(name, *amount);
     }
 
     // 2. Accruals of every program version in force at the event time.
-    // Programs that accept every sale share one payment share.
+    // Programs that accept every sale share one payment share; a division
+    // is made once per eligible amount (most orders have one).
     let mut share_of_all: Option<Decimal> = None;
+    let mut last_share: Option<(Decimal, Decimal)> = None;
     for program in tenant.programs_at(input.event.occurred_at) {
         if !program.active_in(&input.event.branch) || (program.registered_only && !input.customer.registered) {
             continue;
         }
         let share = match (&program.sales, share_of_all) {
             (SalesConfig::All(_), Some(share)) => share,
-            (SalesConfig::All(_), None) => *share_of_all.insert(payment_share(tenant, program, order)?),
-            (SalesConfig::Specific(_), _) => payment_share(tenant, program, order)?,
+            _ if total.is_zero() => Decimal::ZERO,
+            (sales, _) => {
+                let eligible = eligible_payments(tenant, program, order)?;
+                let share = match last_share {
+                    // The same operands, bit for bit, divide to the same share.
+                    Some((before, share)) if before.serialize() == eligible.serialize() => share,
+                    _ => checked::div(eligible, total)?,
+                };
+                last_share = Some((eligible, share));
+                if matches!(sales, SalesConfig::All(_)) {
+                    share_of_all = Some(share);
+                }
+                share
+            }
         };
         if share.is_zero() {
             continue;
         }
-        let base_and_raw = match program.program_type {
+        let account = program.account_name();
+        let (base, amount) = match program.program_type {
             ProgramType::GroupBonus => {
                 if program.groups.is_disjoint(&input.customer.groups) {
                     continue;
@@ -161,7 +185,8 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                     base = checked::add(base, part)?;
                     raw = checked::add(raw, checked::percent(part, rule.percent.value())?)?;
                 }
-                (base, raw)
+                // Rounded once, after the rules' shares are added up.
+                (base, round_for(tenant, &account, raw))
             }
             _ => {
                 let Some(pct) = program.percent else { continue };
@@ -173,27 +198,24 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                         .map(|l| l.amount.value()),
                 )?;
                 let base = checked::mul(lines, share)?;
-                (base, checked::percent(base, pct.value())?)
+                (base, super::percent_for(tenant, &account, base, pct.value())?)
             }
         };
-        let (base, raw) = base_and_raw;
-        let account = program.account();
-        let amount = round_for(tenant, account, raw);
         if amount <= Decimal::ZERO {
             continue;
         }
         outcome.entries.push(Entry {
-            account: account.to_owned(),
+            account: Arc::clone(&account),
             entry_type: EntryType::Accrual,
-            program: program.id.clone(),
+            program: Arc::clone(&program.id),
             amount,
             base: Some(round_for_money(tenant, base)),
             description: None,
             operator: None,
         });
         record.accruals.push(Movement {
-            account: account.to_owned(),
-            program: program.id.clone(),
+            account,
+            program: Arc::clone(&program.id),
             amount,
             reversed: Decimal::ZERO,
         });
@@ -205,18 +227,13 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
 }
 
 fn round_for_money(tenant: &TenantConfig, value: Decimal) -> Decimal {
-    value.round_dp_with_strategy(tenant.minor_units, rust_decimal::RoundingStrategy::MidpointNearestEven)
+    super::round::half_even(value, tenant.minor_units)
 }
 
-/// The share of the bill that accrues for `program`: payments of an
-/// eligible (sale type, method) pair, without balance payments unless the
-/// tenant accrues on them, divided by the total.
-fn payment_share(tenant: &TenantConfig, program: &ProgramConfig, order: &OrderPaid) -> Result<Decimal, Overflow> {
-    let total = order.total.value();
-    if total.is_zero() {
-        return Ok(Decimal::ZERO);
-    }
-    let eligible = checked::sum(
+/// The payments `program` accrues on: those of an eligible (sale type,
+/// method) pair, without balance payments unless the tenant accrues on them.
+fn eligible_payments(tenant: &TenantConfig, program: &ProgramConfig, order: &OrderPaid) -> Result<Decimal, Overflow> {
+    checked::sum(
         order
             .payments
             .iter()
@@ -229,8 +246,7 @@ fn payment_share(tenant: &TenantConfig, program: &ProgramConfig, order: &OrderPa
                 }),
             })
             .map(|p| p.amount.value()),
-    )?;
-    checked::div(eligible, total)
+    )
 }
 
 /// Category and product exclusions, or "exclude all, then include a few".
@@ -247,8 +263,8 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
     let tenant = input.tenant;
     let Some(original) = input.original else {
         return Ok(Outcome::rejected(
-            "refund.rejected",
-            "unknown_order",
+            RejectionType::Refund,
+            ReasonCode::UnknownOrder,
             format!(
                 "no accrual or redemption is recorded for order event {:?} of this customer",
                 refund.original_event_id
@@ -259,8 +275,8 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
     let remaining = checked::sub(original.total, original.refunded)?;
     if amount > remaining {
         return Ok(Outcome::rejected(
-            "refund.rejected",
-            "exceeds_refundable",
+            RejectionType::Refund,
+            ReasonCode::ExceedsRefundable,
             format!(
                 "refund of {amount} exceeds what is left to refund ({remaining} of {})",
                 original.total
@@ -276,7 +292,8 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
         checked::div(record.refunded, original.total)?
     };
     let mut outcome = Outcome::default();
-    let mut balances = input.balances.clone();
+    // Balances as this refund's entries leave them, by account.
+    let mut balances: BTreeMap<Arc<str>, Decimal> = BTreeMap::new();
     let clamp = tenant.refunds.negative_balance == NegativeBalance::Clamp;
     // Accruals come back out of the balance (within the policy); redeemed
     // balance goes back in.
@@ -294,7 +311,10 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
                 round_for(tenant, &movement.account, checked::mul(movement.amount, share)?).min(movement.amount);
             let mut delta = checked::sub(target, movement.reversed)?.max(Decimal::ZERO);
             if limit {
-                let available = balances.get(&movement.account).copied().unwrap_or_default();
+                let available = match balances.get(&movement.account) {
+                    Some(running) => *running,
+                    None => input.balance(&movement.account),
+                };
                 delta = delta.min(available.max(Decimal::ZERO));
             }
             if delta.is_zero() {
@@ -302,7 +322,9 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
             }
             movement.reversed = checked::add(movement.reversed, delta)?;
             let signed = checked::mul(sign, delta)?;
-            let balance = balances.entry(movement.account.clone()).or_default();
+            let balance = balances
+                .entry(Arc::clone(&movement.account))
+                .or_insert_with(|| input.balance(&movement.account));
             *balance = checked::add(*balance, signed)?;
             outcome.entries.push(Entry {
                 account: movement.account.clone(),

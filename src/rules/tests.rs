@@ -112,7 +112,7 @@ fn credits(outcome: &Outcome) -> Vec<(String, String)> {
     outcome
         .entries
         .iter()
-        .map(|e| (e.account.clone(), e.amount.to_string()))
+        .map(|e| (e.account.to_string(), e.amount.to_string()))
         .collect()
 }
 
@@ -279,7 +279,7 @@ rules = [{ category = "coffee", percent = "10" }]
         pairs(&[("coffee-bonus", "3")]),
         "10% of 35.00 of coffee, in whole points"
     );
-    assert_eq!(got.entries[0].program, "coffee-cashback");
+    assert_eq!(&*got.entries[0].program, "coffee-cashback");
     let stranger = Customer {
         registered: true,
         ..Customer::default()
@@ -366,7 +366,9 @@ fn redemption_is_checked_and_partly_paid_orders_accrue_on_money_only() {
         let got = run(&t, &event, &registered(), &balances);
         assert!(got.entries.is_empty(), "{name}: nothing is debited or credited");
         assert_eq!(
-            got.rejection.as_ref().map(|r| (r.output_type, r.code)),
+            got.rejection
+                .as_ref()
+                .map(|r| (r.output_type.as_str(), r.code.as_str())),
             Some(("redemption.rejected", code)),
             "{name}"
         );
@@ -439,9 +441,9 @@ fn refunds_reverse_in_proportion_and_never_more_than_accrued() {
         &[("cashback", "15.00")],
         Some(&record),
     );
-    assert_eq!(again.rejection.map(|r| r.code), Some("exceeds_refundable"));
+    assert_eq!(again.rejection.map(|r| r.code.as_str()), Some("exceeds_refundable"));
     let unknown = run_with(&t, &refund("nope", "1.00"), &registered(), &[], None);
-    assert_eq!(unknown.rejection.map(|r| r.code), Some("unknown_order"));
+    assert_eq!(unknown.rejection.map(|r| r.code.as_str()), Some("unknown_order"));
 }
 
 #[test]
@@ -501,7 +503,7 @@ fn seed_004_manual_adjustments_and_notifications() {
     );
     let too_much = run(&t, &take, &registered(), &[("service_points", "59")]);
     assert_eq!(
-        too_much.rejection.map(|r| (r.output_type, r.code)),
+        too_much.rejection.map(|r| (r.output_type.as_str(), r.code.as_str())),
         Some(("adjustment.rejected", "insufficient_balance"))
     );
     let fractional = event(
@@ -510,7 +512,9 @@ fn seed_004_manual_adjustments_and_notifications() {
         "2026-11-23T12:00:00Z",
     );
     assert_eq!(
-        run(&t, &fractional, &registered(), &[]).rejection.map(|r| r.code),
+        run(&t, &fractional, &registered(), &[])
+            .rejection
+            .map(|r| r.code.as_str()),
         Some("bad_precision")
     );
 }
@@ -531,7 +535,7 @@ fn overflowing_computations_are_rejections_not_panics() {
     let got = run(&t, &huge, &registered(), &[]);
     assert!(got.entries.is_empty() && got.order_record.is_none());
     assert_eq!(
-        got.rejection.map(|r| (r.output_type, r.code)),
+        got.rejection.map(|r| (r.output_type.as_str(), r.code.as_str())),
         Some(("redemption.rejected", "amount_overflow"))
     );
 
@@ -543,7 +547,7 @@ fn overflowing_computations_are_rejections_not_panics() {
     };
     let got = run_with(&t, &refund("e-1", "1.00"), &registered(), &[], Some(&record));
     assert_eq!(
-        got.rejection.map(|r| (r.output_type, r.code)),
+        got.rejection.map(|r| (r.output_type.as_str(), r.code.as_str())),
         Some(("refund.rejected", "amount_overflow"))
     );
 
@@ -555,7 +559,7 @@ fn overflowing_computations_are_rejections_not_panics() {
     let min = Decimal::MIN.to_string();
     let got = run(&t, &take, &registered(), &[("cashback", min.as_str())]);
     assert_eq!(
-        got.rejection.map(|r| (r.output_type, r.code)),
+        got.rejection.map(|r| (r.output_type.as_str(), r.code.as_str())),
         Some(("adjustment.rejected", "amount_overflow"))
     );
 
@@ -569,7 +573,7 @@ fn overflowing_computations_are_rejections_not_panics() {
     let got = run(&slow, &book, &registered(), &[]);
     assert!(got.booking.is_none() && got.timers.set.is_none());
     assert_eq!(
-        got.rejection.map(|r| (r.output_type, r.code)),
+        got.rejection.map(|r| (r.output_type.as_str(), r.code.as_str())),
         Some(("booking.rejected", "date_out_of_range"))
     );
 }
@@ -579,11 +583,11 @@ fn balances_stay_within_the_limit() {
     let max = crate::contract::limits::MAX_BALANCE;
     assert_eq!(next_balance("bonus", max - Decimal::ONE, Decimal::ONE), Ok(max));
     assert_eq!(next_balance("bonus", -max, Decimal::ZERO), Ok(-max));
-    let over = next_balance("bonus", max, Decimal::ONE).map_err(|(code, _)| code);
+    let over = next_balance("bonus", max, Decimal::ONE).map_err(|(code, _)| code.as_str());
     assert_eq!(over, Err("balance_limit"));
-    let under = next_balance("bonus", -max, Decimal::NEGATIVE_ONE).map_err(|(code, _)| code);
+    let under = next_balance("bonus", -max, Decimal::NEGATIVE_ONE).map_err(|(code, _)| code.as_str());
     assert_eq!(under, Err("balance_limit"));
-    let overflow = next_balance("bonus", Decimal::MAX, Decimal::MAX).map_err(|(code, _)| code);
+    let overflow = next_balance("bonus", Decimal::MAX, Decimal::MAX).map_err(|(code, _)| code.as_str());
     assert_eq!(overflow, Err("amount_overflow"));
 }
 
@@ -613,14 +617,14 @@ fn seed_004_gift_cards_cost_points_and_get_unguessable_codes() {
     );
     let poor = run(&t, &buy, &registered(), &[("service_points", "499")]);
     assert_eq!(
-        poor.rejection.map(|r| (r.output_type, r.code)),
+        poor.rejection.map(|r| (r.output_type.as_str(), r.code.as_str())),
         Some(("giftcard.rejected", "insufficient_points"))
     );
     let unknown = event("giftcard.exchange", r#"{"gift_card":"gc-x"}"#, "2026-11-23T12:00:00Z");
     assert_eq!(
         run(&t, &unknown, &registered(), &[("service_points", "999")])
             .rejection
-            .map(|r| r.code),
+            .map(|r| r.code.as_str()),
         Some("unknown_gift_card")
     );
 }
@@ -759,7 +763,7 @@ proptest! {
             });
             for entry in &outcome.entries {
                 prop_assert!(entry.amount.scale() <= 2);
-                *balances.entry(entry.account.clone()).or_default() += entry.amount;
+                *balances.entry(entry.account.to_string()).or_default() += entry.amount;
                 ledger_sum += entry.amount;
             }
             if clamp {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::outbox::AccrualRef;
+use crate::rules::RejectionType;
 use crate::state::codec::{self, at_scale, LedgerEntry, Occurred, StateValue};
 
 impl Processor {
@@ -31,16 +32,16 @@ impl Processor {
             // Loaded by the prefetch (or `load_balances`): no key copy per entry.
             match batch.balances.get_mut(prefix) {
                 Some(balances) => {
-                    balances.insert(entry.account.clone(), new_balance);
+                    balances.insert(entry.account.to_string(), new_balance);
                 }
                 None => {
                     let mut balances = BTreeMap::new();
-                    balances.insert(entry.account.clone(), new_balance);
+                    balances.insert(entry.account.to_string(), new_balance);
                     batch.balances.insert(prefix.to_vec(), balances);
                 }
             }
             last_balance = new_balance;
-            batch.dirty.insert((prefix.to_vec(), entry.account.clone()));
+            batch.dirty.insert((prefix.to_vec(), entry.account.to_string()));
             let seq = next_seq(batch, p);
             let scale = rules::scale_of(tenant, &entry.account);
             let (occurred, text) = (out.occurred, out.occurred_at.as_str());
@@ -88,19 +89,19 @@ impl Processor {
         if let Some(rejection) = &outcome.rejection {
             let seq = next_seq(batch, p);
             let payload = to_json(&RejectionEvent {
-                header: out.header(seq, rejection.output_type),
-                reason_code: rejection.code.to_owned(),
+                header: out.header(seq, rejection.output_type.as_str()),
+                reason_code: rejection.code.as_str().to_owned(),
                 reason: rejection.reason.clone(),
             })?;
             out.push(batch, seq, payload);
-            telemetry::rejected(rejection.output_type, rejection.code);
+            telemetry::rejected(rejection.output_type.as_str(), rejection.code.as_str());
         }
         if let (Some(notification), Some(entry)) = (outcome.notify, outcome.entries.first()) {
             let seq = next_seq(batch, p);
             let scale = rules::scale_of(tenant, &entry.account);
             let payload = to_json(&BalanceNotification {
                 header: out.header(seq, notification),
-                account: entry.account.clone(),
+                account: entry.account.to_string(),
                 amount: money(entry.amount, scale),
                 balance: money(last_balance, scale),
                 description: entry.description.clone().unwrap_or_default(),
@@ -135,7 +136,7 @@ impl Processor {
             batch.commands.push((p, seq));
             command_id = Some(id);
         }
-        match &outcome.notice {
+        match outcome.notice.as_deref() {
             Some(Notice::Referral {
                 program,
                 referrer,
@@ -199,7 +200,7 @@ impl Processor {
             batch.set.put(Family::Orders, key.clone(), order.encode());
             batch.orders.insert(key, Some(order.clone()));
         }
-        if let Some((booking_id, booking)) = &outcome.booking {
+        if let Some((booking_id, booking)) = outcome.booking.as_deref() {
             let key = keys::booking(p, &tenant.id, customer, booking_id);
             batch.set.put(Family::Bookings, key.clone(), booking.encode());
             batch.bookings.insert(key, Some(booking.clone()));
@@ -334,14 +335,14 @@ pub(super) struct Written {
 pub(super) fn balances_after(
     current: Option<&BTreeMap<String, Decimal>>,
     outcome: &Outcome,
-    reject_as: &'static str,
+    reject_as: RejectionType,
 ) -> Result<Vec<Decimal>, Box<Outcome>> {
     let mut running: BTreeMap<&str, Decimal> = BTreeMap::new();
     let mut after = Vec::with_capacity(outcome.entries.len());
     for entry in &outcome.entries {
         let balance = running
-            .get(entry.account.as_str())
-            .or_else(|| current.and_then(|c| c.get(&entry.account)))
+            .get(&*entry.account)
+            .or_else(|| current.and_then(|c| c.get(&*entry.account)))
             .copied()
             .unwrap_or_default();
         match rules::next_balance(&entry.account, balance, entry.amount) {
@@ -366,7 +367,7 @@ pub(super) struct Emitter<'a> {
     pub(super) occurred_at: String,
     pub(super) occurred: time::OffsetDateTime,
     /// The output type that refuses this source's effect.
-    pub(super) reject_as: &'static str,
+    pub(super) reject_as: RejectionType,
 }
 
 impl<'a> Emitter<'a> {

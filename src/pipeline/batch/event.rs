@@ -72,7 +72,7 @@ impl Processor {
                 },
             })
         };
-        if let (Body::BookingCreated(_), Some((_, created))) = (&event.body, outcome.booking.as_mut()) {
+        if let (Body::BookingCreated(_), Some((_, created))) = (&event.body, outcome.booking.as_deref_mut()) {
             created.source_topic = record.topic.to_owned();
             created.source_offset = record.offset;
         }

@@ -45,7 +45,7 @@ impl Processor {
             let prefix = keys::balance_prefix(p, &tenant_id, &booking.customer);
             self.load_balances(batch, &prefix)?;
             let mut outcome = rules::fire(&booking_id, &booking, customer.marketing_consent);
-            if let Err(refused) = balances_after(batch.balances.get(&prefix), &outcome, "booking.rejected") {
+            if let Err(refused) = balances_after(batch.balances.get(&prefix), &outcome, rules::RejectionType::Booking) {
                 // The credit does not fit the balance: refuse it once and drop
                 // the timer, or it would fire (and be refused) forever. The
                 // booking stays scheduled, without a credit to come.
@@ -56,7 +56,7 @@ impl Processor {
                         delete: Some(due_ms),
                         set: None,
                     },
-                    booking: Some((booking_id.clone(), kept)),
+                    booking: Some(Box::new((booking_id.clone(), kept))),
                     ..*refused
                 };
             }
@@ -76,7 +76,7 @@ impl Processor {
                 },
                 occurred_at: due_at.format(&Rfc3339).unwrap_or_default(),
                 occurred: due_at,
-                reject_as: "booking.rejected",
+                reject_as: rules::RejectionType::Booking,
             };
             batch.timers_deleted.insert(key.clone());
             self.apply_outcome(batch, &out, &prefix, &outcome)?;

@@ -73,8 +73,8 @@ fn movements(r: &mut Reader<'_>) -> Result<Vec<Movement>, CodecError> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(Movement {
-            account: r.str("movement account")?,
-            program: r.str("movement program")?,
+            account: r.str("movement account")?.into(),
+            program: r.str("movement program")?.into(),
             amount: r.decimal("movement amount")?,
             reversed: r.decimal("movement reversed")?,
         });
@@ -154,7 +154,7 @@ impl StateValue for Customer {
         let mut w = Writer::new(32 + groups);
         w.opt_str(self.phone.as_deref());
         w.len(self.groups.len());
-        for group in &self.groups {
+        for group in self.groups.iter() {
             w.str(group);
         }
         let mut flags = 0;
@@ -188,7 +188,7 @@ impl StateValue for Customer {
             }
             Ok(Customer {
                 phone,
-                groups,
+                groups: groups.into_iter().collect(),
                 registered: flags & REGISTERED != 0,
                 marketing_consent: flags & MARKETING_CONSENT != 0,
                 discount_percent: r.opt_decimal("discount_percent")?.map(Amount::new),

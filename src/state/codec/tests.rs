@@ -1,7 +1,6 @@
 //! Every format version decodes (fixtures under `tests/fixtures/state/`),
 //! and version 1 round-trips every value exactly.
 
-use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -113,7 +112,7 @@ fn fixture_booking() -> Booking {
 fn fixture_customer() -> Customer {
     Customer {
         phone: Some("+10000000001".into()),
-        groups: BTreeSet::from(["morning".into(), "yoga".into()]),
+        groups: ["morning".to_owned(), "yoga".to_owned()].into_iter().collect(),
         registered: true,
         marketing_consent: true,
         discount_percent: Some(Amount::new(d("5.5"))),
@@ -339,7 +338,7 @@ proptest! {
     ) {
         let (mut accruals, mut redemptions) = (Vec::new(), Vec::new());
         for (account, program, amount, reversed, redeemed) in moves {
-            let m = Movement { account, program, amount, reversed };
+            let m = Movement { account: account.into(), program: program.into(), amount, reversed };
             if redeemed { redemptions.push(m) } else { accruals.push(m) }
         }
         let order = OrderRecord { total, refunded, accruals, redemptions };
@@ -385,7 +384,7 @@ proptest! {
     ) {
         let profile = Customer {
             phone,
-            groups,
+            groups: groups.into_iter().collect(),
             registered,
             marketing_consent,
             discount_percent: discount.map(Amount::new),
