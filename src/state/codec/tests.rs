@@ -1,7 +1,6 @@
 //! Every format version decodes (fixtures under `tests/fixtures/state/`),
 //! and version 1 round-trips every value exactly.
 
-
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use time::format_description::well_known::Rfc3339;
