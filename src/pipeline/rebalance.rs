@@ -286,11 +286,8 @@ impl PipelineContext {
         work: &mut Work,
         consumer: &BaseConsumer<PipelineContext>,
         timers_at: Option<i64>,
-    ) -> Result<usize, PipelineError> {
-        let flushed = work.cores.flush(timers_at, &work.owned)?;
-        let mut applied = 0usize;
-        for done in flushed {
-            applied = applied.saturating_add(done.applied);
+    ) -> Result<(), PipelineError> {
+        for done in work.cores.flush(timers_at, &work.owned)? {
             if let Some(committed) = &done.committed {
                 publish(committed, consumer, &self.progress);
             }
@@ -304,18 +301,12 @@ impl PipelineContext {
                     cause = %failed.failed.cause,
                     "applying the record failed; its worker's batch is dropped and read again from the durable offsets"
                 );
-                let workers = work.cores.workers();
-                let index = (failed.partition as usize).checked_rem(workers);
-                let parts: Vec<u32> = work
-                    .owned
-                    .iter()
-                    .copied()
-                    .filter(|p| (*p as usize).checked_rem(workers) == index)
-                    .collect();
+                let worker = work.cores.worker_of(failed.partition);
+                let parts = work.cores.partitions_of(worker, &work.owned);
                 self.rewind_partitions(work, consumer, &parts)?;
             }
         }
-        Ok(applied)
+        Ok(())
     }
 
     /// Gives partitions up. Unless the assignment was lost (another member

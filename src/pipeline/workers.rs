@@ -123,8 +123,6 @@ pub struct Flushed {
     /// A record whose processing panicked: the worker's batch was dropped,
     /// and its partitions must rewind to their durable offsets.
     pub failed: Option<FailedRecord>,
-    /// Records applied (redeliveries included) and timers fired.
-    pub applied: usize,
     /// What became of the records.
     pub counts: Counts,
 }
@@ -224,7 +222,6 @@ impl Core {
                 let applied = processor.apply_unprocessable(&mut batch, record, &reason)?;
                 flushed.counts.count(&applied);
                 attempts.settle(topic, p, offset);
-                flushed.applied = flushed.applied.saturating_add(1);
                 continue;
             }
             let run = attempts.run(topic, p, offset, || match admission {
@@ -232,10 +229,7 @@ impl Core {
                 None => processor.apply(&mut batch, record),
             });
             match run {
-                Ok(applied) => {
-                    flushed.counts.count(&applied?);
-                    flushed.applied = flushed.applied.saturating_add(1);
-                }
+                Ok(applied) => flushed.counts.count(&applied?),
                 Err(failed) => {
                     flushed.failed = Some(FailedRecord {
                         topic: topic.to_owned(),
@@ -249,8 +243,7 @@ impl Core {
         }
         if let Some((now_ms, partitions)) = timers_at {
             for p in partitions {
-                let fired = processor.fire_due(&mut batch, *p, now_ms, timers::FIRE_LIMIT)?;
-                flushed.applied = flushed.applied.saturating_add(fired);
+                processor.fire_due(&mut batch, *p, now_ms, timers::FIRE_LIMIT)?;
             }
         }
         if !batch.is_empty() {
@@ -288,8 +281,14 @@ impl Cores {
         self.cores.len()
     }
 
-    fn index(&self, p: u32) -> usize {
+    /// The worker that applies partition `p`.
+    pub fn worker_of(&self, p: u32) -> usize {
         (p as usize).checked_rem(self.cores.len()).unwrap_or(0)
+    }
+
+    /// The partitions of `owned` that worker `worker` applies.
+    pub fn partitions_of(&self, worker: usize, owned: &BTreeSet<u32>) -> Vec<u32> {
+        owned.iter().copied().filter(|p| self.worker_of(*p) == worker).collect()
     }
 
     /// The core that applies partition `p`.
@@ -299,7 +298,7 @@ impl Cores {
     /// which returns every one.
     #[allow(clippy::expect_used)]
     pub fn core(&mut self, p: u32) -> &mut Core {
-        let i = self.index(p);
+        let i = self.worker_of(p);
         self.cores
             .get_mut(i)
             .and_then(Option::as_mut)
@@ -337,7 +336,7 @@ impl Cores {
 
     /// Applies every worker's chunk (and, with `timers_at`, fires due
     /// timers of `owned` partitions) on the pool, each worker committing its
-    /// own batch; returns what each did, in worker order.
+    /// own batch; returns what each did (in no particular order).
     ///
     /// # Errors
     /// The first [`StateError`] of any worker, or [`FlushError::Worker`]
@@ -347,13 +346,10 @@ impl Cores {
         self.started = None;
         let n = self.cores.len();
         let mut jobs: Vec<Job<Returned>> = Vec::with_capacity(n);
-        for (i, slot) in self.cores.iter_mut().enumerate() {
+        for i in 0..n {
+            let mine = self.partitions_of(i, owned);
+            let Some(slot) = self.cores.get_mut(i) else { continue };
             let Some(mut core) = slot.take() else { continue };
-            let mine: Vec<u32> = owned
-                .iter()
-                .copied()
-                .filter(|p| (*p as usize).checked_rem(n) == Some(i))
-                .collect();
             let timers = timers_at.filter(|_| !mine.is_empty());
             if core.chunk.is_empty() && timers.is_none() {
                 *slot = Some(core);
