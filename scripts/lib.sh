@@ -12,8 +12,20 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # local broker's database (prepare_tansu_db), and python3-venv and pip for
 # the bench's Bytewax peer (ensure_bytewax).
 ensure_system_packages() {
-  local needed=(libclang-dev clang cmake pkg-config build-essential perl protobuf-compiler curl prometheus sqlite3
-    python3-venv python3-pip)
+  ensure_packages libclang-dev clang cmake pkg-config build-essential perl protobuf-compiler curl prometheus sqlite3 \
+    python3-venv python3-pip
+}
+
+# Headless Chromium and its chromedriver, for the back office's browser test
+# (tests/admin_browser.rs); only scripts/test needs them.
+ensure_browser() {
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
+  ensure_packages chromium chromium-driver
+}
+
+# apt-get installs those of the given Debian packages that are missing.
+ensure_packages() {
+  local needed=("$@")
   local missing=()
   for pkg in "${needed[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

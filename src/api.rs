@@ -75,6 +75,12 @@ pub async fn handle<B>(api: &ReadApi, req: &Request<B>) -> Response<Body> {
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"accrue\""));
         return response;
     };
+    handle_as(api, tenant, req).await
+}
+
+/// Answers a `/v1/` request of `tenant`, whose caller is already
+/// authenticated (the bearer token above, or a back-office session).
+pub async fn handle_as<B>(api: &ReadApi, tenant: TenantConfig, req: &Request<B>) -> Response<Body> {
     let segments: Option<Vec<String>> = req
         .uri()
         .path()

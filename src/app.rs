@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+use crate::admin::DirectorySlot;
 use crate::api::StoreSlot;
 use crate::config::Config;
 use crate::directory::{self, Directory};
@@ -64,6 +65,22 @@ pub fn run_serving_reads(
     progress: Arc<Progress>,
     reads: &StoreSlot,
 ) -> Result<(), RunError> {
+    run_serving_admin(config, programs, stop, progress, reads, &DirectorySlot::default())
+}
+
+/// [`run_serving_reads`], also putting the customer directory into
+/// `directory` for the back office's phone search.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_serving_admin(
+    config: &Config,
+    programs: Arc<Programs>,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+    reads: &StoreSlot,
+    directory_slot: &DirectorySlot,
+) -> Result<(), RunError> {
     let partitions = crate::topics::check(config)?;
     tracing::info!(partitions, "topics are co-partitioned");
     std::fs::create_dir_all(&config.state.dir).map_err(|e| RunError::State {
@@ -96,6 +113,7 @@ pub fn run_serving_reads(
 
     let directory = Arc::new(Directory::default());
     directory.seed(config.tenants.values());
+    let _ = directory_slot.set(directory.clone());
     progress.set_directory_loading(true);
     let directory_thread = {
         let (config, directory, progress, stop) = (config.clone(), directory.clone(), progress.clone(), stop.clone());

@@ -1,6 +1,6 @@
 //! The HTTP surface on `[http] listen`: `/metrics` (Prometheus text),
-//! `/health/live` and `/health/ready`, and the read API under `/v1/`
-//! ([`crate::api`]).
+//! `/health/live` and `/health/ready`, the read API under `/v1/`
+//! ([`crate::api`]) and the back office under `/admin/` ([`crate::admin`]).
 //!
 //! The unauthenticated endpoints never touch RocksDB or Kafka: the
 //! readiness answer comes from [`Progress`], which the consume loop and the
@@ -32,6 +32,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::admin::{self, Admin};
 use crate::api::{self, ReadApi};
 use crate::config::HttpConfig;
 use crate::pipeline::Progress;
@@ -43,6 +44,7 @@ pub struct Surface {
     metrics: PrometheusHandle,
     progress: Arc<Progress>,
     read: Option<ReadApi>,
+    admin: Option<Admin>,
 }
 
 impl Surface {
@@ -52,12 +54,19 @@ impl Surface {
             metrics,
             progress,
             read: None,
+            admin: None,
         }
     }
 
     /// Also serves the read API under `/v1/`.
     pub fn with_read_api(mut self, read: ReadApi) -> Self {
         self.read = Some(read);
+        self
+    }
+
+    /// Also serves the back office under `/admin/`.
+    pub fn with_admin(mut self, admin: Admin) -> Self {
+        self.admin = Some(admin);
         self
     }
 }
@@ -383,6 +392,11 @@ async fn dispatch(surface: &Surface, req: Request<Incoming>, limits: BodyLimits)
         Ok(req) => req,
         Err(refused) => return body_refused(&refused, limits),
     };
+    if let Some(admin) = &surface.admin {
+        if admin::owns(req.uri().path()) {
+            return admin::handle(admin, &req).await;
+        }
+    }
     if let Some(read) = &surface.read {
         if req.uri().path().starts_with("/v1/") && req.method() == Method::GET {
             return api::handle(read, &req).await;

@@ -60,11 +60,13 @@
 //! broker; [`telemetry`] owns every metric name; [`http`] serves `/metrics`
 //! and the health endpoints, reading readiness from [`pipeline::Progress`],
 //! and the read API ([`api`]), which reads balances and the ledger
-//! ([`read`]) from RocksDB snapshots while the pipeline writes. [`tools`]
+//! ([`read`]) from RocksDB snapshots while the pipeline writes, and the
+//! back office's pages ([`admin`]). [`tools`]
 //! holds what is not on the event path at all: topic administration, the
 //! load generator and the broker's raw baselines. The binary's `src/cli/`
 //! holds the subcommands; `src/main.rs` only parses and dispatches.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod changelog;

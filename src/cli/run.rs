@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use accrue::config::Config;
 use accrue::pipeline::{Programs, Progress};
-use accrue::{api, app, http, telemetry};
+use accrue::{admin, api, app, http, telemetry};
 
 /// `accrue run`: the processor, the HTTP surface and the signals, until
 /// SIGTERM or Ctrl-C.
@@ -33,15 +33,21 @@ pub(crate) fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot serve HTTP on {} ([http] listen)", config.http.listen))?;
         let progress = Arc::new(Progress::default());
         let reads = api::StoreSlot::default();
-        let surface = http::Surface::new(handle, progress.clone())
-            .with_read_api(api::ReadApi::new(reads.clone(), programs.clone()));
+        let directory = admin::DirectorySlot::default();
+        let read_api = api::ReadApi::new(reads.clone(), programs.clone());
+        let mut surface = http::Surface::new(handle, progress.clone()).with_read_api(read_api.clone());
+        if config.http.admin {
+            let admin = admin::Admin::new(&config, read_api, reads.clone(), programs.clone(), directory.clone())
+                .context("cannot set up the back office ([http] admin)")?;
+            surface = surface.with_admin(admin);
+        }
         let server = tokio::spawn(http::serve(listener, surface, config.http.clone()));
         tracing::info!(listen = %config.http.listen, state = %config.state.dir.display(), "accrue starting");
         let worker_stop = stop.clone();
         let path = config.path.clone();
         let worker_programs = programs.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            app::run_serving_reads(&config, worker_programs, worker_stop, progress, &reads)
+            app::run_serving_admin(&config, worker_programs, worker_stop, progress, &reads, &directory)
         });
         tokio::pin!(worker);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

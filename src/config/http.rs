@@ -31,6 +31,9 @@ pub struct HttpConfig {
     /// Largest request body accepted, in bytes; a larger one is a 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Serve the back office under `/admin/` (default true).
+    #[serde(default = "default_admin")]
+    pub admin: bool,
 }
 
 impl Default for HttpConfig {
@@ -41,6 +44,7 @@ impl Default for HttpConfig {
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
             max_body_bytes: default_max_body_bytes(),
+            admin: default_admin(),
         }
     }
 }
@@ -59,6 +63,10 @@ fn default_idle_timeout() -> Duration {
 
 fn default_max_connections() -> usize {
     512
+}
+
+fn default_admin() -> bool {
+    true
 }
 
 fn default_max_body_bytes() -> usize {

@@ -118,6 +118,22 @@ pub fn balance_prefix(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
     key
 }
 
+/// Prefix of every balance of `tenant` in partition `p`; `customer 0
+/// account` follows it (see [`parse_tenant_balance`]).
+pub fn tenant_balances_prefix(p: u32, tenant: &str) -> Vec<u8> {
+    let mut key = with_parts(p, &[tenant.as_bytes()], 1);
+    key.push(0);
+    key
+}
+
+/// The customer and account of a balance key found under
+/// [`tenant_balances_prefix`], given that prefix's length.
+pub fn parse_tenant_balance(key: &[u8], prefix_len: usize) -> Option<(&[u8], &[u8])> {
+    let rest = key.get(prefix_len..)?;
+    let split = rest.iter().position(|b| *b == 0)?;
+    Some((rest.get(..split)?, rest.get(split + 1..)?))
+}
+
 /// A customer's profile.
 pub fn customer(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 0)

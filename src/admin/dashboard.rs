@@ -1,0 +1,293 @@
+//! The dashboard: a period's entries by type and by branch with totals per
+//! unit, a chart per unit over the days, and outstanding balances.
+//!
+//! Periods are whole days in UTC, `from` to `to` inclusive; this month so
+//! far by default.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use hyper::{Response, StatusCode};
+use rust_decimal::Decimal;
+use time::{Date, OffsetDateTime, Time};
+
+use super::chart::{self, Day};
+use super::figures::{self, Figures, Outstanding};
+use super::html::{esc, query};
+use super::Ctx;
+use crate::api;
+
+/// The longest period shown, in days.
+const MAX_DAYS: i64 = 366;
+
+/// A period of whole UTC days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Period {
+    /// First day.
+    pub(crate) from: Date,
+    /// Last day, inclusive.
+    pub(crate) to: Date,
+}
+
+impl Period {
+    /// The period of `from` and `to` (`YYYY-MM-DD`; empty for this month so
+    /// far, as of `today`).
+    pub(crate) fn parse(from: &str, to: &str, today: Date) -> Result<Period, String> {
+        let day = |name: &str, text: &str, default: Date| -> Result<Date, String> {
+            if text.is_empty() {
+                return Ok(default);
+            }
+            Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+                .map_err(|_| format!("`{name}` must be a date such as 2026-11-01"))
+        };
+        let first = today.replace_day(1).unwrap_or(today);
+        let period = Period {
+            from: day("from", from, first)?,
+            to: day("to", to, today)?,
+        };
+        if period.to < period.from {
+            return Err("`to` must not be before `from`".into());
+        }
+        if (period.to - period.from).whole_days() >= MAX_DAYS {
+            return Err(format!("a period is at most {MAX_DAYS} days; choose a shorter one"));
+        }
+        Ok(period)
+    }
+
+    /// `[from, to + 1 day)` in Unix milliseconds.
+    pub(crate) fn millis(self) -> (i64, i64) {
+        let ms = |d: Date| {
+            let t = d.with_time(Time::MIDNIGHT).assume_utc();
+            (t.unix_timestamp_nanos() / 1_000_000) as i64
+        };
+        let end = self.to.next_day().unwrap_or(self.to);
+        (ms(self.from), ms(end))
+    }
+
+    /// Every day of the period, in order.
+    fn days(self) -> Vec<Date> {
+        let mut out = Vec::new();
+        let mut d = self.from;
+        while d <= self.to {
+            out.push(d);
+            match d.next_day() {
+                Some(next) => d = next,
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+/// `GET /admin/`.
+pub(crate) async fn page(ctx: &Ctx) -> Response<api::Body> {
+    let today = OffsetDateTime::now_utc().date();
+    let period = match Period::parse(ctx.param("from"), ctx.param("to"), today) {
+        Ok(p) => p,
+        Err(err) => {
+            let body = format!("{}<p class=\"err\" id=\"error\">{}</p>", form(ctx, None), esc(&err));
+            let mut response = ctx.page("Dashboard", "Dashboard", &body);
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return response;
+        }
+    };
+    let (from_ms, to_ms) = period.millis();
+    let (store, tenant) = (ctx.store.clone(), ctx.tenant.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        let snap = store.snapshot();
+        let rows = figures::period_rows(&snap, &tenant, from_ms, to_ms)?;
+        let balances = figures::outstanding(&snap, &tenant)?;
+        Ok::<_, figures::FigureError>((rows, balances))
+    })
+    .await;
+    let (rows, balances) = match read {
+        Ok(Ok(found)) => found,
+        Ok(Err(err)) => return super::failed(&err),
+        Err(err) => return super::failed(&err),
+    };
+    let mut body = form(ctx, Some(period));
+    body.push_str(&exports(period));
+    if rows.truncated {
+        let _ = write!(
+            body,
+            "<p class=\"err\">More than {} entries in this period: the figures cover the first ones only; choose a shorter period.</p>",
+            figures::MAX_ROWS
+        );
+    }
+    body.push_str(&tables(ctx, &rows));
+    body.push_str(&charts(ctx, period, &rows));
+    body.push_str(&outstanding(ctx, &balances));
+    ctx.page("Dashboard", "Dashboard", &body)
+}
+
+fn form(ctx: &Ctx, period: Option<Period>) -> String {
+    let (from, to) = match period {
+        Some(p) => (p.from.to_string(), p.to.to_string()),
+        None => (ctx.param("from").to_owned(), ctx.param("to").to_owned()),
+    };
+    format!(
+        "<form method=\"get\" action=\"/admin/\" class=\"inline\" id=\"period\">\
+<label>From<input type=\"date\" name=\"from\" id=\"from\" value=\"{}\"></label>\
+<label>To (inclusive)<input type=\"date\" name=\"to\" id=\"to\" value=\"{}\"></label>\
+<button type=\"submit\" id=\"show\">Show</button><span class=\"muted\">Days in UTC.</span></form>",
+        esc(&from),
+        esc(&to)
+    )
+}
+
+/// Links to the period's exports, through the session.
+fn exports(period: Period) -> String {
+    let from = format!("{}T00:00:00Z", period.from);
+    let to = format!("{}T00:00:00Z", period.to.next_day().unwrap_or(period.to));
+    format!(
+        "<p class=\"links\">Export this period: <a id=\"export-csv\" href=\"/admin/export/ledger.csv?{}\">ledger (CSV)</a></p>",
+        esc(&query(&[("from", &from), ("to", &to)]))
+    )
+}
+
+/// Sums of `rows` grouped by `key`, per unit: `(key, unit) -> (amount, count)`.
+fn group_by(rows: &Figures, key: impl Fn(&figures::Row) -> String) -> BTreeMap<(String, String), (Decimal, u64)> {
+    let mut out: BTreeMap<(String, String), (Decimal, u64)> = BTreeMap::new();
+    for row in &rows.rows {
+        let sum = out.entry((row.unit.clone(), key(row))).or_default();
+        sum.0 = sum.0.checked_add(row.amount).unwrap_or(sum.0);
+        sum.1 = sum.1.saturating_add(row.count);
+    }
+    out
+}
+
+fn tables(ctx: &Ctx, rows: &Figures) -> String {
+    let mut out = String::from("<div class=\"grid\">");
+    for (id, title, label, grouped) in [
+        (
+            "by-type",
+            "By entry type",
+            "Entry type",
+            group_by(rows, |r| r.entry_type.clone()),
+        ),
+        ("by-branch", "By branch", "Branch", group_by(rows, |r| r.branch.clone())),
+    ] {
+        let _ = write!(
+            out,
+            "<section><h2>{title}</h2><table id=\"{id}\"><thead><tr><th>{label}</th><th>Unit</th>\
+<th class=\"n\">Entries</th><th class=\"n\">Amount</th></tr></thead><tbody>"
+        );
+        let mut totals: BTreeMap<&str, (Decimal, u64)> = BTreeMap::new();
+        for ((unit, key), (amount, count)) in &grouped {
+            let _ = write!(
+                out,
+                "<tr data-key=\"{k}\" data-unit=\"{u}\"><td>{k}</td><td>{u}</td><td class=\"n\">{count}</td><td class=\"n\">{a}</td></tr>",
+                k = esc(key),
+                u = esc(unit),
+                a = esc(&figures::show(&ctx.tenant, unit, *amount)),
+            );
+            let total = totals.entry(unit).or_default();
+            total.0 = total.0.checked_add(*amount).unwrap_or(total.0);
+            total.1 = total.1.saturating_add(*count);
+        }
+        if grouped.is_empty() {
+            out.push_str("<tr><td colspan=\"4\" class=\"muted\">No entries in this period.</td></tr>");
+        }
+        out.push_str("</tbody><tfoot>");
+        for (unit, (amount, count)) in totals {
+            let _ = write!(
+                out,
+                "<tr class=\"total\" data-unit=\"{u}\"><td>Total</td><td>{u}</td><td class=\"n\">{count}</td><td class=\"n\">{a}</td></tr>",
+                u = esc(unit),
+                a = esc(&figures::show(&ctx.tenant, unit, amount)),
+            );
+        }
+        out.push_str("</tfoot></table></section>");
+    }
+    out.push_str("</div>");
+    out
+}
+
+/// One chart per unit, money and points apart.
+fn charts(ctx: &Ctx, period: Period, rows: &Figures) -> String {
+    let mut per_unit: BTreeMap<&str, BTreeMap<Date, (Decimal, Decimal)>> = BTreeMap::new();
+    for row in &rows.rows {
+        let day = per_unit.entry(&row.unit).or_default().entry(row.day).or_default();
+        if row.amount.is_sign_negative() {
+            day.1 = day.1.checked_add(row.amount.abs()).unwrap_or(day.1);
+        } else {
+            day.0 = day.0.checked_add(row.amount).unwrap_or(day.0);
+        }
+    }
+    let mut out = String::from("<h2>Over time</h2>");
+    if per_unit.is_empty() {
+        out.push_str("<p class=\"muted\">Nothing to draw: no entries in this period.</p>");
+    }
+    for (unit, by_day) in per_unit {
+        let days: Vec<Day> = period
+            .days()
+            .into_iter()
+            .map(|day| {
+                let (credit, debit) = by_day.get(&day).copied().unwrap_or_default();
+                Day { day, credit, debit }
+            })
+            .collect();
+        let id = format!("chart-{}", unit.to_ascii_lowercase());
+        out.push_str(&chart::svg(&id, unit, &days, |d| figures::show(&ctx.tenant, unit, d)));
+    }
+    out
+}
+
+fn outstanding(ctx: &Ctx, balances: &[Outstanding]) -> String {
+    let mut out = String::from(
+        "<h2>Outstanding balances</h2><table id=\"outstanding\"><thead><tr><th>Account</th><th>Unit</th>\
+<th class=\"n\">Customers</th><th class=\"n\">Balance</th></tr></thead><tbody>",
+    );
+    for b in balances {
+        let _ = write!(
+            out,
+            "<tr data-key=\"{a}\" data-unit=\"{u}\"><td>{a}</td><td>{u}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            b.customers,
+            esc(&figures::show(&ctx.tenant, &b.unit, b.total)),
+            a = esc(&b.account),
+            u = esc(&b.unit),
+        );
+    }
+    if balances.is_empty() {
+        out.push_str("<tr><td colspan=\"4\" class=\"muted\">No balances yet.</td></tr>");
+    }
+    out.push_str("</tbody></table><p class=\"muted\">Now, over every customer: not limited to the period.</p>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn the_default_period_is_this_month_so_far() {
+        let p = Period::parse("", "", date!(2026 - 12 - 17));
+        assert_eq!(
+            p,
+            Ok(Period {
+                from: date!(2026 - 12 - 01),
+                to: date!(2026 - 12 - 17)
+            })
+        );
+        let Ok(p) = p else { return };
+        assert_eq!(p.millis(), (1_796_083_200_000, 1_796_083_200_000 + 17 * 86_400_000));
+        assert_eq!(p.days().len(), 17);
+    }
+
+    #[test]
+    fn bad_periods_say_what_to_send() {
+        let today = date!(2026 - 12 - 17);
+        for (from, to, says) in [
+            ("yesterday", "", "`from` must be a date"),
+            ("2026-11-02", "2026-11-01", "`to` must not be before"),
+            ("2025-01-01", "2026-12-01", "at most 366 days"),
+            ("<b>", "", "`from`"),
+        ] {
+            match Period::parse(from, to, today) {
+                Err(err) => assert!(err.contains(says), "{err}"),
+                Ok(p) => panic!("{from}..{to} accepted: {p:?}"),
+            }
+        }
+    }
+}

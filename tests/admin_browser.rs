@@ -1,0 +1,533 @@
+//! The back office in a real browser: headless Chromium (Debian's
+//! `chromium` and `chromium-driver`, which scripts/test installs) drives
+//! `accrue run` over a generated workload. It signs in through the form,
+//! checks the dashboard's totals against sums this test computes from the
+//! events it produced, finds a customer by phone, applies an adjustment
+//! through the form and sees the new balance, and sees a refused one
+//! rejected.
+//!
+//! `ACCRUE_WRITE_SCREENSHOT=1` also writes the dashboard's screenshot to
+//! docs/images/admin-dashboard.png (the README shows it).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use common::{half_even_percent, produce, producer, wait_until, Env};
+
+const TOKEN: &str = "cafe-back-office-token-5b1f0e";
+const PHONE: &str = "+994501234567";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_driver() -> Driver {
+    for bin in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: this test needs Debian's chromium and chromium-driver; \
+             run scripts/test (it installs them) or `apt-get install -y chromium chromium-driver`"
+        );
+    }
+    let port = common::free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    common::wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(30));
+    Driver { child, port }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1900", "--hide-scrollbars"]
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a headless Chromium session through chromedriver")
+}
+
+/// Cents or points as the page shows them: `12.50`, `-3.05`, `40`.
+fn shown(value: i64, unit: &str) -> String {
+    if unit == "points" {
+        return value.to_string();
+    }
+    let sign = if value < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", value.abs() / 100, value.abs() % 100)
+}
+
+type Sums = BTreeMap<(String, String), (i64, u64)>;
+
+fn add(sums: &mut Sums, key: &str, unit: &str, amount: i64) {
+    let s = sums.entry((key.to_owned(), unit.to_owned())).or_default();
+    s.0 += amount;
+    s.1 += 1;
+}
+
+/// The rows of table `id`'s body (`data-key`, `data-unit` -> entries,
+/// amount) and its footer totals (unit -> entries, amount).
+async fn table(client: &Client, id: &str) -> (BTreeMap<(String, String), (String, String)>, BTreeMap<String, (String, String)>) {
+    let mut rows = BTreeMap::new();
+    for tr in client.find_all(Locator::Css(&format!("#{id} tbody tr[data-key]"))).await.unwrap() {
+        let cells = cells(&tr).await;
+        let key = tr.attr("data-key").await.unwrap().unwrap();
+        let unit = tr.attr("data-unit").await.unwrap().unwrap();
+        rows.insert((key, unit), (cells[2].clone(), cells[3].clone()));
+    }
+    let mut totals = BTreeMap::new();
+    for tr in client.find_all(Locator::Css(&format!("#{id} tfoot tr"))).await.unwrap() {
+        let cells = cells(&tr).await;
+        totals.insert(tr.attr("data-unit").await.unwrap().unwrap(), (cells[2].clone(), cells[3].clone()));
+    }
+    (rows, totals)
+}
+
+async fn cells(tr: &Element) -> Vec<String> {
+    let mut out = Vec::new();
+    for td in tr.find_all(Locator::Css("td")).await.unwrap() {
+        out.push(td.text().await.unwrap().trim().to_owned());
+    }
+    out
+}
+
+fn expected_table(sums: &Sums) -> (BTreeMap<(String, String), (String, String)>, BTreeMap<String, (String, String)>) {
+    let rows = sums
+        .iter()
+        .map(|((k, u), (a, n))| ((k.clone(), u.clone()), (n.to_string(), shown(*a, u))))
+        .collect();
+    let mut totals: BTreeMap<String, (i64, u64)> = BTreeMap::new();
+    for ((_, u), (a, n)) in sums {
+        let t = totals.entry(u.clone()).or_default();
+        t.0 += a;
+        t.1 += n;
+    }
+    let totals = totals
+        .into_iter()
+        .map(|(u, (a, n))| (u.clone(), (n.to_string(), shown(a, &u))))
+        .collect();
+    (rows, totals)
+}
+
+async fn balance(client: &Client, account: &str) -> String {
+    let cell = client
+        .find(Locator::Css(&format!("#balances tr[data-account=\"{account}\"] td.n")))
+        .await
+        .unwrap();
+    cell.text().await.unwrap().trim().to_owned()
+}
+
+/// Fills and sends the adjustment form; returns the outcome element's state
+/// once it is no longer pending.
+async fn adjust(client: &Client, account: &str, amount: &str, description: &str) -> (String, String) {
+    client
+        .find(Locator::Css("#account"))
+        .await
+        .unwrap()
+        .select_by_value(account)
+        .await
+        .unwrap();
+    client.find(Locator::Css("#amount")).await.unwrap().send_keys(amount).await.unwrap();
+    client
+        .find(Locator::Css("#description"))
+        .await
+        .unwrap()
+        .send_keys(description)
+        .await
+        .unwrap();
+    client.find(Locator::Css("#operator")).await.unwrap().send_keys("anna").await.unwrap();
+    client.find(Locator::Css("#apply")).await.unwrap().click().await.unwrap();
+    for _ in 0..120 {
+        if let Ok(outcome) = client.find(Locator::Css("#outcome")).await {
+            let state = outcome.attr("data-state").await.ok().flatten().unwrap_or_default();
+            if !state.is_empty() && state != "pending" {
+                return (state, outcome.text().await.unwrap_or_default());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("the adjustment's outcome never showed: {}", client.source().await.unwrap_or_default());
+}
+
+#[test]
+fn the_back_office_shows_the_totals_and_applies_an_adjustment_in_a_browser() {
+    let driver = start_driver();
+    let env = Env::new("admin", 3);
+    common::write(
+        &env.dir.path().join("tenants").join("cafe-central.toml"),
+        &format!(
+            r#"api_tokens_sha256 = ["{hash}"]
+id = "cafe-central"
+name = "Cafe Central"
+currency = "AZN"
+[branches.downtown]
+name = "Downtown"
+[branches.airport]
+name = "Airport"
+[[programs]]
+id = "cashback"
+type = "cashback"
+registered_only = false
+percent = "5"
+description = "5% back on every order"
+branches = {{ downtown = "active", airport = "active" }}
+[[programs]]
+id = "points"
+type = "bonus"
+registered_only = false
+percent = "10"
+description = "A point for every 10 AZN, downtown"
+branches = {{ downtown = "active" }}
+[customers.c-1]
+phone = "{PHONE}"
+"#,
+            hash = accrue::api::hash_token(TOKEN)
+        ),
+    );
+
+    // 60 orders of whole AZN over November on both branches for 8
+    // customers, every 7th refunded in full the next day, and adjustments.
+    let mut events = Vec::new();
+    let (mut by_type, mut by_branch) = (Sums::new(), Sums::new());
+    let mut entries = 0u64;
+    let mut accrued: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for i in 0..60i64 {
+        let customer = format!("c-{}", i % 8);
+        let branch = if i % 3 == 0 { "airport" } else { "downtown" };
+        let cents = (2 + (i * 7) % 19) * 1000;
+        let day = 1 + i % 28;
+        let id = format!("o-{i}");
+        let mut order: Value = serde_json::from_slice(&common::order(&id, "cafe-central", branch, &customer, cents, "AZN")).unwrap();
+        order["occurred_at"] = json!(format!("2026-11-{day:02}T10:00:00Z"));
+        events.push((Some(format!("cafe-central:{customer}")), order.to_string().into_bytes()));
+        let cashback = half_even_percent(cents, 5);
+        let points = if branch == "downtown" { cents / 100 / 10 } else { 0 };
+        add(&mut by_type, "accrual", "AZN", cashback);
+        add(&mut by_branch, branch, "AZN", cashback);
+        entries += 1;
+        if points > 0 {
+            add(&mut by_type, "accrual", "points", points);
+            add(&mut by_branch, branch, "points", points);
+            entries += 1;
+        }
+        accrued.insert(customer.clone(), {
+            let (c, p) = accrued.get(&customer).copied().unwrap_or_default();
+            (c + cashback, p + points)
+        });
+        if i % 7 == 3 {
+            let refund = json!({
+                "schema_version": 1, "event_id": format!("r-{i}"), "type": "order.refunded",
+                "tenant": "cafe-central", "branch": branch, "customer": customer,
+                "occurred_at": format!("2026-11-{:02}T12:00:00Z", day + 1),
+                "body": {"refund_id": format!("R-{i}"), "original_event_id": id,
+                         "amount": common::money(cents), "currency": "AZN"}
+            });
+            events.push((Some(format!("cafe-central:{customer}")), refund.to_string().into_bytes()));
+            add(&mut by_type, "reversal", "AZN", -cashback);
+            add(&mut by_branch, branch, "AZN", -cashback);
+            entries += 1;
+            if points > 0 {
+                add(&mut by_type, "reversal", "points", -points);
+                add(&mut by_branch, branch, "points", -points);
+                entries += 1;
+            }
+        }
+    }
+    for (n, (customer, account, amount, unit)) in [("c-2", "bonus", 35, "points"), ("c-5", "cashback", 250, "AZN")]
+        .into_iter()
+        .enumerate()
+    {
+        let adjust = json!({
+            "schema_version": 1, "event_id": format!("a-{n}"), "type": "balance.adjust",
+            "tenant": "cafe-central", "branch": "downtown", "customer": customer,
+            "occurred_at": "2026-11-29T09:00:00Z",
+            "body": {"account": account, "amount": shown(amount, unit), "description": "<b>welcome</b>", "operator": "anna"}
+        });
+        events.push((Some(format!("cafe-central:{customer}")), adjust.to_string().into_bytes()));
+        add(&mut by_type, "manual_adjustment", unit, amount);
+        add(&mut by_branch, "downtown", unit, amount);
+        entries += 1;
+    }
+    produce(&producer(), &env.input, &events);
+    let mut run = env.spawn();
+    let applied = wait_until(Duration::from_secs(120), || {
+        common::high_watermark_sum(&env, &env.accruals) >= i64::try_from(entries).unwrap()
+    });
+    assert!(applied, "accrue did not publish {entries} entries; logs:\n{}", env.logs());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = browser(&driver).await;
+        let base = format!("http://127.0.0.1:{}", env.http_port);
+
+        // Signed out, the dashboard sends the browser to the sign-in form.
+        client.goto(&format!("{base}/admin/")).await.unwrap();
+        assert!(client.current_url().await.unwrap().path().ends_with("/admin/login"));
+        client.find(Locator::Css("#token")).await.unwrap().send_keys("wrong-token").await.unwrap();
+        client.find(Locator::Css("#sign-in")).await.unwrap().click().await.unwrap();
+        assert!(client.find(Locator::Css("#error")).await.is_ok(), "a wrong token is refused");
+        client.find(Locator::Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
+        client.find(Locator::Css("#sign-in")).await.unwrap().click().await.unwrap();
+        client.wait().for_element(Locator::Css("#period")).await.unwrap();
+
+        // November through the period selector.
+        client
+            .execute(
+                "document.getElementById('from').value='2026-11-01';document.getElementById('to').value='2026-11-30';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        client.find(Locator::Css("#show")).await.unwrap().click().await.unwrap();
+        client.wait().for_element(Locator::Css("#by-type")).await.unwrap();
+        assert!(client.current_url().await.unwrap().query().unwrap_or_default().contains("from=2026-11-01"));
+
+        let (rows, totals) = table(&client, "by-type").await;
+        let (want_rows, want_totals) = expected_table(&by_type);
+        assert_eq!(rows, want_rows, "by entry type");
+        assert_eq!(totals, want_totals, "totals by entry type");
+        let (rows, totals) = table(&client, "by-branch").await;
+        let (want_rows, want_totals) = expected_table(&by_branch);
+        assert_eq!(rows, want_rows, "by branch");
+        assert_eq!(totals, want_totals, "totals by branch");
+        for chart in ["chart-azn", "chart-points"] {
+            let bars = client.find_all(Locator::Css(&format!("svg#{chart} rect[fill]"))).await.unwrap();
+            assert!(bars.len() > 20, "{chart} draws the days' bars: {}", bars.len());
+        }
+        if std::env::var_os("ACCRUE_WRITE_SCREENSHOT").is_some() {
+            let png = client.screenshot().await.unwrap();
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/admin-dashboard.png");
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, png).unwrap();
+            eprintln!("screenshot written to {}", path.display());
+        }
+
+        // The customer with the seeded phone, found by phone.
+        client.goto(&format!("{base}/admin/customers")).await.unwrap();
+        client.find(Locator::Css("#q")).await.unwrap().send_keys(PHONE).await.unwrap();
+        client.find(Locator::Css("#find")).await.unwrap().click().await.unwrap();
+        client.wait().for_element(Locator::Css("#adjust")).await.unwrap();
+        assert!(client.current_url().await.unwrap().path().ends_with("/admin/customers/c-1"));
+        let (cashback, points) = accrued["c-1"];
+        let refunded: (i64, i64) = (0..60)
+            .filter(|i| i % 8 == 1 && i % 7 == 3)
+            .map(|i| {
+                let cents = (2 + (i * 7) % 19) * 1000;
+                let points = if i % 3 == 0 { 0 } else { cents / 1000 };
+                (half_even_percent(cents, 5), points)
+            })
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        assert_eq!(balance(&client, "cashback").await, shown(cashback - refunded.0, "AZN"));
+        let before = points - refunded.1;
+        assert_eq!(balance(&client, "bonus").await, before.to_string());
+
+        let (state, text) = adjust(&client, "bonus", "250", "Birthday <gift> & thanks").await;
+        assert_eq!(state, "applied", "{text}");
+        assert_eq!(balance(&client, "bonus").await, (before + 250).to_string(), "{text}");
+        let history = client.source().await.unwrap();
+        assert!(history.contains("Birthday &lt;gift&gt; &amp; thanks"), "the description is escaped in the history");
+
+        let (state, text) = adjust(&client, "bonus", "-999999", "Too much").await;
+        assert_eq!(state, "rejected", "{text}");
+        assert!(text.contains("insufficient_balance"), "{text}");
+        assert_eq!(balance(&client, "bonus").await, (before + 250).to_string());
+
+        // The programs in force, with their descriptions.
+        client.goto(&format!("{base}/admin/programs")).await.unwrap();
+        let downtown = client
+            .find(Locator::Css("table[data-branch=\"downtown\"]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(downtown.contains("A point for every 10 AZN") && downtown.contains("5% back"), "{downtown}");
+        let airport = client
+            .find(Locator::Css("table[data-branch=\"airport\"]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!airport.contains("A point for every"), "points are off at the airport: {airport}");
+
+        // Signing out ends the session.
+        client.goto(&format!("{base}/admin/")).await.unwrap();
+        client.find(Locator::Css("form.out button")).await.unwrap().click().await.unwrap();
+        client.goto(&format!("{base}/admin/")).await.unwrap();
+        assert!(client.current_url().await.unwrap().path().ends_with("/admin/login"));
+        client.close().await.unwrap();
+    });
+    common::terminate(&mut run, Duration::from_secs(30));
+}
+
+/// One HTTP/1.0 request: status, headers (lower-case names), body.
+fn request(port: u16, method: &str, path: &str, cookie: &str, form: &str) -> (u16, BTreeMap<String, String>, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let cookie = if cookie.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookie}\r\n")
+    };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// Signs in with `token`; the `Cookie` header value of the session.
+fn sign_in(port: u16, token: &str) -> String {
+    let (status, headers, _) = request(port, "POST", "/admin/login", "", &format!("token={token}"));
+    assert_eq!(status, 303, "{headers:?}");
+    assert_eq!(headers.get("location").map(String::as_str), Some("/admin/"));
+    let set = headers.get("set-cookie").cloned().unwrap_or_default();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[test]
+fn the_back_office_needs_a_session_and_a_form_token_and_escapes_what_it_shows() {
+    let env = Env::new("adminhttp", 2);
+    let tenants = env.dir.path().join("tenants");
+    let cafe = std::fs::read_to_string(tenants.join("cafe-central.toml")).unwrap();
+    common::write(
+        &tenants.join("cafe-central.toml"),
+        &format!("api_tokens_sha256 = [\"{}\"]\n{cafe}", accrue::api::hash_token(TOKEN)),
+    );
+    let studio = std::fs::read_to_string(tenants.join("studio-flow.toml")).unwrap();
+    common::write(
+        &tenants.join("studio-flow.toml"),
+        &format!("api_tokens_sha256 = [\"{}\"]\n{studio}", accrue::api::hash_token("studio-token-42")),
+    );
+    let hostile = "<img src=x onerror=alert(1)>\"'";
+    let adjust = json!({
+        "schema_version": 1, "event_id": "h-1", "type": "balance.adjust",
+        "tenant": "cafe-central", "branch": "downtown", "customer": "c-1",
+        "occurred_at": "2026-11-20T09:00:00Z",
+        "body": {"account": "cashback", "amount": "5.00", "description": hostile, "operator": "</td><script>x</script>"}
+    });
+    produce(
+        &producer(),
+        &env.input,
+        &[(Some("cafe-central:c-1".into()), adjust.to_string().into_bytes())],
+    );
+    let mut run = env.spawn();
+    let port = env.http_port;
+    assert!(
+        wait_until(Duration::from_secs(60), || common::high_watermark_sum(&env, &env.accruals) >= 1),
+        "the adjustment was not applied; logs:\n{}",
+        env.logs()
+    );
+
+    // Without a session every page sends the browser to the sign-in form.
+    for path in ["/admin/", "/admin/customers/c-1", "/admin/export/ledger.csv", "/admin/programs"] {
+        let (status, headers, _) = request(port, "GET", path, "", "");
+        assert_eq!((status, headers.get("location").map(String::as_str)), (303, Some("/admin/login")), "{path}");
+    }
+    let (status, _, body) = request(port, "POST", "/admin/login", "", "token=not-a-token");
+    assert_eq!(status, 401, "{body}");
+    let cookie = sign_in(port, TOKEN);
+
+    let (status, headers, body) = request(port, "GET", "/admin/customers/c-1", &cookie, "");
+    assert_eq!(status, 200, "{body}");
+    assert!(headers["content-security-policy"].contains("default-src 'none'"));
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(body.contains("&lt;img src=x onerror=alert(1)&gt;&quot;&#39;"), "{body}");
+    assert!(body.contains("&lt;/td&gt;&lt;script&gt;x&lt;/script&gt;"), "{body}");
+    assert!(!body.contains("<img") && !body.contains("<script"), "nothing stored reaches the page raw");
+    let (status, _, body) = request(port, "GET", "/admin/customers/%3Cb%3Eid%22", &cookie, "");
+    assert_eq!(status, 200);
+    assert!(body.contains("&lt;b&gt;id&quot;") && !body.contains("<b>id"), "{body}");
+
+    // The adjustment form needs the session's token.
+    let csrf = {
+        let (_, _, page) = request(port, "GET", "/admin/customers/c-1", &cookie, "");
+        let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+        page[at..at + 32].to_owned()
+    };
+    let form = "account=cashback&amount=1.00&description=x&operator=y&branch=downtown";
+    for token in ["", "&csrf=00112233445566778899aabbccddeeff"] {
+        let (status, _, body) = request(port, "POST", "/admin/customers/c-1/adjust", &cookie, &format!("{form}{token}"));
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, _, body) = request(
+        port,
+        "POST",
+        "/admin/customers/c-1/adjust",
+        &cookie,
+        &format!("account=nope&amount=1&description=x&branch=downtown&csrf={csrf}"),
+    );
+    assert_eq!(status, 400, "an unknown account is refused before anything is sent: {body}");
+    assert!(body.contains("not an account of this tenant"), "{body}");
+
+    // Exports through the session, with the page's filters.
+    let (status, headers, body) = request(port, "GET", "/admin/export/ledger.csv?customer=c-1", &cookie, "");
+    assert_eq!(status, 200, "{body}");
+    assert!(headers["content-type"].starts_with("text/csv"));
+    assert!(body.starts_with("id,occurred_at,tenant,customer") && body.contains(",h-1,"), "{body}");
+
+    // A tampered cookie is no session; another tenant's session sees nothing of this one.
+    let tampered = cookie.replacen("cafe-central", "studio-flow", 1);
+    let (status, _, _) = request(port, "GET", "/admin/", &tampered, "");
+    assert_eq!(status, 303);
+    let studio = sign_in(port, "studio-token-42");
+    let (status, _, body) = request(port, "GET", "/admin/customers/c-1", &studio, "");
+    assert_eq!(status, 200);
+    assert!(body.contains("id=\"no-balances\"") && !body.contains("h-1"), "{body}");
+    let (status, _, body) = request(port, "GET", "/admin/export/ledger.csv", &studio, "");
+    assert_eq!(status, 200);
+    assert!(!body.contains("cafe-central"), "{body}");
+
+    // Signing out needs the form token too, then the cookie is cleared.
+    let (status, headers, _) = request(port, "POST", "/admin/logout", &cookie, &format!("csrf={csrf}"));
+    assert_eq!(status, 303);
+    assert!(headers["set-cookie"].contains("Max-Age=0"));
+    common::terminate(&mut run, Duration::from_secs(30));
+}
