@@ -67,7 +67,7 @@ async fn browser(driver: &Driver) -> Client {
         json!({
             "binary": CHROMIUM,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1900", "--hide-scrollbars"]
+                     "--window-size=1280,1240", "--hide-scrollbars"]
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -97,9 +97,19 @@ fn add(sums: &mut Sums, key: &str, unit: &str, amount: i64) {
 
 /// The rows of table `id`'s body (`data-key`, `data-unit` -> entries,
 /// amount) and its footer totals (unit -> entries, amount).
-async fn table(client: &Client, id: &str) -> (BTreeMap<(String, String), (String, String)>, BTreeMap<String, (String, String)>) {
+async fn table(
+    client: &Client,
+    id: &str,
+) -> (
+    BTreeMap<(String, String), (String, String)>,
+    BTreeMap<String, (String, String)>,
+) {
     let mut rows = BTreeMap::new();
-    for tr in client.find_all(Locator::Css(&format!("#{id} tbody tr[data-key]"))).await.unwrap() {
+    for tr in client
+        .find_all(Locator::Css(&format!("#{id} tbody tr[data-key]")))
+        .await
+        .unwrap()
+    {
         let cells = cells(&tr).await;
         let key = tr.attr("data-key").await.unwrap().unwrap();
         let unit = tr.attr("data-unit").await.unwrap().unwrap();
@@ -108,7 +118,10 @@ async fn table(client: &Client, id: &str) -> (BTreeMap<(String, String), (String
     let mut totals = BTreeMap::new();
     for tr in client.find_all(Locator::Css(&format!("#{id} tfoot tr"))).await.unwrap() {
         let cells = cells(&tr).await;
-        totals.insert(tr.attr("data-unit").await.unwrap().unwrap(), (cells[2].clone(), cells[3].clone()));
+        totals.insert(
+            tr.attr("data-unit").await.unwrap().unwrap(),
+            (cells[2].clone(), cells[3].clone()),
+        );
     }
     (rows, totals)
 }
@@ -121,7 +134,12 @@ async fn cells(tr: &Element) -> Vec<String> {
     out
 }
 
-fn expected_table(sums: &Sums) -> (BTreeMap<(String, String), (String, String)>, BTreeMap<String, (String, String)>) {
+fn expected_table(
+    sums: &Sums,
+) -> (
+    BTreeMap<(String, String), (String, String)>,
+    BTreeMap<String, (String, String)>,
+) {
     let rows = sums
         .iter()
         .map(|((k, u), (a, n))| ((k.clone(), u.clone()), (n.to_string(), shown(*a, u))))
@@ -157,7 +175,13 @@ async fn adjust(client: &Client, account: &str, amount: &str, description: &str)
         .select_by_value(account)
         .await
         .unwrap();
-    client.find(Locator::Css("#amount")).await.unwrap().send_keys(amount).await.unwrap();
+    client
+        .find(Locator::Css("#amount"))
+        .await
+        .unwrap()
+        .send_keys(amount)
+        .await
+        .unwrap();
     client
         .find(Locator::Css("#description"))
         .await
@@ -165,8 +189,20 @@ async fn adjust(client: &Client, account: &str, amount: &str, description: &str)
         .send_keys(description)
         .await
         .unwrap();
-    client.find(Locator::Css("#operator")).await.unwrap().send_keys("anna").await.unwrap();
-    client.find(Locator::Css("#apply")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Css("#operator"))
+        .await
+        .unwrap()
+        .send_keys("anna")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     for _ in 0..120 {
         if let Ok(outcome) = client.find(Locator::Css("#outcome")).await {
             let state = outcome.attr("data-state").await.ok().flatten().unwrap_or_default();
@@ -176,7 +212,10 @@ async fn adjust(client: &Client, account: &str, amount: &str, description: &str)
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    panic!("the adjustment's outcome never showed: {}", client.source().await.unwrap_or_default());
+    panic!(
+        "the adjustment's outcome never showed: {}",
+        client.source().await.unwrap_or_default()
+    );
 }
 
 #[test]
@@ -227,7 +266,8 @@ phone = "{PHONE}"
         let cents = (2 + (i * 7) % 19) * 1000;
         let day = 1 + i % 28;
         let id = format!("o-{i}");
-        let mut order: Value = serde_json::from_slice(&common::order(&id, "cafe-central", branch, &customer, cents, "AZN")).unwrap();
+        let mut order: Value =
+            serde_json::from_slice(&common::order(&id, "cafe-central", branch, &customer, cents, "AZN")).unwrap();
         order["occurred_at"] = json!(format!("2026-11-{day:02}T10:00:00Z"));
         events.push((Some(format!("cafe-central:{customer}")), order.to_string().into_bytes()));
         let cashback = half_even_percent(cents, 5);
@@ -252,7 +292,10 @@ phone = "{PHONE}"
                 "body": {"refund_id": format!("R-{i}"), "original_event_id": id,
                          "amount": common::money(cents), "currency": "AZN"}
             });
-            events.push((Some(format!("cafe-central:{customer}")), refund.to_string().into_bytes()));
+            events.push((
+                Some(format!("cafe-central:{customer}")),
+                refund.to_string().into_bytes(),
+            ));
             add(&mut by_type, "reversal", "AZN", -cashback);
             add(&mut by_branch, branch, "AZN", -cashback);
             entries += 1;
@@ -273,7 +316,10 @@ phone = "{PHONE}"
             "occurred_at": "2026-11-29T09:00:00Z",
             "body": {"account": account, "amount": shown(amount, unit), "description": "<b>welcome</b>", "operator": "anna"}
         });
-        events.push((Some(format!("cafe-central:{customer}")), adjust.to_string().into_bytes()));
+        events.push((
+            Some(format!("cafe-central:{customer}")),
+            adjust.to_string().into_bytes(),
+        ));
         add(&mut by_type, "manual_adjustment", unit, amount);
         add(&mut by_branch, "downtown", unit, amount);
         entries += 1;
@@ -283,7 +329,11 @@ phone = "{PHONE}"
     let applied = wait_until(Duration::from_secs(120), || {
         common::high_watermark_sum(&env, &env.accruals) >= i64::try_from(entries).unwrap()
     });
-    assert!(applied, "accrue did not publish {entries} entries; logs:\n{}", env.logs());
+    assert!(
+        applied,
+        "accrue did not publish {entries} entries; logs:\n{}",
+        env.logs()
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -293,11 +343,38 @@ phone = "{PHONE}"
         // Signed out, the dashboard sends the browser to the sign-in form.
         client.goto(&format!("{base}/admin/")).await.unwrap();
         assert!(client.current_url().await.unwrap().path().ends_with("/admin/login"));
-        client.find(Locator::Css("#token")).await.unwrap().send_keys("wrong-token").await.unwrap();
-        client.find(Locator::Css("#sign-in")).await.unwrap().click().await.unwrap();
-        assert!(client.find(Locator::Css("#error")).await.is_ok(), "a wrong token is refused");
-        client.find(Locator::Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
-        client.find(Locator::Css("#sign-in")).await.unwrap().click().await.unwrap();
+        client
+            .find(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys("wrong-token")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#sign-in"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        assert!(
+            client.find(Locator::Css("#error")).await.is_ok(),
+            "a wrong token is refused"
+        );
+        client
+            .find(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys(TOKEN)
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#sign-in"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         client.wait().for_element(Locator::Css("#period")).await.unwrap();
 
         // November through the period selector.
@@ -310,7 +387,13 @@ phone = "{PHONE}"
             .unwrap();
         client.find(Locator::Css("#show")).await.unwrap().click().await.unwrap();
         client.wait().for_element(Locator::Css("#by-type")).await.unwrap();
-        assert!(client.current_url().await.unwrap().query().unwrap_or_default().contains("from=2026-11-01"));
+        assert!(client
+            .current_url()
+            .await
+            .unwrap()
+            .query()
+            .unwrap_or_default()
+            .contains("from=2026-11-01"));
 
         let (rows, totals) = table(&client, "by-type").await;
         let (want_rows, want_totals) = expected_table(&by_type);
@@ -321,7 +404,10 @@ phone = "{PHONE}"
         assert_eq!(rows, want_rows, "by branch");
         assert_eq!(totals, want_totals, "totals by branch");
         for chart in ["chart-azn", "chart-points"] {
-            let bars = client.find_all(Locator::Css(&format!("svg#{chart} rect[fill]"))).await.unwrap();
+            let bars = client
+                .find_all(Locator::Css(&format!("svg#{chart} rect[fill]")))
+                .await
+                .unwrap();
             assert!(bars.len() > 20, "{chart} draws the days' bars: {}", bars.len());
         }
         if std::env::var_os("ACCRUE_WRITE_SCREENSHOT").is_some() {
@@ -334,10 +420,21 @@ phone = "{PHONE}"
 
         // The customer with the seeded phone, found by phone.
         client.goto(&format!("{base}/admin/customers")).await.unwrap();
-        client.find(Locator::Css("#q")).await.unwrap().send_keys(PHONE).await.unwrap();
+        client
+            .find(Locator::Css("#q"))
+            .await
+            .unwrap()
+            .send_keys(PHONE)
+            .await
+            .unwrap();
         client.find(Locator::Css("#find")).await.unwrap().click().await.unwrap();
         client.wait().for_element(Locator::Css("#adjust")).await.unwrap();
-        assert!(client.current_url().await.unwrap().path().ends_with("/admin/customers/c-1"));
+        assert!(client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/admin/customers/c-1"));
         let (cashback, points) = accrued["c-1"];
         let refunded: (i64, i64) = (0..60)
             .filter(|i| i % 8 == 1 && i % 7 == 3)
@@ -355,7 +452,10 @@ phone = "{PHONE}"
         assert_eq!(state, "applied", "{text}");
         assert_eq!(balance(&client, "bonus").await, (before + 250).to_string(), "{text}");
         let history = client.source().await.unwrap();
-        assert!(history.contains("Birthday &lt;gift&gt; &amp; thanks"), "the description is escaped in the history");
+        assert!(
+            history.contains("Birthday &lt;gift&gt; &amp; thanks"),
+            "the description is escaped in the history"
+        );
 
         let (state, text) = adjust(&client, "bonus", "-999999", "Too much").await;
         assert_eq!(state, "rejected", "{text}");
@@ -371,7 +471,10 @@ phone = "{PHONE}"
             .text()
             .await
             .unwrap();
-        assert!(downtown.contains("A point for every 10 AZN") && downtown.contains("5% back"), "{downtown}");
+        assert!(
+            downtown.contains("A point for every 10 AZN") && downtown.contains("5% back"),
+            "{downtown}"
+        );
         let airport = client
             .find(Locator::Css("table[data-branch=\"airport\"]"))
             .await
@@ -379,11 +482,20 @@ phone = "{PHONE}"
             .text()
             .await
             .unwrap();
-        assert!(!airport.contains("A point for every"), "points are off at the airport: {airport}");
+        assert!(
+            !airport.contains("A point for every"),
+            "points are off at the airport: {airport}"
+        );
 
         // Signing out ends the session.
         client.goto(&format!("{base}/admin/")).await.unwrap();
-        client.find(Locator::Css("form.out button")).await.unwrap().click().await.unwrap();
+        client
+            .find(Locator::Css("form.out button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         client.goto(&format!("{base}/admin/")).await.unwrap();
         assert!(client.current_url().await.unwrap().path().ends_with("/admin/login"));
         client.close().await.unwrap();
@@ -412,7 +524,11 @@ fn request(port: u16, method: &str, path: &str, cookie: &str, form: &str) -> (u1
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
@@ -444,7 +560,10 @@ fn the_back_office_needs_a_session_and_a_form_token_and_escapes_what_it_shows() 
     let studio = std::fs::read_to_string(tenants.join("studio-flow.toml")).unwrap();
     common::write(
         &tenants.join("studio-flow.toml"),
-        &format!("api_tokens_sha256 = [\"{}\"]\n{studio}", accrue::api::hash_token("studio-token-42")),
+        &format!(
+            "api_tokens_sha256 = [\"{}\"]\n{studio}",
+            accrue::api::hash_token("studio-token-42")
+        ),
     );
     let hostile = "<img src=x onerror=alert(1)>\"'";
     let adjust = json!({
@@ -461,15 +580,27 @@ fn the_back_office_needs_a_session_and_a_form_token_and_escapes_what_it_shows() 
     let mut run = env.spawn();
     let port = env.http_port;
     assert!(
-        wait_until(Duration::from_secs(60), || common::high_watermark_sum(&env, &env.accruals) >= 1),
+        wait_until(Duration::from_secs(60), || common::high_watermark_sum(
+            &env,
+            &env.accruals
+        ) >= 1),
         "the adjustment was not applied; logs:\n{}",
         env.logs()
     );
 
     // Without a session every page sends the browser to the sign-in form.
-    for path in ["/admin/", "/admin/customers/c-1", "/admin/export/ledger.csv", "/admin/programs"] {
+    for path in [
+        "/admin/",
+        "/admin/customers/c-1",
+        "/admin/export/ledger.csv",
+        "/admin/programs",
+    ] {
         let (status, headers, _) = request(port, "GET", path, "", "");
-        assert_eq!((status, headers.get("location").map(String::as_str)), (303, Some("/admin/login")), "{path}");
+        assert_eq!(
+            (status, headers.get("location").map(String::as_str)),
+            (303, Some("/admin/login")),
+            "{path}"
+        );
     }
     let (status, _, body) = request(port, "POST", "/admin/login", "", "token=not-a-token");
     assert_eq!(status, 401, "{body}");
@@ -481,7 +612,10 @@ fn the_back_office_needs_a_session_and_a_form_token_and_escapes_what_it_shows() 
     assert_eq!(headers["cache-control"], "no-store");
     assert!(body.contains("&lt;img src=x onerror=alert(1)&gt;&quot;&#39;"), "{body}");
     assert!(body.contains("&lt;/td&gt;&lt;script&gt;x&lt;/script&gt;"), "{body}");
-    assert!(!body.contains("<img") && !body.contains("<script"), "nothing stored reaches the page raw");
+    assert!(
+        !body.contains("<img") && !body.contains("<script"),
+        "nothing stored reaches the page raw"
+    );
     let (status, _, body) = request(port, "GET", "/admin/customers/%3Cb%3Eid%22", &cookie, "");
     assert_eq!(status, 200);
     assert!(body.contains("&lt;b&gt;id&quot;") && !body.contains("<b>id"), "{body}");
@@ -494,7 +628,13 @@ fn the_back_office_needs_a_session_and_a_form_token_and_escapes_what_it_shows() 
     };
     let form = "account=cashback&amount=1.00&description=x&operator=y&branch=downtown";
     for token in ["", "&csrf=00112233445566778899aabbccddeeff"] {
-        let (status, _, body) = request(port, "POST", "/admin/customers/c-1/adjust", &cookie, &format!("{form}{token}"));
+        let (status, _, body) = request(
+            port,
+            "POST",
+            "/admin/customers/c-1/adjust",
+            &cookie,
+            &format!("{form}{token}"),
+        );
         assert_eq!(status, 403, "{body}");
     }
     let (status, _, body) = request(
@@ -504,14 +644,20 @@ fn the_back_office_needs_a_session_and_a_form_token_and_escapes_what_it_shows() 
         &cookie,
         &format!("account=nope&amount=1&description=x&branch=downtown&csrf={csrf}"),
     );
-    assert_eq!(status, 400, "an unknown account is refused before anything is sent: {body}");
+    assert_eq!(
+        status, 400,
+        "an unknown account is refused before anything is sent: {body}"
+    );
     assert!(body.contains("not an account of this tenant"), "{body}");
 
     // Exports through the session, with the page's filters.
     let (status, headers, body) = request(port, "GET", "/admin/export/ledger.csv?customer=c-1", &cookie, "");
     assert_eq!(status, 200, "{body}");
     assert!(headers["content-type"].starts_with("text/csv"));
-    assert!(body.starts_with("id,occurred_at,tenant,customer") && body.contains(",h-1,"), "{body}");
+    assert!(
+        body.starts_with("id,occurred_at,tenant,customer") && body.contains(",h-1,"),
+        "{body}"
+    );
 
     // A tampered cookie is no session; another tenant's session sees nothing of this one.
     let tampered = cookie.replacen("cafe-central", "studio-flow", 1);

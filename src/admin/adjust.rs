@@ -67,16 +67,16 @@ impl Commands {
 fn event(ctx: &Ctx, customer: &str, event_id: &str, now: OffsetDateTime) -> Result<serde_json::Value, String> {
     let account = ctx.param("account");
     if !ctx.tenant.has_account(account) {
-        return Err(format!("`{account}` is not an account of this tenant; pick one from the list"));
+        return Err(format!(
+            "`{account}` is not an account of this tenant; pick one from the list"
+        ));
     }
     let text = ctx.param("amount").trim();
     let plain = !text.is_empty()
-        && text
-            .trim_start_matches('-')
-            .split_once('.')
-            .map_or(text.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()), |(a, b)| {
-                !a.is_empty() && !b.is_empty() && (a.chars().chain(b.chars())).all(|c| c.is_ascii_digit())
-            });
+        && text.trim_start_matches('-').split_once('.').map_or(
+            text.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()),
+            |(a, b)| !a.is_empty() && !b.is_empty() && (a.chars().chain(b.chars())).all(|c| c.is_ascii_digit()),
+        );
     let amount = Decimal::from_str(text).ok().filter(|_| plain);
     let Some(amount) = amount.filter(|a| !a.is_zero() && a.abs() <= Decimal::from(MAX_AMOUNT)) else {
         return Err("the amount must be a non-zero number such as 300 or -12.50 (at most 10^12)".into());
@@ -128,7 +128,12 @@ pub(crate) async fn submit(ctx: &Ctx, commands: &Commands, customer: &str) -> Re
     let record = FutureRecord::to(&commands.input).key(&key).payload(&payload);
     if let Err((err, _)) = commands.producer.send(record, Duration::from_secs(10)).await {
         tracing::warn!(error = %err, "back office: cannot produce an adjustment");
-        return refused(ctx, customer, &format!("the adjustment could not be sent to Kafka ({err}); try again")).await;
+        return refused(
+            ctx,
+            customer,
+            &format!("the adjustment could not be sent to Kafka ({err}); try again"),
+        )
+        .await;
     }
     tracing::info!(tenant = %ctx.tenant.id, customer, event_id, "back office: adjustment sent");
     let at = (now.unix_timestamp_nanos() / 1_000_000).to_string();
@@ -197,7 +202,11 @@ fn rejection(commands: &Commands, p: u32, seq: u64, at_ms: i64) -> Option<(Strin
     let partition = i32::try_from(p).ok()?;
     let mut wanted = TopicPartitionList::new();
     wanted
-        .add_partition_offset(&commands.accruals, partition, Offset::Offset(at_ms.saturating_sub(10_000)))
+        .add_partition_offset(
+            &commands.accruals,
+            partition,
+            Offset::Offset(at_ms.saturating_sub(10_000)),
+        )
         .ok()?;
     let found = consumer.offsets_for_times(wanted, Duration::from_secs(5)).ok()?;
     consumer.assign(&found).ok()?;

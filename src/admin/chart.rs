@@ -35,7 +35,10 @@ fn px(value: Decimal, max: Decimal, span: u32) -> u32 {
     value
         .checked_mul(Decimal::from(span))
         .and_then(|v| v.checked_div(max))
-        .and_then(|v| v.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero).to_u32())
+        .and_then(|v| {
+            v.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
+                .to_u32()
+        })
         .unwrap_or(0)
         .min(span)
 }
@@ -142,7 +145,10 @@ mod tests {
         // 10 + 10 over 170 px: the largest credit is 85 px, half of it 43.
         assert!(svg.contains("height=\"85\" fill=\"#2f9e5b\""), "{svg}");
         assert!(svg.contains("height=\"43\" fill=\"#2f9e5b\""), "{svg}");
-        assert!(svg.contains("y=\"113\" width=\"") && svg.contains("height=\"85\" fill=\"#d0543c\""), "{svg}");
+        assert!(
+            svg.contains("y=\"113\" width=\"") && svg.contains("height=\"85\" fill=\"#d0543c\""),
+            "{svg}"
+        );
         assert_eq!(svg.matches("<rect x=\"70\"").count(), 1, "one bar on the first day");
         assert!(svg.contains(">2026-11-01<") && svg.contains(">2026-11-03<"));
         assert!(svg.ends_with("</svg>"));

@@ -144,7 +144,7 @@ fn adjust_form(ctx: &Ctx, customer: &str) -> String {
     let mut accounts = String::new();
     let named = ctx.tenant.bonus_accounts.iter().map(|a| a.as_ref());
     for account in BUILTIN_ACCOUNTS.into_iter().chain(named) {
-        let _ = write!(accounts, "<option>{}</option>", esc(account));
+        let _ = write!(accounts, "<option value=\"{a}\">{a}</option>", a = esc(account));
     }
     let mut branches = String::new();
     for (id, branch) in &ctx.tenant.branches {

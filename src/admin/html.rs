@@ -109,7 +109,10 @@ mod tests {
             ("\" onmouseover=\"x", "&quot; onmouseover=&quot;x"),
             ("' autofocus onfocus='x", "&#39; autofocus onfocus=&#39;x"),
             ("a & b &amp;", "a &amp; b &amp;amp;"),
-            ("</td></tr><img src=x onerror=alert(1)>", "&lt;/td&gt;&lt;/tr&gt;&lt;img src=x onerror=alert(1)&gt;"),
+            (
+                "</td></tr><img src=x onerror=alert(1)>",
+                "&lt;/td&gt;&lt;/tr&gt;&lt;img src=x onerror=alert(1)&gt;",
+            ),
             ("plain c-1001 кафе", "plain c-1001 кафе"),
         ] {
             let out = esc(hostile);
@@ -123,7 +126,10 @@ mod tests {
         assert_eq!(url("c 1/2?x=&y#"), "c%201%2F2%3Fx%3D%26y%23");
         assert_eq!(url("2026-11-01T00:00:00+04:00"), "2026-11-01T00%3A00%3A00%2B04%3A00");
         assert_eq!(url("кафе"), "%D0%BA%D0%B0%D1%84%D0%B5");
-        assert_eq!(query(&[("from", "a b"), ("branch", ""), ("to", "c")]), "from=a%20b&to=c");
+        assert_eq!(
+            query(&[("from", "a b"), ("branch", ""), ("to", "c")]),
+            "from=a%20b&to=c"
+        );
     }
 
     #[test]

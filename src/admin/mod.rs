@@ -46,7 +46,9 @@ pub type DirectorySlot = Arc<OnceLock<Arc<Directory>>>;
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// No randomness for the session key.
-    #[error("cannot make the back office's session key: {0}; check the system's random source or set [http] admin = false")]
+    #[error(
+        "cannot make the back office's session key: {0}; check the system's random source or set [http] admin = false"
+    )]
     Random(String),
     /// The producer of adjustments could not be made.
     #[error("cannot create the back office's Kafka producer: {0}; check [kafka] or set [http] admin = false")]
@@ -119,10 +121,7 @@ impl Ctx {
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
-    params
-        .iter()
-        .find(|(n, _)| n == name)
-        .map_or("", |(_, v)| v.as_str())
+    params.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str())
 }
 
 /// Whether `path` belongs to the back office.
@@ -140,7 +139,11 @@ pub async fn handle(admin: &Admin, req: &Request<Bytes>) -> Response<api::Body> 
         .map(read::percent_decode)
         .collect();
     let Some(segments) = segments else {
-        return message(StatusCode::BAD_REQUEST, "Bad address", "The address is not valid percent-encoding.");
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Bad address",
+            "The address is not valid percent-encoding.",
+        );
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     if path == "/admin" {
@@ -201,7 +204,11 @@ pub async fn handle(admin: &Admin, req: &Request<Bytes>) -> Response<api::Body> 
         (&Method::GET, ["export", file @ ("ledger.csv" | "ledger.xlsx" | "totals.xlsx")]) => {
             export(admin, &ctx, file).await
         }
-        _ => message(StatusCode::NOT_FOUND, "Not found", "No such page; use the navigation above."),
+        _ => message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No such page; use the navigation above.",
+        ),
     }
 }
 
@@ -271,7 +278,11 @@ async fn export(admin: &Admin, ctx: &Ctx, file: &str) -> Response<api::Body> {
     let uri = format!("/v1/tenants/{}/{file}?{query}", html::url(&ctx.tenant.id));
     match Request::get(uri).body(()) {
         Ok(req) => api::handle_as(&admin.read, ctx.tenant.clone(), &req).await,
-        Err(_) => message(StatusCode::BAD_REQUEST, "Bad export", "The export's filters are not valid."),
+        Err(_) => message(
+            StatusCode::BAD_REQUEST,
+            "Bad export",
+            "The export's filters are not valid.",
+        ),
     }
 }
 

@@ -132,7 +132,9 @@ mod tests {
     fn a_session_round_trips_until_it_expires() {
         let k = keys();
         let cookie = k.issue("cafe-central", "abc123", 1_000);
-        let Some(s) = k.check(&cookie, 1_001) else { panic!("{cookie}") };
+        let Some(s) = k.check(&cookie, 1_001) else {
+            panic!("{cookie}")
+        };
         assert_eq!((s.tenant.as_str(), s.token_sha256.as_str()), ("cafe-central", "abc123"));
         assert!(k.check(&cookie, 1_000 + LIFETIME_SECS).is_none(), "expired");
     }
