@@ -89,6 +89,13 @@ fn shown(value: i64, unit: &str) -> String {
 
 type Sums = BTreeMap<(String, String), (i64, u64)>;
 
+/// A table as shown: `(key, unit) -> (entries, amount)`, and its totals
+/// `unit -> (entries, amount)`.
+type Shown = (
+    BTreeMap<(String, String), (String, String)>,
+    BTreeMap<String, (String, String)>,
+);
+
 fn add(sums: &mut Sums, key: &str, unit: &str, amount: i64) {
     let s = sums.entry((key.to_owned(), unit.to_owned())).or_default();
     s.0 += amount;
@@ -97,13 +104,7 @@ fn add(sums: &mut Sums, key: &str, unit: &str, amount: i64) {
 
 /// The rows of table `id`'s body (`data-key`, `data-unit` -> entries,
 /// amount) and its footer totals (unit -> entries, amount).
-async fn table(
-    client: &Client,
-    id: &str,
-) -> (
-    BTreeMap<(String, String), (String, String)>,
-    BTreeMap<String, (String, String)>,
-) {
+async fn table(client: &Client, id: &str) -> Shown {
     let mut rows = BTreeMap::new();
     for tr in client
         .find_all(Locator::Css(&format!("#{id} tbody tr[data-key]")))
@@ -134,12 +135,7 @@ async fn cells(tr: &Element) -> Vec<String> {
     out
 }
 
-fn expected_table(
-    sums: &Sums,
-) -> (
-    BTreeMap<(String, String), (String, String)>,
-    BTreeMap<String, (String, String)>,
-) {
+fn expected_table(sums: &Sums) -> Shown {
     let rows = sums
         .iter()
         .map(|((k, u), (a, n))| ((k.clone(), u.clone()), (n.to_string(), shown(*a, u))))

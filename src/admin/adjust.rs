@@ -63,6 +63,21 @@ impl Commands {
     }
 }
 
+/// A signed amount as the contract writes one (`-?[0-9]+(\.[0-9]+)?`),
+/// not zero and at most 10^12 in absolute value.
+fn amount(text: &str) -> Option<Decimal> {
+    let text = text.trim();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let plain = match unsigned.split_once('.') {
+        Some((whole, fraction)) => digits(whole) && digits(fraction),
+        None => digits(unsigned),
+    };
+    Decimal::from_str(text)
+        .ok()
+        .filter(|a| plain && !a.is_zero() && a.abs() <= Decimal::from(MAX_AMOUNT))
+}
+
 /// The adjustment the form asks for, checked as the contract checks it.
 fn event(ctx: &Ctx, customer: &str, event_id: &str, now: OffsetDateTime) -> Result<serde_json::Value, String> {
     let account = ctx.param("account");
@@ -71,14 +86,7 @@ fn event(ctx: &Ctx, customer: &str, event_id: &str, now: OffsetDateTime) -> Resu
             "`{account}` is not an account of this tenant; pick one from the list"
         ));
     }
-    let text = ctx.param("amount").trim();
-    let plain = !text.is_empty()
-        && text.trim_start_matches('-').split_once('.').map_or(
-            text.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()),
-            |(a, b)| !a.is_empty() && !b.is_empty() && (a.chars().chain(b.chars())).all(|c| c.is_ascii_digit()),
-        );
-    let amount = Decimal::from_str(text).ok().filter(|_| plain);
-    let Some(amount) = amount.filter(|a| !a.is_zero() && a.abs() <= Decimal::from(MAX_AMOUNT)) else {
+    let Some(amount) = amount(ctx.param("amount")) else {
         return Err("the amount must be a non-zero number such as 300 or -12.50 (at most 10^12)".into());
     };
     let description = ctx.param("description").trim();
@@ -301,4 +309,32 @@ pub(crate) async fn status(ctx: &Ctx, commands: &Arc<Commands>, customer: &str, 
         }
     }
     customer::page(ctx, customer, &notice).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_plain_signed_decimals() {
+        for ok in ["300", "-12.50", " 0.5 ", "1000000000000"] {
+            assert!(amount(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "",
+            "0",
+            "-0.00",
+            "+5",
+            "1e3",
+            ".5",
+            "5.",
+            "1,5",
+            "--1",
+            "1000000000000.01",
+            "NaN",
+            "12 50",
+        ] {
+            assert_eq!(amount(bad), None, "{bad}");
+        }
+    }
 }
