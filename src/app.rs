@@ -130,6 +130,13 @@ pub fn run_serving_reads(
     let partitions = u32::try_from(partitions).unwrap_or(1);
     till.set_partitions(partitions);
     till.set_directory(directory.clone());
+    let advertised = config.http.advertised();
+    if advertised.contains("://0.0.0.0") || advertised.contains("://[::]") {
+        tracing::warn!(
+            %advertised,
+            "[http] advertised_url is not an address other instances can reach: till requests for this instance's customers that reach another instance cannot be redirected; set [http] advertised_url or ACCRUE_ADVERTISED_URL"
+        );
+    }
     let announcer = ownership::Announcer::start(config, till.clone(), stop.clone())
         .map_err(|_| RunError::Panicked("the ownership announcer could not start"))?;
     let routing = Routing {

@@ -82,7 +82,14 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 impl HttpConfig {
     /// Where other instances reach this one: `advertised_url`, or
     /// `http://` + `listen`.
+    /// `ACCRUE_ADVERTISED_URL` in the environment wins, so instances that
+    /// share one config file (a StatefulSet) each say their own address.
     pub fn advertised(&self) -> String {
+        if let Ok(url) = std::env::var("ACCRUE_ADVERTISED_URL") {
+            if !url.trim().is_empty() {
+                return url.trim().trim_end_matches('/').to_owned();
+            }
+        }
         match &self.advertised_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{}", self.listen),
