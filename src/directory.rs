@@ -235,7 +235,11 @@ pub fn run_reader(
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Err(err)) => tracing::warn!(error = %err, "directory read failed; retrying"),
-            Some(Ok(message)) if message.key().is_some_and(|k| k.starts_with(INSTANCE_KEY_PREFIX.as_bytes())) => {
+            Some(Ok(message))
+                if message
+                    .key()
+                    .is_some_and(|k| k.starts_with(INSTANCE_KEY_PREFIX.as_bytes())) =>
+            {
                 match message.payload().map(serde_json::from_slice::<InstanceRecord>) {
                     Some(Ok(record)) => directory.claim(record),
                     Some(Err(err)) => tracing::warn!(error = %err, "skipping an instance record that does not parse"),

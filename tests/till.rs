@@ -40,7 +40,14 @@ fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, B
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
@@ -55,7 +62,12 @@ fn quote(port: u16, body: &Value) -> Value {
 }
 
 fn authorize(port: u16, body: &Value) -> (u16, Value) {
-    let (status, _, answer) = request(port, "POST", &format!("/v1/tenants/{TENANT}/authorizations"), Some(body));
+    let (status, _, answer) = request(
+        port,
+        "POST",
+        &format!("/v1/tenants/{TENANT}/authorizations"),
+        Some(body),
+    );
     (status, answer)
 }
 
@@ -109,7 +121,11 @@ fn till_body(event: &Value) -> Value {
 }
 
 fn keyed(event: &Value) -> (Option<String>, Vec<u8>) {
-    let key = format!("{}:{}", event["tenant"].as_str().unwrap(), event["customer"].as_str().unwrap());
+    let key = format!(
+        "{}:{}",
+        event["tenant"].as_str().unwrap(),
+        event["customer"].as_str().unwrap()
+    );
     (Some(key), serde_json::to_vec(event).unwrap())
 }
 
@@ -165,7 +181,10 @@ fn cashback_of(port: u16, customer: &str) -> (String, String) {
         .find(|b| b["account"] == "cashback")
         .cloned()
         .unwrap_or(json!({"balance": "0.00", "held": "0.00"}));
-    (row["balance"].as_str().unwrap().to_owned(), row["held"].as_str().unwrap().to_owned())
+    (
+        row["balance"].as_str().unwrap().to_owned(),
+        row["held"].as_str().unwrap().to_owned(),
+    )
 }
 
 fn spawn_ready(env: &Env) -> Child {
@@ -213,18 +232,32 @@ fn quotes_agree_with_the_stream_and_holds_reserve_balance_through_sigkill() {
             let mut applied: Vec<(String, String, String)> = outputs
                 .iter()
                 .filter(|o| o["type"] == "accrual.recorded" && o["entry_type"] != "redemption")
-                .map(|o| (o["account"].to_string(), o["program"].to_string(), o["amount"].to_string()))
+                .map(|o| {
+                    (
+                        o["account"].to_string(),
+                        o["program"].to_string(),
+                        o["amount"].to_string(),
+                    )
+                })
                 .collect();
             let mut said: Vec<(String, String, String)> = q["accruals"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|a| (a["account"].to_string(), a["program"].to_string(), a["amount"].to_string()))
+                .map(|a| {
+                    (
+                        a["account"].to_string(),
+                        a["program"].to_string(),
+                        a["amount"].to_string(),
+                    )
+                })
                 .collect();
             applied.sort();
             said.sort();
             assert_eq!(said, applied, "{}: quote {q}", path.display());
-            let rejected = outputs.iter().find(|o| o["type"].as_str().is_some_and(|t| t.ends_with(".rejected")));
+            let rejected = outputs
+                .iter()
+                .find(|o| o["type"].as_str().is_some_and(|t| t.ends_with(".rejected")));
             assert_eq!(
                 q["rejection"]["reason_code"].as_str(),
                 rejected.and_then(|r| r["reason_code"].as_str()),
@@ -236,27 +269,54 @@ fn quotes_agree_with_the_stream_and_holds_reserve_balance_through_sigkill() {
             produce(&producer, &env.input, &[keyed(&event)]);
         }
     }
-    assert!(quoted >= 3, "expected at least three documented orders of {TENANT}, quoted {quoted}");
+    assert!(
+        quoted >= 3,
+        "expected at least three documented orders of {TENANT}, quoted {quoted}"
+    );
 
     // 2. A balance of 40.00 cashback; a 46.00 bill may pay at most 23.00 of it.
     let customer = "till-1";
-    produce(&producer, &env.input, &[keyed(&adjust("till-adjust-1", customer, "cashback", "40.00"))]);
-    assert!(wait_until(Duration::from_secs(30), || cashback_of(env.http_port, customer).0 == "40.00"));
-    let q = quote(env.http_port, &till_order(customer, order("o-1", "46.00", "25.00", None)));
+    produce(
+        &producer,
+        &env.input,
+        &[keyed(&adjust("till-adjust-1", customer, "cashback", "40.00"))],
+    );
+    assert!(wait_until(Duration::from_secs(30), || cashback_of(
+        env.http_port,
+        customer
+    )
+    .0 == "40.00"));
+    let q = quote(
+        env.http_port,
+        &till_order(customer, order("o-1", "46.00", "25.00", None)),
+    );
     assert_eq!(q["accepted"], false, "{q}");
     assert_eq!(q["rejection"]["reason_code"], "over_cap", "{q}");
-    let cashback = q["payable"].as_array().unwrap().iter().find(|p| p["account"] == "cashback").unwrap();
-    assert_eq!((cashback["max"].as_str(), cashback["limited_by"].as_str()), (Some("23.00"), Some("cap")));
-    let (status, refusal) = authorize(env.http_port, &till_order(customer, order("o-1", "46.00", "25.00", None)));
-    assert_eq!((status, refusal["error"].as_str()), (409, Some("over_cap")), "{refusal}");
+    let cashback = q["payable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["account"] == "cashback")
+        .unwrap();
+    assert_eq!(
+        (cashback["max"].as_str(), cashback["limited_by"].as_str()),
+        (Some("23.00"), Some("cap"))
+    );
+    let (status, refusal) = authorize(
+        env.http_port,
+        &till_order(customer, order("o-1", "46.00", "25.00", None)),
+    );
+    assert_eq!(
+        (status, refusal["error"].as_str()),
+        (409, Some("over_cap")),
+        "{refusal}"
+    );
 
     // 3. Two tills race for 23.00 each of a 40.00 balance: exactly one wins.
     let port = env.http_port;
     let racers: Vec<_> = ["race-a", "race-b"]
         .into_iter()
-        .map(|id| {
-            std::thread::spawn(move || authorize(port, &till_order(customer, order(id, "46.00", "23.00", None))))
-        })
+        .map(|id| std::thread::spawn(move || authorize(port, &till_order(customer, order(id, "46.00", "23.00", None)))))
         .collect();
     let results: Vec<(u16, Value)> = racers.into_iter().map(|r| r.join().unwrap()).collect();
     let won: Vec<&(u16, Value)> = results.iter().filter(|(s, _)| *s == 201).collect();
@@ -266,22 +326,40 @@ fn quotes_agree_with_the_stream_and_holds_reserve_balance_through_sigkill() {
     let hold = won[0].1.clone();
     let hold_id = hold["authorization_id"].as_str().unwrap().to_owned();
     let winner_order = hold["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(hold["holds"], json!([{"account": "cashback", "amount": "23.00"}]), "{hold}");
+    assert_eq!(
+        hold["holds"],
+        json!([{"account": "cashback", "amount": "23.00"}]),
+        "{hold}"
+    );
     assert_eq!(cashback_of(port, customer), ("40.00".into(), "23.00".into()));
     // A retry of the same order returns the same hold.
-    let (status, again) = authorize(port, &till_order(customer, order(&winner_order, "46.00", "23.00", None)));
-    assert_eq!((status, again["authorization_id"].as_str()), (201, Some(hold_id.as_str())));
+    let (status, again) = authorize(
+        port,
+        &till_order(customer, order(&winner_order, "46.00", "23.00", None)),
+    );
+    assert_eq!(
+        (status, again["authorization_id"].as_str()),
+        (201, Some(hold_id.as_str()))
+    );
 
     // 4. SIGKILL: the hold is durable; after the restart it still reserves.
     kill9(&mut child);
     env.new_group();
     let mut child = spawn_ready(&env);
     let (status, refusal) = authorize(port, &till_order(customer, order("after-kill", "46.00", "20.00", None)));
-    assert_eq!((status, refusal["error"].as_str()), (409, Some("insufficient_balance")), "{refusal}");
+    assert_eq!(
+        (status, refusal["error"].as_str()),
+        (409, Some("insufficient_balance")),
+        "{refusal}"
+    );
 
     // 5. The order that names the hold consumes it: its 23.00 passes, and
     //    the balance is no longer held.
-    let settled = event_of("till-order-1", customer, order(&winner_order, "46.00", "23.00", Some(&hold_id)));
+    let settled = event_of(
+        "till-order-1",
+        customer,
+        order(&winner_order, "46.00", "23.00", Some(&hold_id)),
+    );
     produce(&producer, &env.input, &[keyed(&settled)]);
     let mut outputs = Vec::new();
     assert!(wait_until(Duration::from_secs(30), || {
@@ -301,7 +379,11 @@ fn quotes_agree_with_the_stream_and_holds_reserve_balance_through_sigkill() {
     assert_eq!(status, 201, "{short_hold} (balance {balance})");
     assert_eq!(cashback_of(port, customer).1, "15.00");
     std::thread::sleep(Duration::from_millis(2_500));
-    assert_eq!(cashback_of(port, customer).1, "0.00", "an expired hold reserves nothing");
+    assert_eq!(
+        cashback_of(port, customer).1,
+        "0.00",
+        "an expired hold reserves nothing"
+    );
     let (status, long_hold) = authorize(port, &till_order(customer, order("long", "30.00", "15.00", None)));
     assert_eq!(status, 201, "{long_hold}");
     let long_id = long_hold["authorization_id"].as_str().unwrap();
@@ -317,9 +399,16 @@ fn quotes_agree_with_the_stream_and_holds_reserve_balance_through_sigkill() {
     write!(stream, "POST /v1/tenants/{TENANT}/quote HTTP/1.0\r\nAuthorization: Bearer {READ_TOKEN}\r\nContent-Length: 2\r\n\r\n{{}}").unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.0 401") || answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.0 401") || answer.starts_with("HTTP/1.1 401"),
+        "{answer}"
+    );
 
-    assert!(terminate(&mut child, Duration::from_secs(30)).is_some_and(|s| s.success()), "{}", env.logs());
+    assert!(
+        terminate(&mut child, Duration::from_secs(30)).is_some_and(|s| s.success()),
+        "{}",
+        env.logs()
+    );
 }
 
 /// A second instance's config: its own state and port, advertised.
@@ -328,7 +417,10 @@ fn second(env: &Env, name: &str) -> (PathBuf, u16) {
     let text = std::fs::read_to_string(&env.config).unwrap();
     let state = env.dir.path().join(format!("state-{name}"));
     let text = text
-        .replace(&format!("dir = \"{}\"", env.state.display()), &format!("dir = \"{}\"", state.display()))
+        .replace(
+            &format!("dir = \"{}\"", env.state.display()),
+            &format!("dir = \"{}\"", state.display()),
+        )
         .replace(
             &format!("listen = \"127.0.0.1:{}\"", env.http_port),
             &format!("listen = \"127.0.0.1:{port}\""),
@@ -367,7 +459,9 @@ fn a_request_to_an_instance_without_the_customer_is_redirected_to_its_owner() {
     let ports = [env.http_port, port_b];
     // Both own partitions, and each knows what the other owns.
     assert!(
-        wait_until(Duration::from_secs(90), || ports.iter().all(|p| ready(*p) && owned(*p) >= 1.0)
+        wait_until(Duration::from_secs(90), || ports
+            .iter()
+            .all(|p| ready(*p) && owned(*p) >= 1.0)
             && ports.iter().map(|p| owned(*p)).sum::<f64>() == 4.0),
         "the two instances did not split the partitions\n{}",
         env.logs()
@@ -375,7 +469,11 @@ fn a_request_to_an_instance_without_the_customer_is_redirected_to_its_owner() {
     // Customers on every partition, each with 10.00 cashback.
     let customers: Vec<String> = (0..16).map(|i| format!("two-{i}")).collect();
     for (i, c) in customers.iter().enumerate() {
-        produce(&producer, &env.input, &[keyed(&adjust(&format!("two-adjust-{i}"), c, "cashback", "10.00"))]);
+        produce(
+            &producer,
+            &env.input,
+            &[keyed(&adjust(&format!("two-adjust-{i}"), c, "cashback", "10.00"))],
+        );
     }
     let mut redirected = 0;
     for c in &customers {
@@ -409,6 +507,10 @@ fn a_request_to_an_instance_without_the_customer_is_redirected_to_its_owner() {
     // Every customer was asked of both instances; a partition has one owner.
     assert!(redirected >= customers.len(), "only {redirected} redirects");
     for child in [&mut a, &mut b] {
-        assert!(terminate(child, Duration::from_secs(30)).is_some_and(|s| s.success()), "{}", env.logs());
+        assert!(
+            terminate(child, Duration::from_secs(30)).is_some_and(|s| s.success()),
+            "{}",
+            env.logs()
+        );
     }
 }

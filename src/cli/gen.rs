@@ -80,7 +80,10 @@ pub(crate) fn till_bench(config: &Config, args: TillBenchArgs) -> anyhow::Result
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(tillbench::run(settings))?;
     let mut out = serde_json::Map::new();
-    out.insert("achieved_rps".into(), serde_json::json!((report.achieved_rps * 10.0).round() / 10.0));
+    out.insert(
+        "achieved_rps".into(),
+        serde_json::json!((report.achieved_rps * 10.0).round() / 10.0),
+    );
     for (name, e) in &report.endpoints {
         let round = |v: f64| (v * 100.0).round() / 100.0;
         out.insert(

@@ -24,8 +24,8 @@ use std::time::Instant;
 use super::batch::{Admission, Applied, Batch, Committed, InputRecord, Processor};
 use super::poison::{Attempts, Failed};
 use crate::state::StateError;
-use crate::till::{TillAnswer, TillRequest};
 use crate::telemetry;
+use crate::till::{TillAnswer, TillRequest};
 use crate::timers;
 
 /// Input records copied out of the consumer, in arrival order: one

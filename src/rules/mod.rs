@@ -485,3 +485,7 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod network_tests;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::unwrap_used)]
+mod till_tests;

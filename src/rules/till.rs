@@ -190,6 +190,9 @@ pub fn authorize(input: &Input<'_>, id: &str, expires_ms: i64) -> Result<Held, R
     let mut amounts: Vec<(Arc<str>, Decimal)> = Vec::new();
     for entry in outcome.entries.iter().filter(|e| e.entry_type == EntryType::Redemption) {
         let amount = checked::neg(entry.amount);
+        if amount <= Decimal::ZERO {
+            continue;
+        }
         match amounts.iter_mut().find(|(a, _)| *a == entry.account) {
             Some((_, sum)) => *sum = checked::add(*sum, amount).map_err(Refusal::Overflow)?,
             None => amounts.push((Arc::clone(&entry.account), amount)),

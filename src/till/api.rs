@@ -118,9 +118,7 @@ pub async fn handle(api: &TillApi, req: &Request<Bytes>) -> Response<Body> {
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let started = std::time::Instant::now();
     let (endpoint, response) = match (req.method(), segments.as_slice()) {
-        (&Method::POST, ["v1", "tenants", t, "quote"]) if *t == tenant.id => {
-            ("quote", quote(api, &tenant, req).await)
-        }
+        (&Method::POST, ["v1", "tenants", t, "quote"]) if *t == tenant.id => ("quote", quote(api, &tenant, req).await),
         (&Method::POST, ["v1", "tenants", t, "authorizations"]) if *t == tenant.id => {
             ("authorize", authorize(api, &tenant, req).await)
         }
@@ -219,10 +217,7 @@ fn owned_partition(api: &TillApi, tenant: &str, customer: &str, req: &Request<By
     let fresh_after = SystemClock
         .now_ms()
         .saturating_sub(i64::try_from(ownership::FRESH.as_millis()).unwrap_or(i64::MAX));
-    let owner = api
-        .till
-        .directory()
-        .and_then(|d| d.owner_of(p, &api.me, fresh_after));
+    let owner = api.till.directory().and_then(|d| d.owner_of(p, &api.me, fresh_after));
     match owner {
         Some(url) => {
             let target = match req.uri().path_and_query() {
@@ -314,7 +309,10 @@ fn load(
     };
     let prefix = keys::balance_prefix(p, &tenant.id, customer);
     let mut balances = BTreeMap::new();
-    for item in snapshot.iter_from(Family::Balances, &prefix).map_err(|e| e.to_string())? {
+    for item in snapshot
+        .iter_from(Family::Balances, &prefix)
+        .map_err(|e| e.to_string())?
+    {
         let (key, value) = item.map_err(|e| e.to_string())?;
         let Some(account) = key.strip_prefix(prefix.as_slice()) else {
             break;
@@ -400,12 +398,14 @@ fn render_quote(input: &rules::Input<'_>, quote: &rules_till::Quote) -> Result<V
         };
         json!({"kind": kind, "percent": percent.normalize().to_string(), "amount": at_scale(value, tenant.minor_units).to_string()})
     });
-    let rejection = outcome.rejection.as_ref().map(|r| {
-        json!({"type": r.output_type.as_str(), "reason_code": r.code.as_str(), "reason": r.reason})
-    });
-    let elsewhere = outcome.command.as_deref().map(|c| {
-        json!({"tenant": c.tenant, "customer": c.customer, "what": command_kind(&c.body)})
-    });
+    let rejection = outcome
+        .rejection
+        .as_ref()
+        .map(|r| json!({"type": r.output_type.as_str(), "reason_code": r.code.as_str(), "reason": r.reason}));
+    let elsewhere = outcome
+        .command
+        .as_deref()
+        .map(|c| json!({"tenant": c.tenant, "customer": c.customer, "what": command_kind(&c.body)}));
     Ok(json!({
         "tenant": tenant.id,
         "customer": input.event.customer,
@@ -542,7 +542,13 @@ fn unexpected(answer: TillAnswer) -> Response<Body> {
 }
 
 /// Hands `op` to the partition's worker and waits for the durable answer.
-async fn ask(api: &TillApi, p: u32, tenant: &TenantConfig, customer: &str, op: TillOp) -> Result<TillAnswer, Response<Body>> {
+async fn ask(
+    api: &TillApi,
+    p: u32,
+    tenant: &TenantConfig,
+    customer: &str,
+    op: TillOp,
+) -> Result<TillAnswer, Response<Body>> {
     let (reply, answer) = oneshot::channel();
     api.till.submit(TillRequest {
         partition: p,
@@ -586,7 +592,9 @@ async fn release(api: &TillApi, tenant: &TenantConfig, req: &Request<Bytes>, id:
 fn json(status: StatusCode, value: &Value) -> Response<Body> {
     let mut body = serde_json::to_vec(value).unwrap_or_default();
     body.push(b'\n');
-    let mut response = Response::new(http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(body))));
+    let mut response = Response::new(http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(
+        body,
+    ))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

@@ -62,10 +62,7 @@ impl Announcer {
 }
 
 fn announce(config: &Config, till: &Till, stopped: impl Fn() -> bool) {
-    let producer: BaseProducer<DefaultProducerContext> = match config
-        .kafka
-        .client_config(ClientRole::Producer)
-        .create()
+    let producer: BaseProducer<DefaultProducerContext> = match config.kafka.client_config(ClientRole::Producer).create()
     {
         Ok(producer) => producer,
         Err(err) => {
@@ -101,7 +98,9 @@ fn announce(config: &Config, till: &Till, stopped: impl Fn() -> bool) {
                         said = Some(owned);
                         last = Instant::now();
                     }
-                    Err((err, _)) => tracing::warn!(error = %err, "announcing this instance's partitions failed; retrying"),
+                    Err((err, _)) => {
+                        tracing::warn!(error = %err, "announcing this instance's partitions failed; retrying")
+                    }
                 }
             }
         }

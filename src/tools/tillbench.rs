@@ -192,11 +192,7 @@ async fn send(conn: &mut BufReader<TcpStream>, settings: &Settings, job: &Job) -
         }
     }
     let head = String::from_utf8_lossy(&head);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let length: usize = head
         .lines()
         .filter_map(|l| l.split_once(':'))

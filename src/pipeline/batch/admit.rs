@@ -112,7 +112,7 @@ impl Processor {
 /// # Errors
 /// [`ContractError`] as the stream would dead-letter the event.
 pub fn check_for_tenant(tenant: &TenantConfig, event: &Event) -> Result<(), ContractError> {
-        if !tenant.branches.contains_key(&event.branch) {
+    if !tenant.branches.contains_key(&event.branch) {
         return Err(ContractError::new(
             ErrorKind::UnknownBranch,
             format!("branch {:?} is not a branch of tenant {:?}", event.branch, event.tenant),
