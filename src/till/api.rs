@@ -26,9 +26,8 @@ use crate::directory::NetworkView;
 use crate::pipeline::Programs;
 use crate::programs::{Hold, TenantConfig};
 use crate::rules::till::{self as rules_till, Refusal};
-use crate::rules::{self, Customer, EntryType, Outcome};
-use crate::state::codec::{at_scale, StateValue};
-use crate::state::{keys, Family, RocksStore};
+use crate::rules::{self, EntryType, Outcome};
+use crate::state::codec::at_scale;
 use crate::telemetry;
 use crate::timers::{Clock, SystemClock};
 
@@ -265,7 +264,7 @@ async fn quote(api: &TillApi, tenant: &TenantConfig, req: &Request<Bytes>) -> Re
     let (_, tenants) = api.programs.current();
     let tenant = tenant.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let (customer, balances) = load(&store, p, &tenant, &event.customer)?;
+        let (customer, balances) = super::state::customer_state(&store.snapshot(), p, &tenant, &event.customer)?;
         let network = NetworkView {
             directory: &directory,
             tenants: &tenants,
@@ -290,37 +289,6 @@ async fn quote(api: &TillApi, tenant: &TenantConfig, req: &Request<Bytes>) -> Re
         Ok(Err(err)) => internal(&err),
         Err(err) => internal(&err),
     }
-}
-
-/// The customer's profile and balances as committed.
-fn load(
-    store: &RocksStore,
-    p: u32,
-    tenant: &TenantConfig,
-    customer: &str,
-) -> Result<(Customer, BTreeMap<String, Decimal>), String> {
-    let snapshot = store.snapshot();
-    let profile = match snapshot
-        .get(Family::Customers, &keys::customer(p, &tenant.id, customer))
-        .map_err(|e| e.to_string())?
-    {
-        Some(raw) => Customer::decode(&raw).map_err(|e| e.to_string())?,
-        None => tenant.seeded_customer(customer).cloned().unwrap_or_default(),
-    };
-    let prefix = keys::balance_prefix(p, &tenant.id, customer);
-    let mut balances = BTreeMap::new();
-    for item in snapshot
-        .iter_from(Family::Balances, &prefix)
-        .map_err(|e| e.to_string())?
-    {
-        let (key, value) = item.map_err(|e| e.to_string())?;
-        let Some(account) = key.strip_prefix(prefix.as_slice()) else {
-            break;
-        };
-        let balance = keys::decode_decimal(&value).ok_or("a stored balance is not 16 bytes")?;
-        balances.insert(String::from_utf8_lossy(account).into_owned(), balance);
-    }
-    Ok((profile, balances))
 }
 
 fn amount(tenant: &TenantConfig, account: &str, value: Decimal) -> String {

@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod ownership;
+pub mod state;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
