@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use crate::programs::TenantConfig;
 use crate::rules::Customer;
 use crate::state::codec::StateValue;
-use crate::state::{keys, Family, Snapshot, StateError, Store};
+use crate::state::{keys, Entry, Family, Snapshot, StateError, Store};
 
 /// Most balance accounts read for one customer (a tenant has a handful).
 const MAX_ACCOUNTS: usize = 256;
@@ -26,7 +26,7 @@ pub trait Reads {
     ///
     /// # Errors
     /// [`StateError`] if the store fails.
-    fn read_prefix(&self, family: Family, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn read_prefix(&self, family: Family, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StateError>;
 }
 
 impl Reads for Snapshot<'_> {
@@ -34,7 +34,7 @@ impl Reads for Snapshot<'_> {
         self.get(family, key)
     }
 
-    fn read_prefix(&self, family: Family, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn read_prefix(&self, family: Family, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
         let mut out = Vec::new();
         for item in self.iter_from(family, prefix)? {
             let (key, value) = item?;
@@ -52,7 +52,7 @@ impl<S: Store + ?Sized> Reads for S {
         self.get(family, key)
     }
 
-    fn read_prefix(&self, family: Family, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn read_prefix(&self, family: Family, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
         self.scan(family, prefix, prefix, limit)
     }
 }
