@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use crate::admin::DirectorySlot;
 use crate::api::StoreSlot;
 use crate::config::Config;
 use crate::directory::{self, Directory};
@@ -13,6 +12,7 @@ use crate::outbox::Publisher;
 use crate::pipeline::batch::Routing;
 use crate::pipeline::{self, Programs, Progress};
 use crate::state::{RocksStore, Store};
+use crate::till::{ownership, Till};
 
 /// Why `run` failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,10 +51,11 @@ pub fn run(
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
 ) -> Result<(), RunError> {
-    run_serving_reads(config, programs, stop, progress, &StoreSlot::default())
+    run_serving_reads(config, programs, stop, progress, &StoreSlot::default(), &Arc::default())
 }
 
-/// [`run`], also putting the opened store into `reads` for the read API.
+/// [`run`], also putting the opened store into `reads` for the read API,
+/// and applying the till requests queued in `till`.
 ///
 /// # Errors
 /// As [`run`].
@@ -64,22 +65,7 @@ pub fn run_serving_reads(
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
     reads: &StoreSlot,
-) -> Result<(), RunError> {
-    run_serving_admin(config, programs, stop, progress, reads, &DirectorySlot::default())
-}
-
-/// [`run_serving_reads`], also putting the customer directory into
-/// `directory` for the back office's phone search.
-///
-/// # Errors
-/// As [`run`].
-pub fn run_serving_admin(
-    config: &Config,
-    programs: Arc<Programs>,
-    stop: Arc<AtomicBool>,
-    progress: Arc<Progress>,
-    reads: &StoreSlot,
-    directory_slot: &DirectorySlot,
+    till: &Arc<Till>,
 ) -> Result<(), RunError> {
     let partitions = crate::topics::check(config)?;
     tracing::info!(partitions, "topics are co-partitioned");
@@ -113,7 +99,6 @@ pub fn run_serving_admin(
 
     let directory = Arc::new(Directory::default());
     directory.seed(config.tenants.values());
-    let _ = directory_slot.set(directory.clone());
     progress.set_directory_loading(true);
     let directory_thread = {
         let (config, directory, progress, stop) = (config.clone(), directory.clone(), progress.clone(), stop.clone());
@@ -142,9 +127,21 @@ pub fn run_serving_admin(
         thread::sleep(std::time::Duration::from_millis(50));
     }
     tracing::info!(entries = directory.len(), "customer directory loaded");
+    let partitions = u32::try_from(partitions).unwrap_or(1);
+    till.set_partitions(partitions);
+    till.set_directory(directory.clone());
+    let advertised = config.http.advertised();
+    if advertised.contains("://0.0.0.0") || advertised.contains("://[::]") {
+        tracing::warn!(
+            %advertised,
+            "[http] advertised_url is not an address other instances can reach: till requests for this instance's customers that reach another instance cannot be redirected; set [http] advertised_url or ACCRUE_ADVERTISED_URL"
+        );
+    }
+    let announcer = ownership::Announcer::start(config, till.clone(), stop.clone())
+        .map_err(|_| RunError::Panicked("the ownership announcer could not start"))?;
     let routing = Routing {
         internal_topic: config.topics.internal.clone(),
-        partitions: u32::try_from(partitions).unwrap_or(1),
+        partitions,
         directory,
     };
 
@@ -174,6 +171,7 @@ pub fn run_serving_admin(
         code_key,
         routing,
         &crate::timers::SystemClock,
+        till,
         &stop,
     );
     // Whatever happened, let the publisher drain what is durable.
@@ -183,6 +181,7 @@ pub fn run_serving_admin(
     directory_thread
         .join()
         .map_err(|_| RunError::Panicked("directory reader"))?;
+    announcer.stop();
     result?;
     published?;
     Ok(())

@@ -37,6 +37,7 @@ use crate::api::{self, ReadApi};
 use crate::config::HttpConfig;
 use crate::pipeline::Progress;
 use crate::telemetry;
+use crate::till::api::TillApi;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -45,6 +46,7 @@ pub struct Surface {
     progress: Arc<Progress>,
     read: Option<ReadApi>,
     admin: Option<Admin>,
+    till: Option<TillApi>,
 }
 
 impl Surface {
@@ -55,7 +57,14 @@ impl Surface {
             progress,
             read: None,
             admin: None,
+            till: None,
         }
+    }
+
+    /// Also serves the till's quotes and authorizations under `/v1/`.
+    pub fn with_till_api(mut self, till: TillApi) -> Self {
+        self.till = Some(till);
+        self
     }
 
     /// Also serves the read API under `/v1/`.
@@ -395,6 +404,11 @@ async fn dispatch(surface: &Surface, req: Request<Incoming>, limits: BodyLimits)
     if let Some(admin) = &surface.admin {
         if admin::owns(req.uri().path()) {
             return admin::handle(admin, &req).await;
+        }
+    }
+    if let Some(till) = &surface.till {
+        if crate::till::api::is_till(&req) {
+            return crate::till::api::handle(till, &req).await;
         }
     }
     if let Some(read) = &surface.read {

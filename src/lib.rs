@@ -82,6 +82,7 @@ pub mod replay;
 pub mod rules;
 pub mod state;
 pub mod telemetry;
+pub mod till;
 pub mod timers;
 pub mod tools;
 pub mod topics;

@@ -24,7 +24,7 @@ mod html;
 mod programs;
 mod session;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
@@ -33,14 +33,11 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::api::{self, ReadApi, StoreSlot};
 use crate::config::Config;
-use crate::directory::Directory;
 use crate::pipeline::Programs;
 use crate::programs::TenantConfig;
 use crate::read;
 use crate::state::RocksStore;
-
-/// The customer directory, once `accrue run` has started reading it.
-pub type DirectorySlot = Arc<OnceLock<Arc<Directory>>>;
+use crate::till::Till;
 
 /// Why the back office could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -64,15 +61,16 @@ pub struct Admin {
     read: ReadApi,
     store: StoreSlot,
     programs: Arc<Programs>,
-    directory: DirectorySlot,
+    /// Holds the customer directory once the processor has loaded it.
+    till: Arc<Till>,
     commands: Arc<adjust::Commands>,
     keys: Arc<session::Keys>,
 }
 
 impl Admin {
     /// The back office of `config`'s processor, reading from `store` and
-    /// `directory` (empty until `accrue run` opens them) and answering
-    /// exports through `read`.
+    /// the customer directory `till` shares (empty until `accrue run` opens
+    /// them) and answering exports through `read`.
     ///
     /// # Errors
     /// [`AdminError`] if the session key or the Kafka producer cannot be made.
@@ -81,14 +79,14 @@ impl Admin {
         read: ReadApi,
         store: StoreSlot,
         programs: Arc<Programs>,
-        directory: DirectorySlot,
+        till: Arc<Till>,
     ) -> Result<Admin, AdminError> {
         let keys = session::Keys::random().map_err(|e| AdminError::Random(e.to_string()))?;
         Ok(Admin {
             read,
             store,
             programs,
-            directory,
+            till,
             commands: Arc::new(adjust::Commands::new(config)?),
             keys: Arc::new(keys),
         })
@@ -195,7 +193,7 @@ pub async fn handle(admin: &Admin, req: &Request<Bytes>) -> Response<api::Body> 
     match (&method, segments.as_slice()) {
         (&Method::GET, [""]) => dashboard::page(&ctx).await,
         (&Method::GET, ["programs"]) => programs::page(&ctx, admin.programs.version()),
-        (&Method::GET, ["customers"]) => customer::search(&ctx, admin.directory.get().map(Arc::as_ref)).await,
+        (&Method::GET, ["customers"]) => customer::search(&ctx, admin.till.directory().map(Arc::as_ref)).await,
         (&Method::GET, ["customers", c]) if valid_id(c) => customer::page(&ctx, c, "").await,
         (&Method::POST, ["customers", c, "adjust"]) if valid_id(c) => adjust::submit(&ctx, &admin.commands, c).await,
         (&Method::GET, ["customers", c, "adjustments", e]) if valid_id(c) && valid_id(e) => {

@@ -9,6 +9,8 @@ use anyhow::Context;
 
 use accrue::config::Config;
 use accrue::pipeline::{Programs, Progress};
+use accrue::till::api::TillApi;
+use accrue::till::Till;
 use accrue::{admin, api, app, http, telemetry};
 
 /// `accrue run`: the processor, the HTTP surface and the signals, until
@@ -33,11 +35,18 @@ pub(crate) fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot serve HTTP on {} ([http] listen)", config.http.listen))?;
         let progress = Arc::new(Progress::default());
         let reads = api::StoreSlot::default();
-        let directory = admin::DirectorySlot::default();
+        let till = Arc::new(Till::default());
         let read_api = api::ReadApi::new(reads.clone(), programs.clone());
-        let mut surface = http::Surface::new(handle, progress.clone()).with_read_api(read_api.clone());
+        let mut surface = http::Surface::new(handle, progress.clone())
+            .with_read_api(read_api.clone())
+            .with_till_api(TillApi::new(
+                reads.clone(),
+                programs.clone(),
+                till.clone(),
+                config.http.advertised(),
+            ));
         if config.http.admin {
-            let admin = admin::Admin::new(&config, read_api, reads.clone(), programs.clone(), directory.clone())
+            let admin = admin::Admin::new(&config, read_api, reads.clone(), programs.clone(), till.clone())
                 .context("cannot set up the back office ([http] admin)")?;
             surface = surface.with_admin(admin);
         }
@@ -47,7 +56,7 @@ pub(crate) fn run(config: Config) -> anyhow::Result<()> {
         let path = config.path.clone();
         let worker_programs = programs.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            app::run_serving_admin(&config, worker_programs, worker_stop, progress, &reads, &directory)
+            app::run_serving_reads(&config, worker_programs, worker_stop, progress, &reads, &till)
         });
         tokio::pin!(worker);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

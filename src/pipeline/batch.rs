@@ -35,9 +35,11 @@ mod admit;
 mod emit;
 mod event;
 mod prefetch;
+mod till;
 mod timers;
 mod write;
 
+pub use admit::check_for_tenant;
 use emit::*;
 use write::*;
 
