@@ -7,7 +7,8 @@
 //! rejected.
 //!
 //! `ACCRUE_WRITE_SCREENSHOT=1` also writes the dashboard's screenshot to
-//! docs/images/admin-dashboard.png (the README shows it).
+//! docs/images/admin-dashboard.png (the README shows it), and the customer
+//! page's after the adjustment to docs/images/admin-customer.png.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -67,7 +68,7 @@ async fn browser(driver: &Driver) -> Client {
         json!({
             "binary": CHROMIUM,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1240", "--hide-scrollbars"]
+                     "--window-size=1280,1320", "--hide-scrollbars"]
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -447,6 +448,14 @@ phone = "{PHONE}"
         let (state, text) = adjust(&client, "bonus", "250", "Birthday <gift> & thanks").await;
         assert_eq!(state, "applied", "{text}");
         assert_eq!(balance(&client, "bonus").await, (before + 250).to_string(), "{text}");
+        if std::env::var_os("ACCRUE_WRITE_SCREENSHOT").is_some() {
+            let png = client.screenshot().await.unwrap();
+            std::fs::write(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/admin-customer.png"),
+                png,
+            )
+            .unwrap();
+        }
         let history = client.source().await.unwrap();
         assert!(
             history.contains("Birthday &lt;gift&gt; &amp; thanks"),

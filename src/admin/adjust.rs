@@ -126,7 +126,9 @@ pub(crate) async fn submit(ctx: &Ctx, commands: &Commands, customer: &str) -> Re
         return super::failed(&err);
     }
     let event_id = format!("admin-{}", data_encoding::HEXLOWER.encode(&id));
+    // Milliseconds are enough, and keep the ledger's text short.
     let now = OffsetDateTime::now_utc();
+    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
     let event = match event(ctx, customer, &event_id, now) {
         Ok(e) => e,
         Err(err) => return refused(ctx, customer, &err).await,
