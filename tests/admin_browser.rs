@@ -68,7 +68,7 @@ async fn browser(driver: &Driver) -> Client {
         json!({
             "binary": CHROMIUM,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1320", "--hide-scrollbars"]
+                     "--window-size=1280,1420", "--hide-scrollbars"]
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
