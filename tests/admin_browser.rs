@@ -162,6 +162,18 @@ async fn balance(client: &Client, account: &str) -> String {
     cell.text().await.unwrap().trim().to_owned()
 }
 
+/// Waits until the browser's address satisfies `done` (a click returns
+/// before the browser has navigated).
+async fn wait_for_url(client: &Client, done: impl Fn(&str) -> bool) {
+    for _ in 0..150 {
+        if client.current_url().await.is_ok_and(|u| done(u.as_str())) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the browser did not get there: {:?}", client.current_url().await);
+}
+
 /// Fills and sends the adjustment form; returns the outcome element's state
 /// once it is no longer pending.
 async fn adjust(client: &Client, account: &str, amount: &str, description: &str) -> (String, String) {
@@ -193,6 +205,7 @@ async fn adjust(client: &Client, account: &str, amount: &str, description: &str)
         .send_keys("anna")
         .await
         .unwrap();
+    let form_page = client.current_url().await.unwrap();
     client
         .find(Locator::Css("#apply"))
         .await
@@ -201,7 +214,10 @@ async fn adjust(client: &Client, account: &str, amount: &str, description: &str)
         .await
         .unwrap();
     for _ in 0..120 {
-        if let Ok(outcome) = client.find(Locator::Css("#outcome")).await {
+        // The click may return before the browser has left the form's
+        // page, which can show an earlier adjustment's outcome.
+        let moved = client.current_url().await.is_ok_and(|u| u != form_page);
+        if let (true, Ok(outcome)) = (moved, client.find(Locator::Css("#outcome")).await) {
             let state = outcome.attr("data-state").await.ok().flatten().unwrap_or_default();
             if !state.is_empty() && state != "pending" {
                 return (state, outcome.text().await.unwrap_or_default());
@@ -354,10 +370,8 @@ phone = "{PHONE}"
             .click()
             .await
             .unwrap();
-        assert!(
-            client.find(Locator::Css("#error")).await.is_ok(),
-            "a wrong token is refused"
-        );
+        // A wrong token is refused.
+        client.wait().for_element(Locator::Css("#error")).await.unwrap();
         client
             .find(Locator::Css("#token"))
             .await
@@ -383,14 +397,8 @@ phone = "{PHONE}"
             .await
             .unwrap();
         client.find(Locator::Css("#show")).await.unwrap().click().await.unwrap();
+        wait_for_url(&client, |u| u.contains("from=2026-11-01")).await;
         client.wait().for_element(Locator::Css("#by-type")).await.unwrap();
-        assert!(client
-            .current_url()
-            .await
-            .unwrap()
-            .query()
-            .unwrap_or_default()
-            .contains("from=2026-11-01"));
 
         let (rows, totals) = table(&client, "by-type").await;
         let (want_rows, want_totals) = expected_table(&by_type);
@@ -501,6 +509,7 @@ phone = "{PHONE}"
             .click()
             .await
             .unwrap();
+        wait_for_url(&client, |u| u.ends_with("/admin/login")).await;
         client.goto(&format!("{base}/admin/")).await.unwrap();
         assert!(client.current_url().await.unwrap().path().ends_with("/admin/login"));
         client.close().await.unwrap();
