@@ -1,5 +1,6 @@
 //! The read API under `/v1/` on the HTTP port: bearer-token auth scoped to
-//! one tenant, balances, ledger pages and streamed CSV exports. Every read
+//! one tenant, balances, ledger pages and streamed CSV exports, and the
+//! back office's totals, xlsx exports and customer summary ([`reports`]). Every read
 //! runs on a RocksDB snapshot in `spawn_blocking`, never on the runtime.
 //!
 //! Errors never say whether another tenant or customer exists: a token
@@ -8,6 +9,8 @@
 
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
+
+mod reports;
 
 use bytes::Bytes;
 use http_body_util::channel::{Channel, Sender};
@@ -124,7 +127,9 @@ pub async fn handle<B>(api: &ReadApi, req: &Request<B>) -> Response<Body> {
             ledger(store, &tenant, params, *what == "ledger.csv").await
         }
         [what @ ("ledger" | "ledger.csv")] => ledger(store, &tenant, params, *what == "ledger.csv").await,
-        _ => not_found(),
+        _ => reports::route(store, &tenant, rest, &pairs)
+            .await
+            .unwrap_or_else(not_found),
     }
 }
 

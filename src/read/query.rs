@@ -4,6 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+use super::totals::list_param;
 use crate::contract::AccrualEvent;
 use crate::state::keys;
 
@@ -38,14 +39,14 @@ pub struct LedgerQuery {
     pub tenant: String,
     /// Only this customer: narrows the scan to the customer's ledger prefix.
     pub customer: Option<String>,
-    /// Only this entry type, e.g. `referral_accrual`.
-    pub entry_type: Option<String>,
-    /// Only this program (promotion).
-    pub program: Option<String>,
-    /// Only this branch (the source).
-    pub branch: Option<String>,
-    /// Only this account, e.g. `cashback`.
-    pub account: Option<String>,
+    /// Only these entry types, e.g. `referral_accrual` (empty: all).
+    pub entry_type: Vec<String>,
+    /// Only these programs (promotions; empty: all).
+    pub program: Vec<String>,
+    /// Only these branches (the source; empty: all).
+    pub branch: Vec<String>,
+    /// Only these accounts, e.g. `cashback` (empty: all).
+    pub account: Vec<String>,
     /// Earliest `occurred_at`, Unix milliseconds, inclusive.
     pub from_ms: Option<i64>,
     /// Latest `occurred_at`, Unix milliseconds, exclusive.
@@ -142,8 +143,9 @@ impl Default for PageParams {
 
 impl LedgerQuery {
     /// Builds a query of `tenant` from decoded query parameters: `customer`,
-    /// `entry_type`, `program`, `branch`, `account`, `from`, `to` (RFC 3339),
-    /// `limit` and `cursor`.
+    /// `entry_type`, `program`, `branch`, `account` (each a comma-separated
+    /// list of accepted values), `from`, `to` (RFC 3339; a `+` of the offset
+    /// that arrived as a space is read back as `+`), `limit` and `cursor`.
     ///
     /// # Errors
     /// [`QueryError`] naming the first bad, repeated or unknown parameter.
@@ -171,10 +173,10 @@ impl LedgerQuery {
             };
             match name {
                 "customer" => query.customer = text()?,
-                "entry_type" => query.entry_type = text()?,
-                "program" => query.program = text()?,
-                "branch" => query.branch = text()?,
-                "account" => query.account = text()?,
+                "entry_type" => query.entry_type = list_param(name, value)?,
+                "program" => query.program = list_param(name, value)?,
+                "branch" => query.branch = list_param(name, value)?,
+                "account" => query.account = list_param(name, value)?,
                 "from" => query.from_ms = Some(time_param(name, value)?),
                 "to" => query.to_ms = Some(time_param(name, value)?),
                 "limit" => {
@@ -215,22 +217,44 @@ impl LedgerQuery {
         Ok((query, page))
     }
 
+    /// Whether `entry` is a partner's customer's entry for a visit to this
+    /// query's tenant (seed 000; its program is `partner:<this tenant>`):
+    /// the place's index points at it, and its report shows it.
+    pub fn is_partner_visit(&self, entry: &AccrualEvent) -> bool {
+        entry.header.tenant != self.tenant
+            && entry
+                .program
+                .strip_prefix("partner:")
+                .is_some_and(|place| place == self.tenant)
+    }
+
     /// Whether `entry`, which occurred at `occurred_ms`, passes every filter.
     pub fn matches(&self, entry: &AccrualEvent, occurred_ms: i64) -> bool {
         let eq = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f == value);
-        entry.header.tenant == self.tenant
+        let any = |filter: &[String], value: &str| filter.is_empty() || filter.iter().any(|f| f == value);
+        (entry.header.tenant == self.tenant || self.is_partner_visit(entry))
             && eq(&self.customer, &entry.header.customer)
-            && eq(&self.entry_type, &entry.entry_type)
-            && eq(&self.program, &entry.program)
-            && eq(&self.branch, &entry.header.branch)
-            && eq(&self.account, &entry.account)
+            && any(&self.entry_type, &entry.entry_type)
+            && any(&self.program, &entry.program)
+            && any(&self.branch, &entry.header.branch)
+            && any(&self.account, &entry.account)
             && self.from_ms.is_none_or(|from| occurred_ms >= from)
             && self.to_ms.is_none_or(|to| occurred_ms < to)
     }
 }
 
-fn time_param(name: &str, value: &str) -> Result<i64, QueryError> {
-    keys::rfc3339_ms(value)
+/// Unix milliseconds of an RFC 3339 time. A query string's `+` decodes as
+/// a space, so `2026-11-01T00:00:00+04:00` sent unescaped arrives as
+/// `...00 04:00`: a space is read as the `+` it was (RFC 3339 has none).
+pub(crate) fn time_param(name: &str, value: &str) -> Result<i64, QueryError> {
+    let restored;
+    let text = if value.contains(' ') {
+        restored = value.replace(' ', "+");
+        &restored
+    } else {
+        value
+    };
+    keys::rfc3339_ms(text)
         .filter(|ms| *ms >= 0)
         .ok_or_else(|| bad(name, "must be an RFC 3339 time after 1970, e.g. 2026-11-01T00:00:00Z"))
 }
@@ -310,6 +334,11 @@ pub fn csv_row(entry: &AccrualEvent, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends one CSV text field (quoted as needed, formulas defused).
+pub(crate) fn csv_text(value: &str, out: &mut Vec<u8>) {
+    csv_field(value, true, out);
+}
+
 fn csv_field(value: &str, guard_formula: bool, out: &mut Vec<u8>) {
     let formula = guard_formula && value.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let quote = formula || value.contains([',', '"', '\r', '\n']);
@@ -353,10 +382,50 @@ mod tests {
         ]);
         let Ok((q, page)) = parsed else { panic!("{parsed:?}") };
         assert_eq!(q.customer.as_deref(), Some("c-1"));
-        assert_eq!(q.entry_type.as_deref(), Some("referral_accrual"));
+        assert_eq!(q.entry_type, ["referral_accrual"]);
         assert_eq!(q.from_ms, Some(1_793_491_200_000));
         assert_eq!(q.to_ms, Some(1_796_083_200_000 - 4 * 3_600_000));
         assert_eq!(page.limit, 5);
+    }
+
+    #[test]
+    fn filters_take_lists_and_a_plus_that_became_a_space() {
+        let parsed = parse(&[
+            ("entry_type", "accrual,reversal"),
+            ("branch", "downtown"),
+            // `+04:00` sent unescaped: the query string decoded it as a space.
+            ("from", "2026-11-01T00:00:00 04:00"),
+        ]);
+        let Ok((q, _)) = parsed else { panic!("{parsed:?}") };
+        assert_eq!(q.entry_type, ["accrual", "reversal"]);
+        assert_eq!(q.from_ms, Some(1_793_491_200_000 - 4 * 3_600_000));
+        let mut e = entry(None, None);
+        e.header.tenant = "t".into();
+        for (entry_type, kept) in [("accrual", true), ("reversal", true), ("redemption", false)] {
+            e.entry_type = entry_type.into();
+            assert_eq!(q.matches(&e, q.from_ms.unwrap_or_default()), kept, "{entry_type}");
+        }
+        assert!(parse(&[("entry_type", "accrual,,reversal")]).is_err(), "an empty item");
+        let pairs = split_query(Some("from=2026-11-01T00:00:00+04:00"));
+        let Ok(pairs) = pairs else { panic!("{pairs:?}") };
+        let got = parse(&[("from", pairs[0].1.as_str())]).map(|(q, _)| q.from_ms);
+        assert_eq!(got, Ok(Some(1_793_491_200_000 - 4 * 3_600_000)));
+    }
+
+    #[test]
+    fn a_partner_visit_is_in_the_report_of_its_place_only() {
+        let mut e = entry(None, None);
+        e.header.tenant = "cafe".into();
+        e.program = "partner:bistro".into();
+        let query = |tenant: &str| LedgerQuery {
+            tenant: tenant.into(),
+            ..LedgerQuery::default()
+        };
+        assert!(query("bistro").matches(&e, 0));
+        assert!(query("cafe").matches(&e, 0), "and in its own tenant's");
+        assert!(!query("studio").matches(&e, 0));
+        e.program = "partner:studio".into();
+        assert!(!query("bistro").matches(&e, 0));
     }
 
     #[test]
