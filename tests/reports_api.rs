@@ -26,9 +26,12 @@ fn token(tenant: &str) -> &'static str {
     TOKENS.iter().find(|(t, _)| *t == tenant).unwrap().1
 }
 
-/// GET over HTTP/1.0: status, content type, raw body.
+/// GET over HTTP/1.0: status (0 if nothing listens yet), content type,
+/// raw body.
 fn get(port: u16, path: &str, tenant: &str) -> (u16, String, Vec<u8>) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new(), Vec::new());
+    };
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let auth = format!("Authorization: Bearer {}\r\n", token(tenant));
     write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").unwrap();
