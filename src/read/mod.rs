@@ -23,22 +23,21 @@
 //!   [`crate::state::keys::totals`]): their cost is the number of distinct
 //!   buckets, whatever the number of entries.
 
+mod outstanding;
 mod query;
 mod scan;
 mod summary;
 mod totals;
 mod xlsx;
 
+pub use outstanding::{outstanding, Outstanding, OutstandingBalances};
 pub use query::{
     csv_row, percent_decode, split_query, Cursor, LedgerQuery, PageParams, QueryError, CSV_HEADER, DEFAULT_LIMIT,
     MAX_LIMIT,
 };
 pub use scan::{balances, each, export, page, Balance, Balances, Format, Page, ReadError, SCAN_BUDGET};
 pub use summary::{summary, GiftCardSummary, ProgramSummary, Summary};
-pub use totals::{
-    day_text, outstanding, totals, Dim, Origin, Outstanding, OutstandingBalances, Totals, TotalsQuery, TotalsRow,
-    UnitTotal,
-};
+pub use totals::{day_text, totals, Dim, Origin, Totals, TotalsQuery, TotalsRow, UnitTotal};
 pub use xlsx::{
     exact_f64, ledger_xlsx, totals_columns, totals_csv, totals_values, totals_xlsx, XlsxExportError, MAX_XLSX_ROWS,
 };

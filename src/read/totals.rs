@@ -1,5 +1,5 @@
-//! Totals of a tenant's ledger over a period, grouped and filtered, and its
-//! outstanding balances, read from the `totals` index (see
+//! Totals of a tenant's ledger over a period, grouped and filtered, read
+//! from the `totals` index (see
 //! [`crate::state::keys::totals`]): a month's totals read the month's day
 //! buckets, never the ledger.
 
@@ -425,90 +425,19 @@ fn group_value(dim: Dim, day: u32, dims: &TotalsDims) -> String {
 
 /// A sum as exact text: trailing zeros beyond the amounts' own scale are
 /// kept as the amounts had them (`4.00 + 1.50` is `5.50`).
-fn amount_text(sum: Decimal) -> String {
+pub(super) fn amount_text(sum: Decimal) -> String {
     sum.to_string()
 }
 
-fn corrupt(detail: &str) -> ReadError {
+pub(super) fn corrupt(detail: &str) -> ReadError {
     ReadError::State(StateError::Corrupt {
         family: Family::Totals.name(),
         detail: detail.to_owned(),
     })
 }
 
-fn overflow() -> ReadError {
+pub(super) fn overflow() -> ReadError {
     corrupt("the sum of the buckets does not fit a decimal")
-}
-
-/// One account's outstanding balance: the sum of every customer's balance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Outstanding {
-    /// Account.
-    pub account: String,
-    /// `points` or a currency code.
-    pub unit: String,
-    /// Sum of every customer's balance of the account, exact decimal text.
-    pub amount: String,
-    /// Ledger entries that made it.
-    pub count: u64,
-}
-
-/// A tenant's outstanding balances.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OutstandingBalances {
-    /// Tenant.
-    pub tenant: String,
-    /// One per account, by account name.
-    pub balances: Vec<Outstanding>,
-    /// One per unit.
-    pub totals: Vec<UnitTotal>,
-}
-
-/// The outstanding balances of `tenant`: the running totals of the index,
-/// one short range read (one key per account) per partition.
-///
-/// # Errors
-/// [`ReadError`] if the store fails or a bucket is corrupt.
-pub fn outstanding(snap: &Snapshot<'_>, tenant: &str) -> Result<OutstandingBalances, ReadError> {
-    let mut accounts: BTreeMap<(String, String), TotalsValue> = BTreeMap::new();
-    for p in snap.partitions(Family::Totals)? {
-        let prefix = keys::totals_prefix(p, tenant);
-        let start = keys::totals_day(p, tenant, RUNNING_DAY);
-        for item in snap.iter_from(Family::Totals, &start)? {
-            let (key, value) = item?;
-            if !key.starts_with(&start) {
-                break;
-            }
-            let (_, dims) = keys::parse_totals(&key, prefix.len()).ok_or_else(|| corrupt("totals key"))?;
-            let value = TotalsValue::decode(&value).ok_or_else(|| corrupt("totals value is not 24 bytes"))?;
-            let slot = accounts.entry((dims.account, dims.unit)).or_default();
-            *slot = slot.checked_add(&value).ok_or_else(overflow)?;
-        }
-    }
-    let mut units: BTreeMap<String, TotalsValue> = BTreeMap::new();
-    let mut balances = Vec::with_capacity(accounts.len());
-    for ((account, unit), value) in accounts {
-        let slot = units.entry(unit.clone()).or_default();
-        *slot = slot.checked_add(&value).ok_or_else(overflow)?;
-        balances.push(Outstanding {
-            account,
-            unit,
-            amount: amount_text(value.sum),
-            count: value.count,
-        });
-    }
-    Ok(OutstandingBalances {
-        tenant: tenant.to_owned(),
-        balances,
-        totals: units
-            .into_iter()
-            .map(|(unit, v)| UnitTotal {
-                unit,
-                amount: amount_text(v.sum),
-                count: v.count,
-            })
-            .collect(),
-    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::read::outstanding;
 use crate::state::{RocksStore, Store, WriteSet};
 
 fn parse(params: &[(&str, &str)]) -> Result<TotalsQuery, QueryError> {
