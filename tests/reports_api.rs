@@ -75,9 +75,13 @@ fn event(
 /// by column (shared strings resolved, empty cells empty).
 fn sheet_rows(xlsx: &[u8]) -> Vec<Vec<String>> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(xlsx)).unwrap();
+    // A part that is absent reads as empty (a constant-memory sheet has
+    // inline strings and no shared strings).
     let mut read = |name: &str| {
         let mut text = String::new();
-        archive.by_name(name).unwrap().read_to_string(&mut text).unwrap();
+        if let Ok(mut part) = archive.by_name(name) {
+            part.read_to_string(&mut text).unwrap();
+        }
         text
     };
     let between = |text: &str, open: &str, close: &str| -> Option<String> {
@@ -108,6 +112,8 @@ fn sheet_rows(xlsx: &[u8]) -> Vec<Vec<String>> {
                 let value = between(cell, "<v", "</v>").unwrap_or_default();
                 let text = if cell.contains("t=\"s\"") {
                     strings[value.parse::<usize>().unwrap()].clone()
+                } else if cell.contains("t=\"inlineStr\"") {
+                    between(cell, "<t", "</t>").unwrap_or_default()
                 } else {
                     value
                 };
