@@ -120,6 +120,15 @@ pub fn ledger_xlsx(
     query: &LedgerQuery,
     tenant: &TenantConfig,
 ) -> Result<Vec<u8>, XlsxExportError> {
+    ledger_xlsx_at_most(snap, query, tenant, MAX_XLSX_ROWS)
+}
+
+fn ledger_xlsx_at_most(
+    snap: &Snapshot<'_>,
+    query: &LedgerQuery,
+    tenant: &TenantConfig,
+    max_rows: u64,
+) -> Result<Vec<u8>, XlsxExportError> {
     let formats = Formats::new();
     let mut book = Workbook::new();
     // Rows in order, flushed to a temporary file: memory stays flat.
@@ -133,7 +142,7 @@ pub fn ledger_xlsx(
     let mut sums: std::collections::BTreeMap<String, Decimal> = Default::default();
     let mut failed: Option<XlsxExportError> = None;
     scan::each(snap, query, |entry| {
-        if u64::from(row) >= MAX_XLSX_ROWS {
+        if u64::from(row) >= max_rows {
             failed = Some(XlsxExportError::TooLarge);
             return Ok(false);
         }
@@ -319,6 +328,125 @@ pub fn totals_csv(totals: &Totals) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::SourceRef;
+    use crate::state::codec::{LedgerEntry, Occurred};
+    use crate::state::{keys, Durability, Family, RocksStore, Store, WriteSet};
+
+    /// The text of each cell of the sheet's XML, row by row.
+    fn cells(xlsx: &[u8]) -> Vec<Vec<String>> {
+        use std::io::Read;
+        let Ok(mut archive) = zip::ZipArchive::new(std::io::Cursor::new(xlsx)) else {
+            panic!("not a zip")
+        };
+        let mut sheet = String::new();
+        if let Ok(mut part) = archive.by_name("xl/worksheets/sheet1.xml") {
+            let _ = part.read_to_string(&mut sheet);
+        }
+        let inner = |cell: &str, tag: &str| -> String {
+            let Some(at) = cell.find(&format!("<{tag}")) else {
+                return String::new();
+            };
+            let rest = &cell[at..];
+            let start = rest.find('>').map_or(0, |i| i + 1);
+            rest[start..]
+                .split(&format!("</{tag}>"))
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        sheet
+            .split("<row ")
+            .skip(1)
+            .map(|row| {
+                row.split("<c ")
+                    .skip(1)
+                    .map(|c| {
+                        if c.contains("inlineStr") {
+                            inner(c, "t")
+                        } else {
+                            inner(c, "v")
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_ledger_export_has_exact_numbers_a_total_per_unit_and_a_cap() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let Ok(store) = RocksStore::open(dir.path()) else {
+            panic!("open")
+        };
+        let Ok(tenant) = toml::from_str::<TenantConfig>("id = \"cafe\"\ncurrency = \"AZN\"\n[branches.downtown]\n")
+        else {
+            panic!("tenant")
+        };
+        let source = SourceRef {
+            topic: "orders".into(),
+            partition: 0,
+            offset: 1,
+        };
+        let long = Decimal::from_str("1234567890123456789.01").unwrap_or_default();
+        let mut set = WriteSet::new();
+        for (seq, account, amount) in [
+            (1u64, "cashback", Decimal::new(450, 2)),
+            (2, "bonus", Decimal::new(30, 0)),
+            (3, "cashback", long),
+        ] {
+            let entry = LedgerEntry {
+                schema_version: 1,
+                branch: "downtown",
+                source_event_id: "e",
+                source: &source,
+                occurred: Occurred::At(time::OffsetDateTime::UNIX_EPOCH),
+                account,
+                entry_type: "accrual",
+                program: "p",
+                amount,
+                balance: amount,
+                base_amount: None,
+                currency: "AZN",
+                description: Some("=1+1"),
+                operator: None,
+            };
+            let key = keys::ledger(0, "cafe", "c-1", seq);
+            set.put(
+                Family::LedgerByTime,
+                keys::ledger_by_time(0, "cafe", 0, seq),
+                key.clone(),
+            );
+            set.put(Family::Ledger, key, entry.encode());
+        }
+        assert!(store.write(&set, Durability::Synced).is_ok());
+        let snap = store.snapshot();
+        let query = LedgerQuery {
+            tenant: "cafe".into(),
+            ..LedgerQuery::default()
+        };
+        assert!(matches!(
+            ledger_xlsx_at_most(&snap, &query, &tenant, 2),
+            Err(XlsxExportError::TooLarge)
+        ));
+        let built = ledger_xlsx_at_most(&snap, &query, &tenant, 3);
+        let Ok(bytes) = built else { panic!("{built:?}") };
+        let rows = cells(&bytes);
+        assert_eq!(rows.len(), 1 + 3 + 2, "header, entries, a total per unit");
+        assert_eq!(rows[0][8], "amount");
+        assert_eq!((rows[1][8].as_str(), rows[2][8].as_str()), ("4.5", "30"), "numbers");
+        assert_eq!(rows[3][8], "1234567890123456789.01", "too long for a float: exact text");
+        // The description (the empty base amount has no cell): text, never a formula.
+        assert!(rows[1].iter().any(|c| c == "=1+1"), "{:?}", rows[1]);
+        assert!(!String::from_utf8_lossy(&bytes).contains("<f>"));
+        let totals: Vec<(&str, &str, &str)> = rows[4..]
+            .iter()
+            .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str()))
+            .collect();
+        assert_eq!(
+            totals,
+            [("total", "AZN", "1234567890123456793.51"), ("total", "points", "30")]
+        );
+    }
 
     #[test]
     fn only_exact_amounts_become_numbers() {
