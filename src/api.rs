@@ -1,7 +1,8 @@
 //! The read API under `/v1/` on the HTTP port: bearer-token auth scoped to
 //! one tenant, balances, ledger pages and streamed CSV exports, and the
-//! back office's totals, xlsx exports and customer summary ([`reports`]). Every read
-//! runs on a RocksDB snapshot in `spawn_blocking`, never on the runtime.
+//! back office's totals, xlsx exports and customer summary ([`reports`]).
+//! Every read runs on a RocksDB snapshot in `spawn_blocking`, never on the
+//! runtime.
 //!
 //! Errors never say whether another tenant or customer exists: a token
 //! asking for a tenant it is not scoped to gets the same 404 as a customer

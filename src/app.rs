@@ -12,6 +12,7 @@ use crate::outbox::Publisher;
 use crate::pipeline::batch::Routing;
 use crate::pipeline::{self, Programs, Progress};
 use crate::state::{RocksStore, Store};
+use crate::till::{ownership, Till};
 
 /// Why `run` failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +51,11 @@ pub fn run(
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
 ) -> Result<(), RunError> {
-    run_serving_reads(config, programs, stop, progress, &StoreSlot::default())
+    run_serving_reads(config, programs, stop, progress, &StoreSlot::default(), &Arc::default())
 }
 
-/// [`run`], also putting the opened store into `reads` for the read API.
+/// [`run`], also putting the opened store into `reads` for the read API,
+/// and applying the till requests queued in `till`.
 ///
 /// # Errors
 /// As [`run`].
@@ -63,6 +65,7 @@ pub fn run_serving_reads(
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
     reads: &StoreSlot,
+    till: &Arc<Till>,
 ) -> Result<(), RunError> {
     let partitions = crate::topics::check(config)?;
     tracing::info!(partitions, "topics are co-partitioned");
@@ -124,9 +127,21 @@ pub fn run_serving_reads(
         thread::sleep(std::time::Duration::from_millis(50));
     }
     tracing::info!(entries = directory.len(), "customer directory loaded");
+    let partitions = u32::try_from(partitions).unwrap_or(1);
+    till.set_partitions(partitions);
+    till.set_directory(directory.clone());
+    let advertised = config.http.advertised();
+    if advertised.contains("://0.0.0.0") || advertised.contains("://[::]") {
+        tracing::warn!(
+            %advertised,
+            "[http] advertised_url is not an address other instances can reach: till requests for this instance's customers that reach another instance cannot be redirected; set [http] advertised_url or ACCRUE_ADVERTISED_URL"
+        );
+    }
+    let announcer = ownership::Announcer::start(config, till.clone(), stop.clone())
+        .map_err(|_| RunError::Panicked("the ownership announcer could not start"))?;
     let routing = Routing {
         internal_topic: config.topics.internal.clone(),
-        partitions: u32::try_from(partitions).unwrap_or(1),
+        partitions,
         directory,
     };
 
@@ -156,6 +171,7 @@ pub fn run_serving_reads(
         code_key,
         routing,
         &crate::timers::SystemClock,
+        till,
         &stop,
     );
     // Whatever happened, let the publisher drain what is durable.
@@ -165,6 +181,7 @@ pub fn run_serving_reads(
     directory_thread
         .join()
         .map_err(|_| RunError::Panicked("directory reader"))?;
+    announcer.stop();
     result?;
     published?;
     Ok(())

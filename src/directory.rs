@@ -52,11 +52,28 @@ pub struct DirectoryEntry {
 
 type Key = (String, String);
 
+/// The key prefix of an instance's ownership record in the directory
+/// topic (`@instance:` + its advertised URL); `@` starts no tenant id.
+pub const INSTANCE_KEY_PREFIX: &str = "@instance:";
+
+/// An instance's claim: the partitions it applies, and where to reach it
+/// for till requests ([`crate::till::ownership`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// Its advertised HTTP URL (`[http] advertised_url`).
+    pub url: String,
+    /// The partitions it applies now.
+    pub partitions: Vec<u32>,
+    /// When it said so, Unix milliseconds (it repeats it every few seconds).
+    pub at_ms: i64,
+}
+
 /// The in-memory directory, shared by the consume loop and the reader.
 #[derive(Default)]
 pub struct Directory {
     by_phone: DashMap<Key, Listed>,
     by_customer: DashMap<Key, String>,
+    instances: DashMap<String, InstanceRecord>,
     caught_up: AtomicBool,
 }
 
@@ -117,6 +134,27 @@ impl Directory {
         self.by_phone
             .get(&(tenant.to_owned(), phone.to_owned()))
             .map(|e| e.value().clone())
+    }
+
+    /// Records an instance's claim (a newer one replaces it).
+    pub fn claim(&self, record: InstanceRecord) {
+        let newer = self
+            .instances
+            .get(&record.url)
+            .is_none_or(|known| known.at_ms <= record.at_ms);
+        if newer {
+            self.instances.insert(record.url.clone(), record);
+        }
+    }
+
+    /// The URL of the instance other than `me` that claims partition `p`,
+    /// the most recent claim made since `fresh_after_ms`.
+    pub fn owner_of(&self, p: u32, me: &str, fresh_after_ms: i64) -> Option<String> {
+        self.instances
+            .iter()
+            .filter(|i| i.url != me && i.at_ms >= fresh_after_ms && i.partitions.contains(&p))
+            .max_by_key(|i| i.at_ms)
+            .map(|i| i.url.clone())
     }
 
     /// Customers with a phone.
@@ -197,6 +235,18 @@ pub fn run_reader(
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Err(err)) => tracing::warn!(error = %err, "directory read failed; retrying"),
+            Some(Ok(message))
+                if message
+                    .key()
+                    .is_some_and(|k| k.starts_with(INSTANCE_KEY_PREFIX.as_bytes())) =>
+            {
+                match message.payload().map(serde_json::from_slice::<InstanceRecord>) {
+                    Some(Ok(record)) => directory.claim(record),
+                    Some(Err(err)) => tracing::warn!(error = %err, "skipping an instance record that does not parse"),
+                    None => {}
+                }
+                note_end(&mut ends, &message, &directory, &on_caught_up);
+            }
             Some(Ok(message)) => {
                 match message.payload().map(serde_json::from_slice::<DirectoryEntry>) {
                     Some(Ok(entry)) => directory.upsert(&entry),
@@ -205,20 +255,26 @@ pub fn run_reader(
                     }
                     None => {}
                 }
-                if let Some(end) = ends.get(&message.partition()) {
-                    if message.offset() + 1 >= *end {
-                        ends.remove(&message.partition());
-                        if ends.is_empty() {
-                            directory.caught_up.store(true, Ordering::SeqCst);
-                            on_caught_up();
-                            tracing::info!(entries = directory.len(), "customer directory caught up");
-                        }
-                    }
-                }
+                note_end(&mut ends, &message, &directory, &on_caught_up);
             }
         }
     }
     Ok(())
+}
+
+/// Marks the directory caught up once the last partition's end at start-up
+/// is read.
+fn note_end(ends: &mut HashMap<i32, i64>, message: &impl Message, directory: &Directory, on_caught_up: &impl Fn()) {
+    if let Some(end) = ends.get(&message.partition()) {
+        if message.offset() + 1 >= *end {
+            ends.remove(&message.partition());
+            if ends.is_empty() {
+                directory.caught_up.store(true, Ordering::SeqCst);
+                on_caught_up();
+                tracing::info!(entries = directory.len(), "customer directory caught up");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use crate::api::{self, ReadApi};
 use crate::config::HttpConfig;
 use crate::pipeline::Progress;
 use crate::telemetry;
+use crate::till::api::TillApi;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -43,6 +44,7 @@ pub struct Surface {
     metrics: PrometheusHandle,
     progress: Arc<Progress>,
     read: Option<ReadApi>,
+    till: Option<TillApi>,
 }
 
 impl Surface {
@@ -52,7 +54,14 @@ impl Surface {
             metrics,
             progress,
             read: None,
+            till: None,
         }
+    }
+
+    /// Also serves the till's quotes and authorizations under `/v1/`.
+    pub fn with_till_api(mut self, till: TillApi) -> Self {
+        self.till = Some(till);
+        self
     }
 
     /// Also serves the read API under `/v1/`.
@@ -383,6 +392,11 @@ async fn dispatch(surface: &Surface, req: Request<Incoming>, limits: BodyLimits)
         Ok(req) => req,
         Err(refused) => return body_refused(&refused, limits),
     };
+    if let Some(till) = &surface.till {
+        if crate::till::api::is_till(&req) {
+            return crate::till::api::handle(till, &req).await;
+        }
+    }
     if let Some(read) = &surface.read {
         if req.uri().path().starts_with("/v1/") && req.method() == Method::GET {
             return api::handle(read, &req).await;

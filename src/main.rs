@@ -34,6 +34,7 @@ fn execute(args: Cli) -> anyhow::Result<()> {
         Command::Topics { action } => cli::broker::topics(&cli::load(path)?, action),
         Command::Produce { topic, files } => cli::broker::produce(&cli::load(path)?, topic, &files),
         Command::Gen(gen) => cli::gen::generate(&cli::load(path)?, gen),
+        Command::TillBench(args) => cli::gen::till_bench(&cli::load(path)?, args),
         Command::Replay {
             file,
             state,

@@ -125,6 +125,7 @@ pub fn replay(
                 processor,
                 attempts: Attempts::new(1),
                 chunk: Chunk::default(),
+                till: Vec::new(),
             }
         })
         .collect();

@@ -54,6 +54,12 @@ pub const HTTP_CONNECTIONS_REFUSED: &str = "accrue_http_connections_refused_tota
 pub const HTTP_CONNECTIONS_TIMED_OUT: &str = "accrue_http_connections_timed_out_total";
 /// HTTP requests refused for their body, by reason.
 pub const HTTP_REQUESTS_REFUSED: &str = "accrue_http_requests_refused_total";
+/// Till requests answered, by endpoint and status.
+pub const TILL_REQUESTS: &str = "accrue_till_requests_total";
+/// Time to answer a till request, by endpoint.
+pub const TILL_SECONDS: &str = "accrue_till_request_seconds";
+/// Till requests redirected to the instance owning the customer.
+pub const TILL_REDIRECTS: &str = "accrue_till_redirects_total";
 
 /// Every metric with its kind and help text, for `# HELP` lines and docs.
 pub const METRICS: &[(&str, Kind, &str)] = &[
@@ -283,6 +289,21 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "HTTP requests refused for their body, by reason: body_too_large (413), body_timeout (408), body_broken (400).",
     ),
+    (
+        TILL_REQUESTS,
+        Kind::Counter,
+        "Till requests answered, by endpoint (quote, authorize, release) and HTTP status.",
+    ),
+    (
+        TILL_SECONDS,
+        Kind::Histogram,
+        "Time to answer a till request, by endpoint; an authorization waits for its batch to be durable.",
+    ),
+    (
+        TILL_REDIRECTS,
+        Kind::Counter,
+        "Till requests answered 307 with the instance that owns the customer's partition.",
+    ),
 ];
 
 /// Unix time of the consume loop's last poll.
@@ -446,6 +467,10 @@ pub fn install_metrics(setup: &MetricsSetup) -> Result<PrometheusHandle, BuildEr
             &[
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(TILL_SECONDS.into()),
+            &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 10.0],
         )?
         .set_buckets_for_metric(
             Matcher::Full(TIMER_LAG.into()),
@@ -808,6 +833,17 @@ pub fn http_connection_timed_out(reason: &'static str) {
 /// One request refused for its body; `reason` is one of [`HTTP_BODY_REFUSALS`].
 pub fn http_request_refused(reason: &'static str) {
     counter!(HTTP_REQUESTS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// A till request answered with `status` after `took`.
+pub fn till_request(endpoint: &'static str, status: u16, took: std::time::Duration) {
+    counter!(TILL_REQUESTS, "endpoint" => endpoint, "status" => status.to_string()).increment(1);
+    histogram!(TILL_SECONDS, "endpoint" => endpoint).record(took.as_secs_f64());
+}
+
+/// A till request redirected to the owning instance.
+pub fn till_redirected() {
+    counter!(TILL_REDIRECTS).increment(1);
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ pub(crate) enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Send till quotes and authorizations at a fixed rate to `accrue run` ([http] listen) and print latency percentiles.
+    TillBench(TillBenchArgs),
     /// Read a topic from the beginning with a plain consumer and print the rate (bench baseline).
     RawConsume {
         /// Topic (default: the first input topic).
@@ -142,8 +144,39 @@ pub(crate) enum Command {
 
 #[derive(Subcommand)]
 pub(crate) enum TokenAction {
-    /// Read a token from stdin and print its SHA-256 for `api_tokens_sha256`.
+    /// Read a token from stdin and print its SHA-256 for `api_tokens_sha256` or `pos_tokens_sha256`.
     Hash,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct TillBenchArgs {
+    /// The tenant.
+    #[arg(long, default_value = "cafe-central")]
+    pub(crate) tenant: String,
+    /// The branch the orders are paid in (cashback must be a payment method there).
+    #[arg(long, default_value = "downtown")]
+    pub(crate) branch: String,
+    /// The tenant's POS token.
+    #[arg(long, env = "ACCRUE_POS_TOKEN")]
+    pub(crate) token: String,
+    /// Requests per second.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) rps: u32,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) seconds: u32,
+    /// Customers the requests spread over.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) customers: u32,
+    /// Share of authorizations in percent; the rest are quotes.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) authorize_percent: u32,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) connections: usize,
+    /// Only give the customers 1000.00 cashback each (balance.adjust to the input topic) and exit.
+    #[arg(long)]
+    pub(crate) seed: bool,
 }
 
 #[derive(clap::Args)]

@@ -9,6 +9,8 @@ use anyhow::Context;
 
 use accrue::config::Config;
 use accrue::pipeline::{Programs, Progress};
+use accrue::till::api::TillApi;
+use accrue::till::Till;
 use accrue::{api, app, http, telemetry};
 
 /// `accrue run`: the processor, the HTTP surface and the signals, until
@@ -33,15 +35,22 @@ pub(crate) fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot serve HTTP on {} ([http] listen)", config.http.listen))?;
         let progress = Arc::new(Progress::default());
         let reads = api::StoreSlot::default();
+        let till = Arc::new(Till::default());
         let surface = http::Surface::new(handle, progress.clone())
-            .with_read_api(api::ReadApi::new(reads.clone(), programs.clone()));
+            .with_read_api(api::ReadApi::new(reads.clone(), programs.clone()))
+            .with_till_api(TillApi::new(
+                reads.clone(),
+                programs.clone(),
+                till.clone(),
+                config.http.advertised(),
+            ));
         let server = tokio::spawn(http::serve(listener, surface, config.http.clone()));
         tracing::info!(listen = %config.http.listen, state = %config.state.dir.display(), "accrue starting");
         let worker_stop = stop.clone();
         let path = config.path.clone();
         let worker_programs = programs.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            app::run_serving_reads(&config, worker_programs, worker_stop, progress, &reads)
+            app::run_serving_reads(&config, worker_programs, worker_stop, progress, &reads, &till)
         });
         tokio::pin!(worker);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -31,6 +31,12 @@ pub struct HttpConfig {
     /// Largest request body accepted, in bytes; a larger one is a 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// The URL other instances send a till request to when this instance
+    /// owns the customer's partition (`http://host:port`). Default:
+    /// `http://` + `listen`, which only works when `listen` is an address
+    /// others can reach.
+    #[serde(default)]
+    pub advertised_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -41,6 +47,7 @@ impl Default for HttpConfig {
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
             max_body_bytes: default_max_body_bytes(),
+            advertised_url: None,
         }
     }
 }
@@ -73,6 +80,22 @@ const MAX_CONNECTIONS: usize = 100_000;
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 impl HttpConfig {
+    /// Where other instances reach this one: `advertised_url`, or
+    /// `http://` + `listen`.
+    /// `ACCRUE_ADVERTISED_URL` in the environment wins, so instances that
+    /// share one config file (a StatefulSet) each say their own address.
+    pub fn advertised(&self) -> String {
+        if let Ok(url) = std::env::var("ACCRUE_ADVERTISED_URL") {
+            if !url.trim().is_empty() {
+                return url.trim().trim_end_matches('/').to_owned();
+            }
+        }
+        match &self.advertised_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     /// Checks the limits, pushing one issue per bad field.
     pub(super) fn validate(&self, issues: &mut Issues<'_>) {
         for (field, value) in [
@@ -103,6 +126,15 @@ impl HttpConfig {
                     self.max_body_bytes
                 ),
             );
+        }
+        if let Some(url) = &self.advertised_url {
+            let rest = url.strip_prefix("http://").unwrap_or_default();
+            if rest.is_empty() || rest.contains(char::is_whitespace) || rest.len() > 200 {
+                issues.push(
+                    "http.advertised_url",
+                    format!("must be http://host:port, as other instances reach this one, got {url:?}"),
+                );
+            }
         }
     }
 }

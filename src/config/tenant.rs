@@ -29,11 +29,17 @@ pub(super) fn load_dir(processor: &Path, dir: &Path, all: &mut Vec<ConfigIssue>)
             for tenant_path in files {
                 match load(&tenant_path) {
                     Ok(tenant) => {
-                        for (i, hash) in tenant.api_tokens_sha256.iter().enumerate() {
+                        let tokens = (tenant.api_tokens_sha256.iter().enumerate())
+                            .map(|(i, h)| (format!("api_tokens_sha256[{i}]"), h))
+                            .chain(
+                                (tenant.pos_tokens_sha256.iter().enumerate())
+                                    .map(|(i, h)| (format!("pos_tokens_sha256[{i}]"), h)),
+                            );
+                        for (field, hash) in tokens {
                             match token_owner.get(hash) {
                                 Some(owner) if *owner != tenant.id => all.push(ConfigIssue {
                                     file: tenant_path.clone(),
-                                    field: format!("api_tokens_sha256[{i}]"),
+                                    field,
                                     message: format!(
                                         "this token is also a token of tenant {owner:?}; a token must map to one tenant"
                                     ),
@@ -156,13 +162,28 @@ fn check_percent(issues: &mut Issues<'_>, field: String, pct: Decimal) {
 }
 
 fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
-    for (i, hash) in tenant.api_tokens_sha256.iter().enumerate() {
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            issues.push(
-                format!("api_tokens_sha256[{i}]"),
-                "must be 64 lower-case hex digits, the SHA-256 of the token; make one with `accrue token hash`",
-            );
+    for (name, hashes) in [
+        ("api_tokens_sha256", &tenant.api_tokens_sha256),
+        ("pos_tokens_sha256", &tenant.pos_tokens_sha256),
+    ] {
+        for (i, hash) in hashes.iter().enumerate() {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                issues.push(
+                    format!("{name}[{i}]"),
+                    "must be 64 lower-case hex digits, the SHA-256 of the token; make one with `accrue token hash`",
+                );
+            }
         }
+    }
+    if let Some(hash) = tenant
+        .pos_tokens_sha256
+        .iter()
+        .find(|h| tenant.api_tokens_sha256.contains(h))
+    {
+        issues.push(
+            "pos_tokens_sha256",
+            format!("{hash} is also a read token (api_tokens_sha256); a till token must be its own"),
+        );
     }
     if !valid_id(&tenant.id) {
         issues.push("id", "must be 1 to 64 characters of [a-zA-Z0-9_.-]");

@@ -391,6 +391,10 @@ pub struct OrderPaid {
     /// a partner tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner: Option<PartnerRef>,
+    /// The till's authorization (`POST .../authorizations`) whose hold this
+    /// order's balance payments consume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_id: Option<String>,
 }
 
 /// A customer of a partner tenant, identified by phone at the POS.
@@ -416,6 +420,8 @@ struct VisitCompleted {
     referrer_phone: Option<String>,
     #[serde(default)]
     partner: Option<PartnerRef>,
+    #[serde(default)]
+    authorization_id: Option<String>,
 }
 
 fn visit_sale_type() -> String {
@@ -547,6 +553,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, ContractError> {
                 total: visit.total,
                 currency: visit.currency,
                 referrer_phone: visit.referrer_phone,
+                authorization_id: visit.authorization_id,
                 partner: visit.partner,
             };
             validate_order(&order, "body.visit_id")?;
@@ -796,6 +803,9 @@ fn check_id(field: impl fmt::Display, value: &str) -> Result<(), ContractError> 
 
 fn validate_order(order: &OrderPaid, id_field: &str) -> Result<(), ContractError> {
     check_id(id_field, &order.order_id)?;
+    if let Some(id) = &order.authorization_id {
+        check_id("body.authorization_id", id)?;
+    }
     if let Some(phone) = &order.referrer_phone {
         check_id("body.referrer_phone", phone)?;
     }

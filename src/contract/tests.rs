@@ -294,6 +294,7 @@ proptest! {
             currency: "AZN".into(),
             referrer_phone: None,
             partner: None,
+            authorization_id: None,
         };
         let body = serde_json::to_string(&order).unwrap_or_default();
         let decoded = decode(order_json(&body).as_bytes());

@@ -35,10 +35,12 @@ mod admit;
 mod emit;
 mod event;
 mod prefetch;
+mod till;
 mod timers;
 mod totals;
 mod write;
 
+pub use admit::check_for_tenant;
 use emit::*;
 use write::*;
 

@@ -32,7 +32,12 @@ use super::PipelineError;
 use crate::config::{ClientRole, Config};
 use crate::state::{read_offset, Store};
 use crate::telemetry;
+use crate::till::{Till, TillAnswer};
 use crate::timers::{self, Clock};
+
+/// Longest poll: how long a till request may wait to be noticed while no
+/// record arrives (the loop cannot be woken inside librdkafka's poll).
+const TILL_POLL: Duration = Duration::from_millis(2);
 
 /// How often the consumer lag of owned partitions is reported.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
@@ -58,6 +63,7 @@ pub fn run(
     code_key: Arc<[u8]>,
     routing: Routing,
     clock: &dyn Clock,
+    till: &Till,
     stop: &AtomicBool,
 ) -> Result<(), PipelineError> {
     // The internal topic is co-partitioned with the input: partition p of
@@ -83,6 +89,7 @@ pub fn run(
                 processor,
                 attempts: Attempts::new(config.batch.max_attempts),
                 chunk: Chunk::default(),
+                till: Vec::new(),
             }
         })
         .collect();
@@ -115,7 +122,7 @@ pub fn run(
             .subscribe(&[topics[0].as_str()])
             .map_err(PipelineError::Kafka)?;
         tracing::info!(group_topic = %topics[0], followers = ?&topics[1..], group = %config.kafka.group_id, "subscribed");
-        let exit = consume(config, &consumer, &progress, programs, clock, stop);
+        let exit = consume(config, &consumer, &progress, programs, clock, till, stop);
         // Leaving the group revokes what we own: the callback commits, drains
         // the outbox and hands the partitions over cleanly.
         let graceful = !matches!(exit, Exit::Stop(Err(_)));
@@ -186,6 +193,7 @@ fn consume(
     progress: &Progress,
     programs: &Programs,
     clock: &dyn Clock,
+    till: &Till,
     stop: &AtomicBool,
 ) -> Exit {
     let ctx = consumer.context();
@@ -211,9 +219,22 @@ fn consume(
 
     let exit = loop {
         let stopping = stop.load(Ordering::SeqCst);
+        // Till requests go to their partition's worker and are applied in
+        // the next batch, flushed at once: a till waits for one batch.
+        till.set_owned(&work.owned);
+        if till.waiting() {
+            for request in till.take() {
+                if work.owned.contains(&request.partition) {
+                    work.cores.core(request.partition).till.push(request);
+                } else {
+                    let _ = request.reply.send(TillAnswer::NotOwner);
+                }
+            }
+        }
         let due = work.cores.started.is_some_and(|t| t.elapsed() >= linger);
         let waiting = work.cores.buffered();
-        if (waiting > 0 && (stopping || due || waiting >= max_events)) || timers_at.is_some() {
+        let at_till = work.cores.till_waiting();
+        if (waiting > 0 && (stopping || due || waiting >= max_events)) || at_till || timers_at.is_some() {
             for (topic, n) in consumed.drain(..) {
                 telemetry::consumed(&topic, n);
             }
@@ -269,7 +290,8 @@ fn consume(
         let timeout = match work.cores.started {
             Some(t) => linger.saturating_sub(t.elapsed()),
             None => Duration::from_millis(100),
-        };
+        }
+        .min(TILL_POLL);
         progress.heartbeat();
         // The rebalance callback runs inside poll and needs the work.
         put_work(consumer, work);

@@ -25,6 +25,7 @@ use super::batch::{Admission, Applied, Batch, Committed, InputRecord, Processor}
 use super::poison::{Attempts, Failed};
 use crate::state::StateError;
 use crate::telemetry;
+use crate::till::{TillAnswer, TillRequest};
 use crate::timers;
 
 /// Input records copied out of the consumer, in arrival order: one
@@ -113,6 +114,8 @@ pub struct Core {
     pub attempts: Attempts,
     /// Records waiting for the next flush.
     pub chunk: Chunk,
+    /// Till requests (holds) of its partitions, applied after the records.
+    pub till: Vec<TillRequest>,
 }
 
 /// What one worker's flush did.
@@ -190,6 +193,7 @@ impl Core {
             processor,
             attempts,
             chunk,
+            till,
         } = self;
         let mut batch = Batch::default();
         let records = chunk.records();
@@ -246,8 +250,30 @@ impl Core {
                 processor.fire_due(&mut batch, *p, now_ms, timers::FIRE_LIMIT)?;
             }
         }
+        // Till requests last: they see the balances this batch leaves. Each
+        // is answered only once the batch is durable.
+        let mut answers = Vec::with_capacity(till.len());
+        for request in till.drain(..) {
+            let answer = match processor.apply_till(&mut batch, &request) {
+                Ok(answer) => answer,
+                Err(err) => TillAnswer::Failed(err.to_string()),
+            };
+            answers.push((request.reply, answer));
+        }
         if !batch.is_empty() {
-            flushed.committed = Some(processor.commit(batch)?);
+            match processor.commit(batch) {
+                Ok(committed) => flushed.committed = Some(committed),
+                Err(err) => {
+                    for (reply, _) in answers {
+                        let _ = reply.send(TillAnswer::Failed(err.to_string()));
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        for (reply, answer) in answers {
+            // The till may have given up waiting: nothing to tell it.
+            let _ = reply.send(answer);
         }
         Ok(flushed)
     }
@@ -321,6 +347,11 @@ impl Cores {
         self.cores.iter().flatten().map(|c| c.chunk.len()).sum()
     }
 
+    /// Whether till requests wait for the next flush.
+    pub fn till_waiting(&self) -> bool {
+        self.cores.iter().flatten().any(|c| !c.till.is_empty())
+    }
+
     /// Drops every record waiting (a rewind reads them again).
     pub fn drop_buffered(&mut self) {
         for core in self.each() {
@@ -350,8 +381,15 @@ impl Cores {
             let mine = self.partitions_of(i, owned);
             let Some(slot) = self.cores.get_mut(i) else { continue };
             let Some(mut core) = slot.take() else { continue };
+            // A partition given up since its request was queued is not ours
+            // to write: the till asks the new owner.
+            if !core.till.is_empty() {
+                for request in extract(&mut core.till, |r| !owned.contains(&r.partition)) {
+                    let _ = request.reply.send(TillAnswer::NotOwner);
+                }
+            }
             let timers = timers_at.filter(|_| !mine.is_empty());
-            if core.chunk.is_empty() && timers.is_none() {
+            if core.chunk.is_empty() && core.till.is_empty() && timers.is_none() {
                 *slot = Some(core);
                 continue;
             }
@@ -378,6 +416,13 @@ impl Cores {
             None => Ok(out),
         }
     }
+}
+
+/// Removes and returns the items of `items` that `pick` selects.
+fn extract<T>(items: &mut Vec<T>, pick: impl Fn(&T) -> bool) -> Vec<T> {
+    let (picked, kept): (Vec<T>, Vec<T>) = std::mem::take(items).into_iter().partition(|item| pick(item));
+    *items = kept;
+    picked
 }
 
 /// Why a flush failed.

@@ -39,6 +39,65 @@ pub struct CustomerProfile {
     /// rewards on every visit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referred_by: Option<String>,
+    /// Balance reserved at the till for orders not yet settled
+    /// (`POST .../authorizations`). Kept by accrue, never configured.
+    #[serde(skip)]
+    pub holds: Vec<Hold>,
+}
+
+/// A reservation of balance payments for one order: made at the till,
+/// consumed by the `order.paid` that names it, released when it expires
+/// or is cancelled. Expired holds are ignored at once and dropped the next
+/// time the profile is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The authorization id the POS puts in the order (`authorization_id`).
+    pub id: String,
+    /// The POS's order id, for reference.
+    pub order_id: String,
+    /// What it reserves, by account (positive amounts).
+    pub amounts: Vec<(Arc<str>, rust_decimal::Decimal)>,
+    /// When it was made, Unix milliseconds.
+    pub created_ms: i64,
+    /// When it stops reserving, Unix milliseconds.
+    pub expires_ms: i64,
+}
+
+impl Hold {
+    /// Whether it still reserves anything at `now_ms`.
+    pub fn active(&self, now_ms: i64) -> bool {
+        now_ms < self.expires_ms
+    }
+}
+
+impl CustomerProfile {
+    /// Balance of `account` reserved by holds active at `now_ms`, other than
+    /// the hold `except` (the order consuming it may spend what it reserves).
+    /// `None` if the sum overflows (it cannot: each hold was within a balance).
+    pub fn held(&self, account: &str, now_ms: i64, except: Option<&str>) -> Option<rust_decimal::Decimal> {
+        let mut sum = rust_decimal::Decimal::ZERO;
+        for hold in &self.holds {
+            if !hold.active(now_ms) || except == Some(hold.id.as_str()) {
+                continue;
+            }
+            for (held, amount) in &hold.amounts {
+                if &**held == account {
+                    sum = sum.checked_add(*amount)?;
+                }
+            }
+        }
+        Some(sum)
+    }
+
+    /// The active hold `id`, if any.
+    pub fn hold(&self, id: &str, now_ms: i64) -> Option<&Hold> {
+        self.holds.iter().find(|h| h.id == id && h.active(now_ms))
+    }
+
+    /// Whether any hold has expired by `now_ms` (the profile may drop it).
+    pub fn has_expired_holds(&self, now_ms: i64) -> bool {
+        self.holds.iter().any(|h| !h.active(now_ms))
+    }
 }
 
 /// A customer's groups, shared: the rules copy a profile to mark a visit,

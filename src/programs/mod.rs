@@ -16,7 +16,7 @@ use std::sync::{Arc, LazyLock};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-pub use customer::{CustomerGroups, CustomerProfile};
+pub use customer::{CustomerGroups, CustomerProfile, Hold};
 pub use partners::{partnership, PartnerConditions, PartnerConfig, ReferralConfig, ReferralReward};
 pub use policies::{BookingsConfig, BranchConfig, GiftCardConfig, NegativeBalance, RedemptionConfig, RefundConfig};
 pub use program::{
@@ -102,6 +102,10 @@ pub struct TenantConfig {
     /// lower-case hex SHA-256 of the token (`accrue token hash` prints it).
     #[serde(default)]
     pub api_tokens_sha256: Vec<String>,
+    /// Bearer tokens of the tills (quotes and authorizations, which hold
+    /// balance), as the SHA-256 of each; read tokens cannot do this.
+    #[serde(default)]
+    pub pos_tokens_sha256: Vec<String>,
     /// The referral program (seed 002), if the tenant runs one.
     #[serde(default)]
     pub referral: Option<ReferralConfig>,

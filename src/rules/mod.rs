@@ -16,6 +16,7 @@ mod network;
 mod order;
 mod rejection;
 mod round;
+pub mod till;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -165,6 +166,7 @@ impl Customer {
             accrual_percent: body.accrual_percent,
             visited: previous.visited,
             referred_by: previous.referred_by.clone(),
+            holds: previous.holds.clone(),
         }
     }
 }
@@ -302,11 +304,24 @@ pub struct Input<'a> {
     pub code_key: &'a [u8],
     /// The directory and partnerships.
     pub network: &'a dyn Network,
+    /// The wall clock, Unix milliseconds: only which till holds are still
+    /// active depends on it.
+    pub now_ms: i64,
 }
 
 impl Input<'_> {
     fn balance(&self, account: &str) -> Decimal {
         self.balances.get(account).copied().unwrap_or_default()
+    }
+
+    /// What a payment may take from `account`: the balance less what active
+    /// till holds reserve, except the hold `except` (the order's own).
+    fn spendable(&self, account: &str, except: Option<&str>) -> Result<Decimal, Overflow> {
+        let held = self
+            .customer
+            .held(account, self.now_ms, except)
+            .ok_or(Overflow::Amount)?;
+        checked::sub(self.balance(account), held)
     }
 }
 
@@ -470,3 +485,7 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod network_tests;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::unwrap_used)]
+mod till_tests;

@@ -99,11 +99,19 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, 
     if outcome.rejection.is_some() {
         return Ok(outcome);
     }
-    if !input.customer.visited || referrer.is_some() {
+    // The till's hold for this order is consumed (and expired ones go).
+    let consumed = order
+        .authorization_id
+        .as_deref()
+        .filter(|id| input.customer.holds.iter().any(|h| h.id == *id));
+    if !input.customer.visited || referrer.is_some() || consumed.is_some() {
         let mut profile = input.customer.clone();
         profile.visited = true;
         if let Some(referrer) = &referrer {
             profile.referred_by = Some(referrer.clone());
+        }
+        if let Some(id) = consumed {
+            profile.holds.retain(|h| h.id != id && h.active(input.now_ms));
         }
         outcome.customer = Some(profile);
     }

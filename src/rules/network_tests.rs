@@ -113,6 +113,7 @@ fn evaluate_with(
         booking: None,
         code_key: b"k",
         network: net,
+        now_ms: 0,
     })
 }
 

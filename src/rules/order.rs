@@ -81,17 +81,17 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                 format!("{amount} has more decimals than the {account} account holds (points are whole)"),
             );
         }
-        let balance = input.balance(account);
-        let buckets: Vec<(&String, Decimal)> = if *account == "deposit" {
-            input
-                .balances
-                .iter()
-                .filter(|(a, v)| tenant.partner_bucket(a).is_some() && **v > Decimal::ZERO)
-                .map(|(a, v)| (a, *v))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let hold = order.authorization_id.as_deref();
+        let balance = input.spendable(account, hold)?;
+        let mut buckets: Vec<(&String, Decimal)> = Vec::new();
+        if *account == "deposit" {
+            for a in input.balances.keys().filter(|a| tenant.partner_bucket(a).is_some()) {
+                let v = input.spendable(a, hold)?;
+                if v > Decimal::ZERO {
+                    buckets.push((a, v));
+                }
+            }
+        }
         if !buckets.is_empty() {
             // Seed 000: deposit accumulated at a partner pays up to the
             // whole bill; deposit accumulated here stays within the cap.
@@ -117,7 +117,13 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
         if balance < *amount {
             return reject(
                 ReasonCode::InsufficientBalance,
-                format!("{amount} paid with {account}, but the balance is {balance}"),
+                if input.customer.holds.is_empty() {
+                    format!("{amount} paid with {account}, but the balance is {balance}")
+                } else {
+                    format!(
+                        "{amount} paid with {account}, but {balance} is available: the balance less what till authorizations hold"
+                    )
+                },
             );
         }
         if let Some(cap) = tenant.redemption.max_percent.get(*account) {

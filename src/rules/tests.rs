@@ -105,6 +105,7 @@ fn run_with(
         booking: None,
         code_key: b"test key of thirty-two bytes....",
         network: &NoNetwork,
+        now_ms: 0,
     })
 }
 
@@ -760,6 +761,7 @@ proptest! {
                 booking: None,
                 code_key: b"k",
                 network: &NoNetwork,
+                now_ms: 0,
             });
             for entry in &outcome.entries {
                 prop_assert!(entry.amount.scale() <= 2);

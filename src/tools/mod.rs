@@ -5,7 +5,10 @@
 //! - [`gen`]: the load generator of realistic input events.
 //! - [`rawbench`]: the broker's raw consume and consume-and-produce ceilings
 //!   that `scripts/bench` compares accrue with.
+//! - [`tillbench`]: quotes and authorizations at a fixed rate, for the
+//!   till's latency (`scripts/bench-till`).
 
 pub mod admin;
 pub mod gen;
 pub mod rawbench;
+pub mod tillbench;

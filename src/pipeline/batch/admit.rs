@@ -85,31 +85,7 @@ impl Processor {
         };
         contract::check_key(record.key, &event)?;
         self.check_retention(event.occurred_at)?;
-        if !tenant.branches.contains_key(&event.branch) {
-            return Err(ContractError::new(
-                ErrorKind::UnknownBranch,
-                format!("branch {:?} is not a branch of tenant {:?}", event.branch, event.tenant),
-            ));
-        }
-        match &event.body {
-            Body::OrderPaid(order) | Body::VisitCompleted(order) => {
-                let amounts = order
-                    .lines
-                    .iter()
-                    .map(|l| l.amount)
-                    .chain(order.payments.iter().map(|p| p.amount))
-                    .chain(std::iter::once(order.total));
-                check_money(tenant, &order.currency, amounts)?;
-            }
-            Body::OrderRefunded(refund) => check_money(tenant, &refund.currency, std::iter::once(refund.amount))?,
-            Body::CustomerUpserted(_)
-            | Body::BalanceAdjust(_)
-            | Body::GiftCardExchange(_)
-            | Body::BookingCreated(_)
-            | Body::BookingRescheduled(_)
-            | Body::BookingCancelled(_)
-            | Body::BookingNoShow(_) => {}
-        }
+        check_for_tenant(tenant, &event)?;
         Ok(event)
     }
 
@@ -127,6 +103,41 @@ impl Processor {
         }
         Ok(command)
     }
+}
+
+/// The checks of a decoded event against its tenant's config: its branch,
+/// its currency and the precision of its amounts. The till checks a quoted
+/// order with the same function.
+///
+/// # Errors
+/// [`ContractError`] as the stream would dead-letter the event.
+pub fn check_for_tenant(tenant: &TenantConfig, event: &Event) -> Result<(), ContractError> {
+    if !tenant.branches.contains_key(&event.branch) {
+        return Err(ContractError::new(
+            ErrorKind::UnknownBranch,
+            format!("branch {:?} is not a branch of tenant {:?}", event.branch, event.tenant),
+        ));
+    }
+    match &event.body {
+        Body::OrderPaid(order) | Body::VisitCompleted(order) => {
+            let amounts = order
+                .lines
+                .iter()
+                .map(|l| l.amount)
+                .chain(order.payments.iter().map(|p| p.amount))
+                .chain(std::iter::once(order.total));
+            check_money(tenant, &order.currency, amounts)?;
+        }
+        Body::OrderRefunded(refund) => check_money(tenant, &refund.currency, std::iter::once(refund.amount))?,
+        Body::CustomerUpserted(_)
+        | Body::BalanceAdjust(_)
+        | Body::GiftCardExchange(_)
+        | Body::BookingCreated(_)
+        | Body::BookingRescheduled(_)
+        | Body::BookingCancelled(_)
+        | Body::BookingNoShow(_) => {}
+    }
+    Ok(())
 }
 
 pub(super) fn check_money(

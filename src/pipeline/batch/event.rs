@@ -70,6 +70,12 @@ impl Processor {
                     directory: &self.routing.directory,
                     tenants: &tenants,
                 },
+                // Only till holds depend on the clock: read it only if any.
+                now_ms: if customer.holds.is_empty() {
+                    0
+                } else {
+                    crate::timers::Clock::now_ms(&crate::timers::SystemClock)
+                },
             })
         };
         if let (Body::BookingCreated(_), Some((_, created))) = (&event.body, outcome.booking.as_deref_mut()) {

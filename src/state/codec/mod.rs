@@ -218,6 +218,11 @@ impl<'a> Reader<'a> {
         Reader { bytes, pos }
     }
 
+    /// Whether every byte was read (an optional trailing section is absent).
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+
     /// Fails unless every byte was read.
     pub(crate) fn end(&self) -> Result<(), CodecError> {
         match self.bytes.len().saturating_sub(self.pos) {

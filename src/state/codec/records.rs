@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::{format_of, CodecError, Format, Reader, Writer};
 use crate::contract::Amount;
+use crate::programs::Hold;
 use crate::rules::{Booking, BookingState, Customer, Movement, OrderRecord};
 
 /// A value stored in one family, in the current version, and read from any.
@@ -171,6 +172,22 @@ impl StateValue for Customer {
         w.opt_decimal(self.discount_percent.map(Amount::value));
         w.opt_decimal(self.accrual_percent.map(Amount::value));
         w.opt_str(self.referred_by.as_deref());
+        // Holds are a trailing section, absent when there are none, so a
+        // profile without holds is byte for byte what it was before them.
+        if !self.holds.is_empty() {
+            w.len(self.holds.len());
+            for hold in &self.holds {
+                w.str(&hold.id);
+                w.str(&hold.order_id);
+                w.int(hold.created_ms);
+                w.int(hold.expires_ms);
+                w.len(hold.amounts.len());
+                for (account, amount) in &hold.amounts {
+                    w.str(account);
+                    w.decimal(*amount);
+                }
+            }
+        }
         w.finish()
     }
 
@@ -195,7 +212,33 @@ impl StateValue for Customer {
                 accrual_percent: r.opt_decimal("accrual_percent")?.map(Amount::new),
                 visited: flags & VISITED != 0,
                 referred_by: r.opt_str("referred_by")?,
+                holds: if r.at_end() { Vec::new() } else { holds(r)? },
             })
         })
     }
+}
+
+fn holds(r: &mut Reader<'_>) -> Result<Vec<Hold>, CodecError> {
+    let n = r.len("hold count")?;
+    let mut out = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let id = r.str("hold id")?;
+        let order_id = r.str("hold order id")?;
+        let created_ms = r.int("hold created")?;
+        let expires_ms = r.int("hold expiry")?;
+        let m = r.len("hold account count")?;
+        let mut amounts = Vec::with_capacity(m.min(16));
+        for _ in 0..m {
+            let account: std::sync::Arc<str> = r.str("hold account")?.into();
+            amounts.push((account, r.decimal("hold amount")?));
+        }
+        out.push(Hold {
+            id,
+            order_id,
+            amounts,
+            created_ms,
+            expires_ms,
+        });
+    }
+    Ok(out)
 }

@@ -118,6 +118,7 @@ fn fixture_customer() -> Customer {
         accrual_percent: None,
         visited: true,
         referred_by: None,
+        holds: Vec::new(),
     }
 }
 
@@ -390,6 +391,7 @@ proptest! {
             accrual_percent: accrual.map(Amount::new),
             visited,
             referred_by,
+            holds: Vec::new(),
         };
         prop_assert_eq!(Customer::decode(&profile.encode()).ok(), Some(profile.clone()));
         let json = serde_json::to_vec(&profile).unwrap_or_default();

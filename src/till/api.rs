@@ -1,0 +1,572 @@
+//! The till's HTTP endpoints: `POST /v1/tenants/{t}/quote`,
+//! `POST /v1/tenants/{t}/authorizations` and
+//! `DELETE /v1/tenants/{t}/authorizations/{id}?customer=...`, under a POS
+//! token (`pos_tokens_sha256`). docs/api.md describes them.
+// A refused request is its answer: returned as the error, once per request.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::{HeaderValue, LOCATION};
+use hyper::{Method, Request, Response, StatusCode};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use super::{ownership, Till, TillAnswer, TillOp, TillRequest};
+use crate::api::{self, Body, StoreSlot};
+use crate::contract::{self, customer_key, partition_for, Event};
+use crate::directory::NetworkView;
+use crate::pipeline::Programs;
+use crate::programs::{Hold, TenantConfig};
+use crate::rules::till::{self as rules_till, Refusal};
+use crate::rules::{self, EntryType, Outcome};
+use crate::state::codec::at_scale;
+use crate::telemetry;
+use crate::timers::{Clock, SystemClock};
+
+/// Default life of a hold.
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(15 * 60);
+/// Longest life of a hold.
+pub const MAX_HOLD: Duration = Duration::from_secs(24 * 3600);
+/// How long an authorization waits for its batch before answering 503.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// What the till handlers need.
+#[derive(Clone)]
+pub struct TillApi {
+    store: StoreSlot,
+    programs: Arc<Programs>,
+    till: Arc<Till>,
+    me: String,
+}
+
+impl TillApi {
+    /// Serves quotes from `store` and queues holds in `till`; `me` is this
+    /// instance's advertised URL.
+    pub fn new(store: StoreSlot, programs: Arc<Programs>, till: Arc<Till>, me: String) -> Self {
+        TillApi {
+            store,
+            programs,
+            till,
+            me,
+        }
+    }
+}
+
+/// Whether `req` is a till request (the caller then hands it to [`handle`]).
+pub fn is_till<B>(req: &Request<B>) -> bool {
+    let path = req.uri().path();
+    let method = req.method();
+    path.starts_with("/v1/tenants/")
+        && ((method == Method::POST && (path.ends_with("/quote") || path.ends_with("/authorizations")))
+            || (method == Method::DELETE && path.contains("/authorizations/")))
+}
+
+/// The body of a quote or an authorization: the order as the POS will send
+/// it in `order.paid` (or `visit.completed`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TillBody {
+    customer: String,
+    branch: String,
+    #[serde(default = "order_paid", rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    occurred_at: Option<String>,
+    order: Box<serde_json::value::RawValue>,
+    #[serde(default)]
+    expires_in_seconds: Option<u64>,
+}
+
+fn order_paid() -> String {
+    "order.paid".into()
+}
+
+/// Answers a till request.
+pub async fn handle(api: &TillApi, req: &Request<Bytes>) -> Response<Body> {
+    let (_, tenants) = api.programs.current();
+    let tenant = match bearer(req).map(api::hash_token) {
+        Some(hash) => tenants.values().find(|t| t.pos_tokens_sha256.contains(&hash)).cloned(),
+        None => None,
+    };
+    let Some(tenant) = tenant else {
+        return api::error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <token> with a till token of the tenant (pos_tokens_sha256); read tokens cannot hold balance",
+        );
+    };
+    let segments: Vec<String> = match req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .map(crate::read::percent_decode)
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(s) => s,
+        None => return not_found(),
+    };
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let (endpoint, response) = match (req.method(), segments.as_slice()) {
+        (&Method::POST, ["v1", "tenants", t, "quote"]) if *t == tenant.id => ("quote", quote(api, &tenant, req).await),
+        (&Method::POST, ["v1", "tenants", t, "authorizations"]) if *t == tenant.id => {
+            ("authorize", authorize(api, &tenant, req).await)
+        }
+        (&Method::DELETE, ["v1", "tenants", t, "authorizations", id]) if *t == tenant.id => {
+            ("release", release(api, &tenant, req, id).await)
+        }
+        _ => return not_found(),
+    };
+    telemetry::till_request(endpoint, response.status().as_u16(), started.elapsed());
+    response
+}
+
+fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    let value = req.headers().get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn not_found() -> Response<Body> {
+    api::error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such resource for this token; see docs/api.md",
+    )
+}
+
+fn bad_request(message: &str) -> Response<Body> {
+    api::error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// The request decoded and validated exactly as the stream decodes the
+/// event: the same errors, the same limits.
+fn decode(tenant: &TenantConfig, body: &Bytes) -> Result<(TillBody, Event), Response<Body>> {
+    let till: TillBody = serde_json::from_slice(body)
+        .map_err(|e| bad_request(&format!("the body is not a till request ({e}); see docs/api.md")))?;
+    if !matches!(till.event_type.as_str(), "order.paid" | "visit.completed") {
+        return Err(bad_request("`type` must be order.paid or visit.completed"));
+    }
+    let occurred_at = match &till.occurred_at {
+        Some(at) => at.clone(),
+        None => OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .map_err(|_| bad_request("the clock is out of range"))?,
+    };
+    let mut id = [0u8; 12];
+    getrandom::getrandom(&mut id).map_err(|_| internal(&"no randomness"))?;
+    let envelope = json!({
+        "schema_version": 1,
+        "event_id": format!("till-{}", data_encoding::HEXLOWER.encode(&id)),
+        "type": till.event_type,
+        "tenant": tenant.id,
+        "branch": till.branch,
+        "customer": till.customer,
+        "occurred_at": occurred_at,
+        "body": till.order,
+    });
+    let bytes = serde_json::to_vec(&envelope).map_err(|e| internal(&e))?;
+    let event = contract::decode(&bytes).map_err(|e| {
+        api::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.kind.as_str(),
+            &format!("{e}; the stream would dead-letter this order"),
+        )
+    })?;
+    crate::pipeline::batch::check_for_tenant(tenant, &event).map_err(|e| {
+        api::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.kind.as_str(),
+            &format!("{e}; the stream would dead-letter this order"),
+        )
+    })?;
+    Ok((till, event))
+}
+
+fn internal(err: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::error!(error = %err, "till request failed");
+    api::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the request failed; see the server log",
+    )
+}
+
+/// The customer's partition, if this instance applies it; otherwise the
+/// answer: a redirect to the owner, or 503.
+fn owned_partition(api: &TillApi, tenant: &str, customer: &str, req: &Request<Bytes>) -> Result<u32, Response<Body>> {
+    let partitions = api.till.partitions();
+    if partitions == 0 {
+        return Err(unavailable("the processor is starting; retry shortly"));
+    }
+    let p = partition_for(customer_key(tenant, customer).as_bytes(), partitions);
+    if api.till.owned().contains(&p) {
+        return Ok(p);
+    }
+    let fresh_after = SystemClock
+        .now_ms()
+        .saturating_sub(i64::try_from(ownership::FRESH.as_millis()).unwrap_or(i64::MAX));
+    let owner = api.till.directory().and_then(|d| d.owner_of(p, &api.me, fresh_after));
+    match owner {
+        Some(url) => {
+            let target = match req.uri().path_and_query() {
+                Some(pq) => format!("{url}{pq}"),
+                None => url.clone(),
+            };
+            telemetry::till_redirected();
+            let mut response = api::error(
+                StatusCode::TEMPORARY_REDIRECT,
+                "not_owner",
+                &format!("partition {p} of this customer is applied by {url}; send the request there"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&target) {
+                response.headers_mut().insert(LOCATION, value);
+            }
+            Err(response)
+        }
+        None => Err(api::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "owner_unknown",
+            &format!("no instance applies partition {p} now (a rebalance is under way); retry shortly"),
+        )),
+    }
+}
+
+fn unavailable(message: &str) -> Response<Body> {
+    api::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+}
+
+async fn quote(api: &TillApi, tenant: &TenantConfig, req: &Request<Bytes>) -> Response<Body> {
+    let (_, event) = match decode(tenant, req.body()) {
+        Ok(decoded) => decoded,
+        Err(response) => return response,
+    };
+    let p = match owned_partition(api, &tenant.id, &event.customer, req) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let Some(store) = api.store.get().cloned() else {
+        return unavailable("the state store is not open yet; retry shortly");
+    };
+    let Some(directory) = api.till.directory().cloned() else {
+        return unavailable("the customer directory is not loaded yet; retry shortly");
+    };
+    let (_, tenants) = api.programs.current();
+    let tenant = tenant.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let (customer, balances) = super::state::customer_state(&store.snapshot(), p, &tenant, &event.customer)?;
+        let network = NetworkView {
+            directory: &directory,
+            tenants: &tenants,
+        };
+        let input = rules::Input {
+            tenant: &tenant,
+            event: &event,
+            customer: &customer,
+            balances: &balances,
+            original: None,
+            booking: None,
+            code_key: &[],
+            network: &network,
+            now_ms: SystemClock.now_ms(),
+        };
+        let quote = rules_till::quote(&input).map_err(|o| o.reason())?;
+        render_quote(&input, &quote).map_err(|o| o.reason())
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => json(StatusCode::OK, &body),
+        Ok(Err(err)) => internal(&err),
+        Err(err) => internal(&err),
+    }
+}
+
+fn amount(tenant: &TenantConfig, account: &str, value: Decimal) -> String {
+    at_scale(value, rules::scale_of(tenant, account)).to_string()
+}
+
+fn render_quote(input: &rules::Input<'_>, quote: &rules_till::Quote) -> Result<Value, rules::Overflow> {
+    let tenant = input.tenant;
+    let outcome: &Outcome = &quote.outcome;
+    let order = match &input.event.body {
+        contract::Body::OrderPaid(o) | contract::Body::VisitCompleted(o) => Some(o),
+        _ => None,
+    };
+    let accruals: Vec<Value> = outcome
+        .entries
+        .iter()
+        .filter(|e| e.entry_type != EntryType::Redemption)
+        .map(|e| {
+            json!({
+                "account": &*e.account,
+                "program": &*e.program,
+                "entry_type": e.entry_type.as_str(),
+                "amount": amount(tenant, &e.account, e.amount),
+            })
+        })
+        .collect();
+    let redemptions: Vec<Value> = outcome
+        .entries
+        .iter()
+        .filter(|e| e.entry_type == EntryType::Redemption)
+        .map(|e| json!({"account": &*e.account, "amount": amount(tenant, &e.account, e.amount.abs())}))
+        .collect();
+    let mut after: BTreeMap<&str, Decimal> = input.balances.iter().map(|(a, v)| (a.as_str(), *v)).collect();
+    for entry in &outcome.entries {
+        let balance = after.entry(&entry.account).or_default();
+        *balance = balance.checked_add(entry.amount).ok_or(rules::Overflow::Amount)?;
+    }
+    let balances: Vec<Value> = after
+        .iter()
+        .map(|(account, balance_after)| {
+            let before = input.balances.get(*account).copied().unwrap_or_default();
+            let held = input
+                .customer
+                .held(account, input.now_ms, order.and_then(|o| o.authorization_id.as_deref()))
+                .unwrap_or_default();
+            json!({
+                "account": account,
+                "balance": amount(tenant, account, before),
+                "held": amount(tenant, account, held),
+                "after": amount(tenant, account, *balance_after),
+            })
+        })
+        .collect();
+    let payable: Vec<Value> = quote
+        .payable
+        .iter()
+        .map(|p| {
+            json!({
+                "account": p.account,
+                "balance": amount(tenant, &p.account, p.balance),
+                "held": amount(tenant, &p.account, p.held),
+                "max": amount(tenant, &p.account, p.max),
+                "limited_by": p.limited_by.as_str(),
+            })
+        })
+        .collect();
+    let discount = match order {
+        Some(order) => rules_till::discount(outcome, order.total.value(), tenant.minor_units)?,
+        None => None,
+    };
+    let discount = discount.map(|(percent, value)| {
+        let kind = match outcome.notice.as_deref() {
+            Some(rules::Notice::Partner { .. }) => "partner",
+            _ => "referral",
+        };
+        json!({"kind": kind, "percent": percent.normalize().to_string(), "amount": at_scale(value, tenant.minor_units).to_string()})
+    });
+    let rejection = outcome
+        .rejection
+        .as_ref()
+        .map(|r| json!({"type": r.output_type.as_str(), "reason_code": r.code.as_str(), "reason": r.reason}));
+    let elsewhere = outcome
+        .command
+        .as_deref()
+        .map(|c| json!({"tenant": c.tenant, "customer": c.customer, "what": command_kind(&c.body)}));
+    Ok(json!({
+        "tenant": tenant.id,
+        "customer": input.event.customer,
+        "branch": input.event.branch,
+        "currency": tenant.currency,
+        "accepted": rejection.is_none(),
+        "rejection": rejection,
+        "accruals": accruals,
+        "redemptions": redemptions,
+        "balances": balances,
+        "payable": payable,
+        "discount": discount,
+        "elsewhere": elsewhere,
+    }))
+}
+
+fn command_kind(body: &contract::CommandBody) -> &'static str {
+    match body {
+        contract::CommandBody::ReferralCredit(_) => "referral_credit",
+        contract::CommandBody::PartnerOrder(_) => "partner_order",
+        #[allow(unreachable_patterns)]
+        _ => "command",
+    }
+}
+
+async fn authorize(api: &TillApi, tenant: &TenantConfig, req: &Request<Bytes>) -> Response<Body> {
+    let (body, event) = match decode(tenant, req.body()) {
+        Ok(decoded) => decoded,
+        Err(response) => return response,
+    };
+    let life = match body.expires_in_seconds {
+        None => DEFAULT_HOLD,
+        Some(s) if (1..=MAX_HOLD.as_secs()).contains(&s) => Duration::from_secs(s),
+        Some(_) => return bad_request("`expires_in_seconds` must be 1 to 86400"),
+    };
+    let p = match owned_partition(api, &tenant.id, &event.customer, req) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let mut id = [0u8; 16];
+    if getrandom::getrandom(&mut id).is_err() {
+        return internal(&"no randomness");
+    }
+    let id = format!("au_{}", data_encoding::HEXLOWER.encode(&id));
+    let life_ms = i64::try_from(life.as_millis()).unwrap_or(i64::MAX);
+    let expires_ms = SystemClock.now_ms().saturating_add(life_ms);
+    let customer = event.customer.clone();
+    let answer = ask(
+        api,
+        p,
+        tenant,
+        &customer,
+        TillOp::Authorize {
+            event: Box::new(event),
+            id,
+            expires_ms,
+        },
+    )
+    .await;
+    match answer {
+        Ok(TillAnswer::Held(hold)) => json(StatusCode::CREATED, &render_hold(tenant, &customer, &hold)),
+        Ok(TillAnswer::Refused(refusal)) => refused(&refusal),
+        Ok(other) => unexpected(other),
+        Err(response) => response,
+    }
+}
+
+fn render_hold(tenant: &TenantConfig, customer: &str, hold: &Hold) -> Value {
+    let expires_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(hold.expires_ms).saturating_mul(1_000_000))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok());
+    let holds: Vec<Value> = hold
+        .amounts
+        .iter()
+        .map(|(account, value)| json!({"account": &**account, "amount": amount(tenant, account, *value)}))
+        .collect();
+    json!({
+        "authorization_id": hold.id,
+        "tenant": tenant.id,
+        "customer": customer,
+        "order_id": hold.order_id,
+        "expires_at": expires_at,
+        "holds": holds,
+    })
+}
+
+fn refused(refusal: &Refusal) -> Response<Body> {
+    let (status, code, message) = match refusal {
+        Refusal::Rejected(outcome) => match &outcome.rejection {
+            Some(r) => (StatusCode::CONFLICT, r.code.as_str(), r.reason.clone()),
+            None => (StatusCode::CONFLICT, "rejected", "the order would be rejected".to_owned()),
+        },
+        Refusal::NothingToHold => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing_to_hold",
+            "the order pays nothing from a balance; settle it without an authorization".to_owned(),
+        ),
+        Refusal::Partner => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "partner_not_held",
+            "a partner's customer pays from the deposit the partner keeps; it is checked when the order is applied, use a quote at the till".to_owned(),
+        ),
+        Refusal::TooManyHolds => (
+            StatusCode::CONFLICT,
+            "too_many_holds",
+            format!(
+                "the customer has {} active authorizations; settle or cancel one first",
+                rules_till::MAX_HOLDS
+            ),
+        ),
+        Refusal::Overflow(o) => (StatusCode::UNPROCESSABLE_ENTITY, o.code().as_str(), o.reason()),
+    };
+    api::error(status, code, &message)
+}
+
+fn unexpected(answer: TillAnswer) -> Response<Body> {
+    match answer {
+        TillAnswer::NotOwner => api::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "owner_moved",
+            "the customer's partition moved to another instance while the request waited; retry",
+        ),
+        TillAnswer::Failed(err) => {
+            tracing::error!(error = %err, "a till request's batch failed");
+            unavailable("the state could not be written; nothing changed; retry")
+        }
+        TillAnswer::NoSuchHold => api::error(
+            StatusCode::NOT_FOUND,
+            "no_such_authorization",
+            "no active authorization has this id for this customer (consumed, released or expired)",
+        ),
+        other => internal(&format!("unexpected answer {other:?}")),
+    }
+}
+
+/// Hands `op` to the partition's worker and waits for the durable answer.
+async fn ask(
+    api: &TillApi,
+    p: u32,
+    tenant: &TenantConfig,
+    customer: &str,
+    op: TillOp,
+) -> Result<TillAnswer, Response<Body>> {
+    let (reply, answer) = oneshot::channel();
+    api.till.submit(TillRequest {
+        partition: p,
+        tenant: tenant.id.clone(),
+        customer: customer.to_owned(),
+        op,
+        reply,
+    });
+    match tokio::time::timeout(WAIT, answer).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(_)) => Err(unavailable(
+            "the batch holding this request was dropped (a rebalance or a failure); nothing was held; retry",
+        )),
+        Err(_) => Err(unavailable(
+            "the processor did not apply the request in time; it may still be applied: retry with the same order_id, which returns the same hold",
+        )),
+    }
+}
+
+async fn release(api: &TillApi, tenant: &TenantConfig, req: &Request<Bytes>, id: &str) -> Response<Body> {
+    let customer = crate::read::split_query(req.uri().query())
+        .ok()
+        .and_then(|pairs| pairs.into_iter().find(|(n, _)| n == "customer").map(|(_, v)| v));
+    let Some(customer) = customer.filter(|c| !c.is_empty() && c.len() <= 256) else {
+        return bad_request("parameter `customer`: the authorization's customer is required");
+    };
+    if id.is_empty() || id.len() > 64 {
+        return not_found();
+    }
+    let p = match owned_partition(api, &tenant.id, &customer, req) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    match ask(api, p, tenant, &customer, TillOp::Release { id: id.to_owned() }).await {
+        Ok(TillAnswer::Released) => json(StatusCode::OK, &json!({"authorization_id": id, "released": true})),
+        Ok(other) => unexpected(other),
+        Err(response) => response,
+    }
+}
+
+fn json(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut response = Response::new(http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(
+        body,
+    ))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
