@@ -424,6 +424,7 @@ fn totals_exports_partner_view_and_summary_over_http() {
     let summary = json_of(port, "/v1/tenants/studio-flow/customers/s-1/summary", "studio-flow");
     assert_eq!(summary["balances"][0]["account"], "service_points");
     assert_eq!(summary["balances"][0]["balance"], "50");
+    assert_eq!(summary["balances"][0]["unit"], "points");
     assert_eq!(summary["programs"][0]["id"], "cashback");
     assert_eq!(summary["programs"][0]["description"], "3% back on classes and retail.");
     let card = &summary["gift_cards"][0];

@@ -37,6 +37,9 @@ pub struct Balance {
     pub balance: String,
     /// The tenant's currency (points accounts count points).
     pub currency: String,
+    /// `points` for a points account, else the currency: what the balance
+    /// counts.
+    pub unit: String,
 }
 
 /// A customer's balances, every account.
@@ -105,6 +108,11 @@ pub fn balances(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> R
             .map(|(account, mut balance)| {
                 balance.rescale(crate::rules::scale_of(tenant, &account));
                 Balance {
+                    unit: if tenant.is_points(&account) {
+                        "points".to_owned()
+                    } else {
+                        tenant.currency.clone()
+                    },
                     account,
                     balance: balance.to_string(),
                     currency: tenant.currency.clone(),
