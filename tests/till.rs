@@ -23,8 +23,21 @@ const POS_TOKEN: &str = "till-token-0123456789";
 const READ_TOKEN: &str = "read-token-0123456789";
 const TENANT: &str = "cafe-central";
 
-/// One HTTP/1.0 request: status, headers (lower-case names), body.
+/// A request as a till makes it: a 503 (start-up, a rebalance) is retried
+/// for up to 30 s.
 fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, BTreeMap<String, String>, Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = request_once(port, method, path, body);
+        if answer.0 != 503 || std::time::Instant::now() >= deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One HTTP/1.0 request: status, headers (lower-case names), body.
+fn request_once(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, BTreeMap<String, String>, Value) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
