@@ -1,6 +1,8 @@
 //! The read API under `/v1/` on the HTTP port: bearer-token auth scoped to
-//! one tenant, balances, ledger pages and streamed CSV exports. Every read
-//! runs on a RocksDB snapshot in `spawn_blocking`, never on the runtime.
+//! one tenant, balances, ledger pages and streamed CSV exports, and the
+//! back office's totals, xlsx exports and customer summary ([`reports`]).
+//! Every read runs on a RocksDB snapshot in `spawn_blocking`, never on the
+//! runtime.
 //!
 //! Errors never say whether another tenant or customer exists: a token
 //! asking for a tenant it is not scoped to gets the same 404 as a customer
@@ -8,6 +10,8 @@
 
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
+
+mod reports;
 
 use bytes::Bytes;
 use http_body_util::channel::{Channel, Sender};
@@ -130,7 +134,9 @@ pub async fn handle_as<B>(api: &ReadApi, tenant: TenantConfig, req: &Request<B>)
             ledger(store, &tenant, params, *what == "ledger.csv").await
         }
         [what @ ("ledger" | "ledger.csv")] => ledger(store, &tenant, params, *what == "ledger.csv").await,
-        _ => not_found(),
+        _ => reports::route(store, &tenant, rest, &pairs)
+            .await
+            .unwrap_or_else(not_found),
     }
 }
 

@@ -29,10 +29,11 @@
 //!    [`programs`] and returns an outcome: the balance changes to make.
 //! 6. *emit* and *write*: the outcome goes into the worker's open batch:
 //!    balances, ledger entries, the dedupe record of the `event_id`, the
-//!    input offset, an outbox record per change and the batch's
-//!    [`changelog`] record, all keyed by input partition ([`state::keys`])
-//!    and encoded by [`state::codec`] (an accrual is stored once, as its
-//!    ledger entry; its outbox record refers to it).
+//!    input offset, an outbox record per change, the day buckets of the
+//!    read API's totals index, and the batch's [`changelog`] record, all
+//!    keyed by input partition ([`state::keys`]) and encoded by
+//!    [`state::codec`] (an accrual is stored once, as its ledger entry;
+//!    its outbox record refers to it).
 //!    Each worker commits its batch as **one** RocksDB WriteBatch with the
 //!    WAL fsynced; RocksDB group-commits the workers' concurrent writes.
 //! 7. [`pipeline::progress`] messages (`Owned`, `Durable`, `Acked`,
@@ -59,9 +60,9 @@
 //! [`replay`] drives the same processor from an NDJSON file without a
 //! broker; [`telemetry`] owns every metric name; [`http`] serves `/metrics`
 //! and the health endpoints, reading readiness from [`pipeline::Progress`],
-//! and the read API ([`api`]), which reads balances and the ledger
-//! ([`read`]) from RocksDB snapshots while the pipeline writes, and the
-//! back office's pages ([`admin`]). [`tools`]
+//! and the read API ([`api`]), which reads balances, the ledger, totals
+//! and customer summaries ([`read`]) from RocksDB snapshots while the
+//! pipeline writes, and the back office's pages ([`admin`]). [`tools`]
 //! holds what is not on the event path at all: topic administration, the
 //! load generator and the broker's raw baselines. The binary's `src/cli/`
 //! holds the subcommands; `src/main.rs` only parses and dispatches.

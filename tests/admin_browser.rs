@@ -409,6 +409,20 @@ phone = "{PHONE}"
         let (want_rows, want_totals) = expected_table(&by_branch);
         assert_eq!(rows, want_rows, "by branch");
         assert_eq!(totals, want_totals, "totals by branch");
+        for link in ["export-csv", "export-xlsx", "export-totals-xlsx"] {
+            let href = client
+                .find(Locator::Id(link))
+                .await
+                .unwrap()
+                .attr("href")
+                .await
+                .unwrap()
+                .unwrap_or_default();
+            assert!(
+                href.contains("from=2026-11-01T00%3A00%3A00Z"),
+                "{link} keeps the period: {href}"
+            );
+        }
         for chart in ["chart-azn", "chart-points"] {
             let bars = client
                 .find_all(Locator::Css(&format!("svg#{chart} rect[fill]")))

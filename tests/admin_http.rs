@@ -14,37 +14,14 @@ use common::{produce, producer, wait_until, Env};
 
 const TOKEN: &str = "cafe-back-office-token-5b1f0e";
 
-/// One HTTP/1.0 request: status, headers (lower-case names), body.
+/// One request with the session's cookie (if any) and a form body:
+/// status, headers (lower-case names), body.
 fn request(port: u16, method: &str, path: &str, cookie: &str, form: &str) -> (u16, BTreeMap<String, String>, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let cookie = if cookie.is_empty() {
-        String::new()
-    } else {
-        format!("Cookie: {cookie}\r\n")
-    };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
+    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    if !cookie.is_empty() {
+        headers.push(("Cookie", cookie));
+    }
+    common::http_exchange(port, method, path, &headers, form.as_bytes())
 }
 
 /// Signs in with `token`; the `Cookie` header value of the session.
@@ -169,6 +146,25 @@ fn the_back_office_needs_a_session_and_a_form_token_and_escapes_what_it_shows() 
         body.starts_with("id,occurred_at,tenant,customer") && body.contains(",h-1,"),
         "{body}"
     );
+
+    for path in [
+        "/admin/export/ledger.xlsx?customer=c-1",
+        "/admin/export/totals.xlsx?from=2026-11-01&to=2026-12-01&group_by=entry_type,day",
+    ] {
+        let (status, headers, body) = request(port, "GET", path, &cookie, "");
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(headers["content-type"].contains("spreadsheetml"), "{path}: {headers:?}");
+        assert!(body.starts_with("PK"), "{path}: an xlsx is a zip");
+    }
+    let (status, _, body) = request(
+        port,
+        "GET",
+        "/admin/export/totals.csv?from=2026-11-01&to=2026-12-01&group_by=entry_type",
+        &cookie,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("manual_adjustment") && body.contains("5.00"), "{body}");
 
     // A tampered cookie is no session; another tenant's session sees nothing of this one.
     let tampered = cookie.replacen("cafe-central", "studio-flow", 1);

@@ -23,36 +23,26 @@ const POS_TOKEN: &str = "till-token-0123456789";
 const READ_TOKEN: &str = "read-token-0123456789";
 const TENANT: &str = "cafe-central";
 
-/// One HTTP/1.0 request: status, headers (lower-case names), body.
+/// A request as a till makes it: a 503 (start-up, a rebalance) is retried
+/// for up to 30 s.
 fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, BTreeMap<String, String>, Value) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = request_once(port, method, path, body);
+        if answer.0 != 503 || std::time::Instant::now() >= deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One HTTP/1.0 request with the till's token: status, headers, JSON body.
+fn request_once(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, BTreeMap<String, String>, Value) {
     let body = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {POS_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(&body).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, serde_json::from_str(body).unwrap_or(Value::Null))
+    let auth = format!("Bearer {POS_TOKEN}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let (status, headers, body) = common::http_exchange(port, method, path, &headers, &body);
+    (status, headers, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 fn quote(port: u16, body: &Value) -> Value {

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use hyper::{Response, StatusCode};
 
 use super::html::{esc, query, url};
-use super::{figures, Ctx};
+use super::Ctx;
 use crate::api;
 use crate::directory::Directory;
 use crate::programs::BUILTIN_ACCOUNTS;
@@ -113,13 +113,13 @@ pub(crate) async fn page(ctx: &Ctx, customer: &str, notice: &str) -> Response<ap
         Err(err) => return super::failed(&err),
     };
     let mut body = String::from(notice);
-    body.push_str(&balances_table(ctx, balances.as_ref()));
+    body.push_str(&balances_table(balances.as_ref()));
     body.push_str(&adjust_form(ctx, customer));
     body.push_str(&history_table(customer, &history, cursor.is_some()));
     ctx.page(&format!("Customer {customer}"), "Customers", &body)
 }
 
-fn balances_table(ctx: &Ctx, balances: Option<&Balances>) -> String {
+fn balances_table(balances: Option<&Balances>) -> String {
     let Some(balances) = balances.filter(|b| !b.balances.is_empty()) else {
         return "<h2>Balances</h2><p class=\"muted\" id=\"no-balances\">No balance has moved yet.</p>".into();
     };
@@ -127,12 +127,11 @@ fn balances_table(ctx: &Ctx, balances: Option<&Balances>) -> String {
         "<h2>Balances</h2><table id=\"balances\"><thead><tr><th>Account</th><th>Unit</th><th class=\"n\">Balance</th></tr></thead><tbody>",
     );
     for b in &balances.balances {
-        let unit = figures::unit_of(&ctx.tenant, &b.account);
         let _ = write!(
             out,
             "<tr data-account=\"{a}\"><td>{a}</td><td>{u}</td><td class=\"n\">{v}</td></tr>",
             a = esc(&b.account),
-            u = esc(&unit),
+            u = esc(&b.unit),
             v = esc(&b.balance)
         );
     }
@@ -167,8 +166,9 @@ fn adjust_form(ctx: &Ctx, customer: &str) -> String {
 
 fn history_table(customer: &str, history: &Page, paged: bool) -> String {
     let mut out = format!(
-        "<h2>History</h2><p class=\"links\"><a id=\"export-customer-csv\" href=\"/admin/export/ledger.csv?{}\">Export (CSV)</a></p>",
-        esc(&query(&[("customer", customer)]))
+        "<h2>History</h2><p class=\"links\"><a id=\"export-customer-csv\" href=\"/admin/export/ledger.csv?{q}\">Export (CSV)</a>\
+<a id=\"export-customer-xlsx\" href=\"/admin/export/ledger.xlsx?{q}\">Export (Excel)</a></p>",
+        q = esc(&query(&[("customer", customer)]))
     );
     out.push_str(
         "<table id=\"history\"><thead><tr><th>When</th><th>Branch</th><th>Type</th><th>Program</th><th>Account</th>\

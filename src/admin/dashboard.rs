@@ -9,10 +9,10 @@ use std::fmt::Write;
 
 use hyper::{Response, StatusCode};
 use rust_decimal::Decimal;
-use time::{Date, OffsetDateTime, Time};
+use time::{Date, OffsetDateTime};
 
 use super::chart::{self, Day};
-use super::figures::{self, Figures, Outstanding};
+use super::figures::{self, Outstanding, Row};
 use super::html::{esc, query};
 use super::Ctx;
 use crate::api;
@@ -54,16 +54,6 @@ impl Period {
         Ok(period)
     }
 
-    /// `[from, to + 1 day)` in Unix milliseconds.
-    pub(crate) fn millis(self) -> (i64, i64) {
-        let ms = |d: Date| {
-            let t = d.with_time(Time::MIDNIGHT).assume_utc();
-            (t.unix_timestamp_nanos() / 1_000_000) as i64
-        };
-        let end = self.to.next_day().unwrap_or(self.to);
-        (ms(self.from), ms(end))
-    }
-
     /// Every day of the period, in order.
     fn days(self) -> Vec<Date> {
         let mut out = Vec::new();
@@ -91,11 +81,10 @@ pub(crate) async fn page(ctx: &Ctx) -> Response<api::Body> {
             return response;
         }
     };
-    let (from_ms, to_ms) = period.millis();
     let (store, tenant) = (ctx.store.clone(), ctx.tenant.clone());
     let read = tokio::task::spawn_blocking(move || {
         let snap = store.snapshot();
-        let rows = figures::period_rows(&snap, &tenant, from_ms, to_ms)?;
+        let rows = figures::period_rows(&snap, &tenant, period.from, period.to)?;
         let balances = figures::outstanding(&snap, &tenant)?;
         Ok::<_, figures::FigureError>((rows, balances))
     })
@@ -107,13 +96,6 @@ pub(crate) async fn page(ctx: &Ctx) -> Response<api::Body> {
     };
     let mut body = form(ctx, Some(period));
     body.push_str(&exports(period));
-    if rows.truncated {
-        let _ = write!(
-            body,
-            "<p class=\"err\">More than {} entries in this period: the figures cover the first ones only; choose a shorter period.</p>",
-            figures::MAX_ROWS
-        );
-    }
     body.push_str(&tables(ctx, &rows));
     body.push_str(&charts(ctx, period, &rows));
     body.push_str(&outstanding(ctx, &balances));
@@ -139,16 +121,25 @@ fn form(ctx: &Ctx, period: Option<Period>) -> String {
 fn exports(period: Period) -> String {
     let from = format!("{}T00:00:00Z", period.from);
     let to = format!("{}T00:00:00Z", period.to.next_day().unwrap_or(period.to));
+    let ledger = esc(&query(&[("from", &from), ("to", &to)]));
+    let totals = esc(&query(&[
+        ("from", &from),
+        ("to", &to),
+        ("group_by", "entry_type,branch,day"),
+    ]));
     format!(
-        "<p class=\"links\">Export this period: <a id=\"export-csv\" href=\"/admin/export/ledger.csv?{}\">ledger (CSV)</a></p>",
-        esc(&query(&[("from", &from), ("to", &to)]))
+        "<p class=\"links\">Export this period: \
+<a id=\"export-csv\" href=\"/admin/export/ledger.csv?{ledger}\">ledger (CSV)</a>\
+<a id=\"export-xlsx\" href=\"/admin/export/ledger.xlsx?{ledger}\">ledger (Excel)</a>\
+<a id=\"export-totals-csv\" href=\"/admin/export/totals.csv?{totals}\">totals (CSV)</a>\
+<a id=\"export-totals-xlsx\" href=\"/admin/export/totals.xlsx?{totals}\">totals (Excel)</a></p>"
     )
 }
 
 /// Sums of `rows` grouped by `key`, per unit: `(key, unit) -> (amount, count)`.
-fn group_by(rows: &Figures, key: impl Fn(&figures::Row) -> String) -> BTreeMap<(String, String), (Decimal, u64)> {
+fn group_by(rows: &[Row], key: impl Fn(&Row) -> String) -> BTreeMap<(String, String), (Decimal, u64)> {
     let mut out: BTreeMap<(String, String), (Decimal, u64)> = BTreeMap::new();
-    for row in &rows.rows {
+    for row in rows {
         let sum = out.entry((row.unit.clone(), key(row))).or_default();
         sum.0 = sum.0.checked_add(row.amount).unwrap_or(sum.0);
         sum.1 = sum.1.saturating_add(row.count);
@@ -156,7 +147,7 @@ fn group_by(rows: &Figures, key: impl Fn(&figures::Row) -> String) -> BTreeMap<(
     out
 }
 
-fn tables(ctx: &Ctx, rows: &Figures) -> String {
+fn tables(ctx: &Ctx, rows: &[Row]) -> String {
     let mut out = String::from("<div class=\"grid\">");
     for (id, title, label, grouped) in [
         (
@@ -204,9 +195,9 @@ fn tables(ctx: &Ctx, rows: &Figures) -> String {
 }
 
 /// One chart per unit, money and points apart.
-fn charts(ctx: &Ctx, period: Period, rows: &Figures) -> String {
+fn charts(ctx: &Ctx, period: Period, rows: &[Row]) -> String {
     let mut per_unit: BTreeMap<&str, BTreeMap<Date, (Decimal, Decimal)>> = BTreeMap::new();
-    for row in &rows.rows {
+    for row in rows {
         let day = per_unit.entry(&row.unit).or_default().entry(row.day).or_default();
         if row.amount.is_sign_negative() {
             day.1 = day.1.checked_add(row.amount.abs()).unwrap_or(day.1);
@@ -236,20 +227,19 @@ fn charts(ctx: &Ctx, period: Period, rows: &Figures) -> String {
 fn outstanding(ctx: &Ctx, balances: &[Outstanding]) -> String {
     let mut out = String::from(
         "<h2>Outstanding balances</h2><table id=\"outstanding\"><thead><tr><th>Account</th><th>Unit</th>\
-<th class=\"n\">Customers</th><th class=\"n\">Balance</th></tr></thead><tbody>",
+<th class=\"n\">Balance</th></tr></thead><tbody>",
     );
     for b in balances {
         let _ = write!(
             out,
-            "<tr data-key=\"{a}\" data-unit=\"{u}\"><td>{a}</td><td>{u}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            b.customers,
+            "<tr data-key=\"{a}\" data-unit=\"{u}\"><td>{a}</td><td>{u}</td><td class=\"n\">{}</td></tr>",
             esc(&figures::show(&ctx.tenant, &b.unit, b.total)),
             a = esc(&b.account),
             u = esc(&b.unit),
         );
     }
     if balances.is_empty() {
-        out.push_str("<tr><td colspan=\"4\" class=\"muted\">No balances yet.</td></tr>");
+        out.push_str("<tr><td colspan=\"3\" class=\"muted\">No balances yet.</td></tr>");
     }
     out.push_str("</tbody></table><p class=\"muted\">Now, over every customer: not limited to the period.</p>");
     out
@@ -271,7 +261,6 @@ mod tests {
             })
         );
         let Ok(p) = p else { return };
-        assert_eq!(p.millis(), (1_796_083_200_000, 1_796_083_200_000 + 17 * 86_400_000));
         assert_eq!(p.days().len(), 17);
     }
 

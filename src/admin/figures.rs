@@ -1,36 +1,33 @@
-//! The dashboard's numbers, read from a RocksDB snapshot: a period's
-//! entries summed by entry type, branch, day and unit, and the outstanding
-//! balances of every account.
+//! The dashboard's numbers, read from the totals index ([`crate::read::totals`],
+//! [`crate::read::outstanding`]) on a RocksDB snapshot: a period's entries
+//! summed by entry type, branch, day and unit, and the outstanding balance
+//! of every account.
 //!
-//! Cost: [`period_rows`] walks the tenant's ledger-by-time index over the
-//! period (one index key and one entry read per ledger entry in it, as a
-//! ledger export does) and stops after [`MAX_ROWS`] entries, saying so.
-//! [`outstanding`] reads every balance key of the tenant (one per customer
-//! and account that ever moved).
+//! Cost: the period's day buckets (one key per distinct day, entry type,
+//! account, program, branch and unit), whatever the number of entries; the
+//! outstanding balances are one running-total key per account and
+//! partition. See docs/api.md, "Totals".
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
-use time::{Date, OffsetDateTime};
+use time::Date;
 
 use crate::programs::TenantConfig;
-use crate::read::{self, LedgerQuery, PageParams};
-use crate::state::{keys, Family, Snapshot, StateError};
-
-/// Ledger entries a dashboard sums at most; beyond it the figures are
-/// marked incomplete.
-pub(crate) const MAX_ROWS: u64 = 2_000_000;
+use crate::read::{self, ReadError, TotalsQuery};
 
 /// Why the figures could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FigureError {
-    /// The store failed.
+    /// The store failed, or holds a corrupt bucket.
     #[error(transparent)]
-    State(#[from] StateError),
-    /// A stored amount is not a decimal, or a sum overflowed.
-    #[error("a ledger amount cannot be summed ({0}); check the ledger with `accrue ledger`")]
-    Amount(String),
+    Read(#[from] ReadError),
+    /// The query could not be built (a bug: the period is checked first).
+    #[error("the totals query was refused: {0}")]
+    Query(#[from] read::QueryError),
+    /// A bucket's text does not read back.
+    #[error("a total cannot be read back ({0}); check the state with `accrue ledger`")]
+    Text(String),
 }
 
 /// One group of the period's entries: the totals API's row with
@@ -49,15 +46,6 @@ pub(crate) struct Row {
     pub(crate) amount: Decimal,
     /// Entries summed.
     pub(crate) count: u64,
-}
-
-/// A period's rows.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Figures {
-    /// Rows in (entry type, branch, day, unit) order.
-    pub(crate) rows: Vec<Row>,
-    /// Whether [`MAX_ROWS`] cut the sums short.
-    pub(crate) truncated: bool,
 }
 
 /// The unit amounts of `account` are counted in.
@@ -85,73 +73,49 @@ pub(crate) fn show(tenant: &TenantConfig, unit: &str, amount: Decimal) -> String
     shown.to_string()
 }
 
-/// The tenant's entries that occurred in `[from_ms, to_ms)`, summed.
+fn decimal(text: &str) -> Result<Decimal, FigureError> {
+    Decimal::from_str(text).map_err(|e| FigureError::Text(format!("{text}: {e}")))
+}
+
+/// The tenant's entries of the UTC days `from` to `to` inclusive, summed:
+/// its own customers' and its partners' customers' served here.
 ///
 /// # Errors
-/// [`FigureError`] if the store fails or an amount does not sum.
+/// [`FigureError`] if the store fails or a bucket is corrupt.
 pub(crate) fn period_rows(
-    snap: &Snapshot<'_>,
+    snap: &crate::state::Snapshot<'_>,
     tenant: &TenantConfig,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<Figures, FigureError> {
-    let query = LedgerQuery {
-        tenant: tenant.id.clone(),
-        from_ms: Some(from_ms),
-        to_ms: Some(to_ms),
-        ..LedgerQuery::default()
-    };
-    let mut groups: BTreeMap<(String, String, Date, String), (Decimal, u64)> = BTreeMap::new();
-    let mut cursor = None;
-    let mut seen = 0u64;
-    let mut truncated = false;
-    loop {
-        let page = read::page(
-            snap,
-            &query,
-            PageParams {
-                limit: read::MAX_LIMIT,
-                cursor,
-            },
-        )?;
-        for entry in page.entries {
-            let ms = keys::rfc3339_ms(&entry.header.occurred_at).unwrap_or(from_ms);
-            let day = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-                .map(OffsetDateTime::date)
-                .map_err(|e| FigureError::Amount(e.to_string()))?;
-            let amount = Decimal::from_str(&entry.amount).map_err(|e| FigureError::Amount(e.to_string()))?;
-            let unit = unit_of(tenant, &entry.account);
-            let group = groups
-                .entry((entry.entry_type, entry.header.branch, day, unit))
-                .or_default();
-            group.0 = group
-                .0
-                .checked_add(amount)
-                .ok_or_else(|| FigureError::Amount("the sum overflows".into()))?;
-            group.1 = group.1.saturating_add(1);
-            seen = seen.saturating_add(1);
-        }
-        if seen >= MAX_ROWS {
-            truncated = page.next_cursor.is_some();
-            break;
-        }
-        match page.next_cursor.as_deref().and_then(read::Cursor::decode) {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    let rows = groups
+    from: Date,
+    to: Date,
+) -> Result<Vec<Row>, FigureError> {
+    let end = to.next_day().unwrap_or(to).to_string();
+    let start = from.to_string();
+    let query = TotalsQuery::parse(
+        &tenant.id,
+        [
+            ("from", start.as_str()),
+            ("to", end.as_str()),
+            ("group_by", "entry_type,branch,day"),
+        ],
+    )?;
+    let found = read::totals(snap, &query)?;
+    found
+        .rows
         .into_iter()
-        .map(|((entry_type, branch, day, unit), (amount, count))| Row {
-            entry_type,
-            branch,
-            day,
-            unit,
-            amount,
-            count,
+        .map(|row| {
+            let day_text = row.day.unwrap_or_default();
+            let day = Date::parse(&day_text, time::macros::format_description!("[year]-[month]-[day]"))
+                .map_err(|e| FigureError::Text(format!("{day_text}: {e}")))?;
+            Ok(Row {
+                entry_type: row.entry_type.unwrap_or_default(),
+                branch: row.branch.unwrap_or_default(),
+                day,
+                amount: decimal(&row.amount)?,
+                unit: row.unit,
+                count: row.count,
+            })
         })
-        .collect();
-    Ok(Figures { rows, truncated })
+        .collect()
 }
 
 /// The sum of one account's balances over the tenant's customers.
@@ -161,8 +125,6 @@ pub(crate) struct Outstanding {
     pub(crate) account: String,
     /// Its unit.
     pub(crate) unit: String,
-    /// Customers whose balance is not zero.
-    pub(crate) customers: u64,
     /// The sum of the balances.
     pub(crate) total: Decimal,
 }
@@ -170,40 +132,20 @@ pub(crate) struct Outstanding {
 /// Every account's outstanding balance, by account name.
 ///
 /// # Errors
-/// [`FigureError`] if the store fails or holds a corrupt balance.
-pub(crate) fn outstanding(snap: &Snapshot<'_>, tenant: &TenantConfig) -> Result<Vec<Outstanding>, FigureError> {
-    let mut sums: BTreeMap<String, (u64, Decimal)> = BTreeMap::new();
-    for p in snap.partitions(Family::Balances)? {
-        let prefix = keys::tenant_balances_prefix(p, &tenant.id);
-        for item in snap.iter_from(Family::Balances, &prefix)? {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let Some((_, account)) = keys::parse_tenant_balance(&key, prefix.len()) else {
-                continue;
-            };
-            let balance = keys::decode_decimal(&value).ok_or_else(|| StateError::Corrupt {
-                family: Family::Balances.name(),
-                detail: "balance is not 16 bytes".into(),
-            })?;
-            let sum = sums.entry(String::from_utf8_lossy(account).into_owned()).or_default();
-            if !balance.is_zero() {
-                sum.0 = sum.0.saturating_add(1);
-            }
-            sum.1 = sum
-                .1
-                .checked_add(balance)
-                .ok_or_else(|| FigureError::Amount("the sum overflows".into()))?;
-        }
-    }
-    Ok(sums
+/// [`FigureError`] if the store fails or holds a corrupt running total.
+pub(crate) fn outstanding(
+    snap: &crate::state::Snapshot<'_>,
+    tenant: &TenantConfig,
+) -> Result<Vec<Outstanding>, FigureError> {
+    read::outstanding(snap, &tenant.id)?
+        .balances
         .into_iter()
-        .map(|(account, (customers, total))| Outstanding {
-            unit: unit_of(tenant, &account),
-            account,
-            customers,
-            total,
+        .map(|b| {
+            Ok(Outstanding {
+                total: decimal(&b.amount)?,
+                account: b.account,
+                unit: b.unit,
+            })
         })
-        .collect())
+        .collect()
 }

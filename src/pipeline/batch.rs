@@ -37,6 +37,7 @@ mod event;
 mod prefetch;
 mod till;
 mod timers;
+mod totals;
 mod write;
 
 pub use admit::check_for_tenant;
@@ -138,6 +139,11 @@ pub struct Batch {
     /// Outbox records (partition, sequence) that carry internal commands.
     commands: Vec<(u32, u64)>,
     cursors: HashMap<u32, Cursor>,
+    /// Deltas of the totals buckets touched in this batch, by bucket key;
+    /// added to the stored sums at commit (one read and one put per bucket).
+    totals: HashMap<Vec<u8>, keys::TotalsValue>,
+    /// A reused buffer for the totals keys.
+    totals_key: Vec<u8>,
     events: usize,
     /// For the latency metrics: the oldest `occurred_at` and the first apply.
     oldest_occurred_at: Option<time::OffsetDateTime>,

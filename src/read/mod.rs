@@ -1,6 +1,8 @@
 //! The read side: a customer's balances and the ledger, filtered, paged or
-//! exported, from a RocksDB snapshot. The HTTP API ([`crate::api`]) and the
-//! `balance` and `ledger` commands both use it.
+//! exported (CSV, JSON lines, xlsx), the totals of a period and the
+//! outstanding balances, and a customer's summary, from a RocksDB
+//! snapshot. The HTTP API ([`crate::api`]) and the `balance` and `ledger`
+//! commands use it.
 //!
 //! # Secondary keys and their cost
 //!
@@ -17,12 +19,25 @@
 //! - `entry_type`, `program`, `branch` and `account` are checked on the
 //!   rows scanned; each page reports `scanned`, and stops early with a
 //!   cursor after [`SCAN_BUDGET`] rows.
+//! - Totals read the `totals` family's day buckets of the period (see
+//!   [`crate::state::keys::totals`]): their cost is the number of distinct
+//!   buckets, whatever the number of entries.
 
+mod outstanding;
 mod query;
 mod scan;
+mod summary;
+mod totals;
+mod xlsx;
 
+pub use outstanding::{outstanding, Outstanding, OutstandingBalances};
 pub use query::{
     csv_row, percent_decode, split_query, Cursor, LedgerQuery, PageParams, QueryError, CSV_HEADER, DEFAULT_LIMIT,
     MAX_LIMIT,
 };
-pub use scan::{balances, export, page, Balance, Balances, Format, Page, ReadError, SCAN_BUDGET};
+pub use scan::{balances, each, export, page, Balance, Balances, Format, Page, ReadError, SCAN_BUDGET};
+pub use summary::{summary, GiftCardSummary, ProgramSummary, Summary};
+pub use totals::{day_text, totals, Dim, Origin, Totals, TotalsQuery, TotalsRow, UnitTotal};
+pub use xlsx::{
+    exact_f64, ledger_xlsx, totals_columns, totals_csv, totals_values, totals_xlsx, XlsxExportError, MAX_XLSX_ROWS,
+};

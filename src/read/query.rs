@@ -4,6 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+use super::totals::list_param;
 use crate::contract::AccrualEvent;
 use crate::state::keys;
 
@@ -38,14 +39,14 @@ pub struct LedgerQuery {
     pub tenant: String,
     /// Only this customer: narrows the scan to the customer's ledger prefix.
     pub customer: Option<String>,
-    /// Only this entry type, e.g. `referral_accrual`.
-    pub entry_type: Option<String>,
-    /// Only this program (promotion).
-    pub program: Option<String>,
-    /// Only this branch (the source).
-    pub branch: Option<String>,
-    /// Only this account, e.g. `cashback`.
-    pub account: Option<String>,
+    /// Only these entry types, e.g. `referral_accrual` (empty: all).
+    pub entry_type: Vec<String>,
+    /// Only these programs (promotions; empty: all).
+    pub program: Vec<String>,
+    /// Only these branches (the source; empty: all).
+    pub branch: Vec<String>,
+    /// Only these accounts, e.g. `cashback` (empty: all).
+    pub account: Vec<String>,
     /// Earliest `occurred_at`, Unix milliseconds, inclusive.
     pub from_ms: Option<i64>,
     /// Latest `occurred_at`, Unix milliseconds, exclusive.
@@ -142,8 +143,9 @@ impl Default for PageParams {
 
 impl LedgerQuery {
     /// Builds a query of `tenant` from decoded query parameters: `customer`,
-    /// `entry_type`, `program`, `branch`, `account`, `from`, `to` (RFC 3339),
-    /// `limit` and `cursor`.
+    /// `entry_type`, `program`, `branch`, `account` (each a comma-separated
+    /// list of accepted values), `from`, `to` (RFC 3339; a `+` of the offset
+    /// that arrived as a space is read back as `+`), `limit` and `cursor`.
     ///
     /// # Errors
     /// [`QueryError`] naming the first bad, repeated or unknown parameter.
@@ -171,10 +173,10 @@ impl LedgerQuery {
             };
             match name {
                 "customer" => query.customer = text()?,
-                "entry_type" => query.entry_type = text()?,
-                "program" => query.program = text()?,
-                "branch" => query.branch = text()?,
-                "account" => query.account = text()?,
+                "entry_type" => query.entry_type = list_param(name, value)?,
+                "program" => query.program = list_param(name, value)?,
+                "branch" => query.branch = list_param(name, value)?,
+                "account" => query.account = list_param(name, value)?,
                 "from" => query.from_ms = Some(time_param(name, value)?),
                 "to" => query.to_ms = Some(time_param(name, value)?),
                 "limit" => {
@@ -215,22 +217,44 @@ impl LedgerQuery {
         Ok((query, page))
     }
 
+    /// Whether `entry` is a partner's customer's entry for a visit to this
+    /// query's tenant (seed 000; its program is `partner:<this tenant>`):
+    /// the place's index points at it, and its report shows it.
+    pub fn is_partner_visit(&self, entry: &AccrualEvent) -> bool {
+        entry.header.tenant != self.tenant
+            && entry
+                .program
+                .strip_prefix("partner:")
+                .is_some_and(|place| place == self.tenant)
+    }
+
     /// Whether `entry`, which occurred at `occurred_ms`, passes every filter.
     pub fn matches(&self, entry: &AccrualEvent, occurred_ms: i64) -> bool {
         let eq = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f == value);
-        entry.header.tenant == self.tenant
+        let any = |filter: &[String], value: &str| filter.is_empty() || filter.iter().any(|f| f == value);
+        (entry.header.tenant == self.tenant || self.is_partner_visit(entry))
             && eq(&self.customer, &entry.header.customer)
-            && eq(&self.entry_type, &entry.entry_type)
-            && eq(&self.program, &entry.program)
-            && eq(&self.branch, &entry.header.branch)
-            && eq(&self.account, &entry.account)
+            && any(&self.entry_type, &entry.entry_type)
+            && any(&self.program, &entry.program)
+            && any(&self.branch, &entry.header.branch)
+            && any(&self.account, &entry.account)
             && self.from_ms.is_none_or(|from| occurred_ms >= from)
             && self.to_ms.is_none_or(|to| occurred_ms < to)
     }
 }
 
-fn time_param(name: &str, value: &str) -> Result<i64, QueryError> {
-    keys::rfc3339_ms(value)
+/// Unix milliseconds of an RFC 3339 time. A query string's `+` decodes as
+/// a space, so `2026-11-01T00:00:00+04:00` sent unescaped arrives as
+/// `...00 04:00`: a space is read as the `+` it was (RFC 3339 has none).
+pub(crate) fn time_param(name: &str, value: &str) -> Result<i64, QueryError> {
+    let restored;
+    let text = if value.contains(' ') {
+        restored = value.replace(' ', "+");
+        &restored
+    } else {
+        value
+    };
+    keys::rfc3339_ms(text)
         .filter(|ms| *ms >= 0)
         .ok_or_else(|| bad(name, "must be an RFC 3339 time after 1970, e.g. 2026-11-01T00:00:00Z"))
 }
@@ -310,6 +334,11 @@ pub fn csv_row(entry: &AccrualEvent, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends one CSV text field (quoted as needed, formulas defused).
+pub(crate) fn csv_text(value: &str, out: &mut Vec<u8>) {
+    csv_field(value, true, out);
+}
+
 fn csv_field(value: &str, guard_formula: bool, out: &mut Vec<u8>) {
     let formula = guard_formula && value.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let quote = formula || value.contains([',', '"', '\r', '\n']);
@@ -331,158 +360,4 @@ fn csv_field(value: &str, guard_formula: bool, out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn parse(params: &[(&str, &str)]) -> Result<(LedgerQuery, PageParams), QueryError> {
-        LedgerQuery::parse("t", params.iter().copied())
-    }
-
-    #[test]
-    fn parses_every_filter() {
-        let parsed = parse(&[
-            ("customer", "c-1"),
-            ("entry_type", "referral_accrual"),
-            ("program", "invite"),
-            ("branch", "downtown"),
-            ("account", "cashback"),
-            ("from", "2026-11-01T00:00:00Z"),
-            ("to", "2026-12-01T00:00:00+04:00"),
-            ("limit", "5"),
-        ]);
-        let Ok((q, page)) = parsed else { panic!("{parsed:?}") };
-        assert_eq!(q.customer.as_deref(), Some("c-1"));
-        assert_eq!(q.entry_type.as_deref(), Some("referral_accrual"));
-        assert_eq!(q.from_ms, Some(1_793_491_200_000));
-        assert_eq!(q.to_ms, Some(1_796_083_200_000 - 4 * 3_600_000));
-        assert_eq!(page.limit, 5);
-    }
-
-    #[test]
-    fn bad_parameters_are_named() {
-        for (params, name) in [
-            (vec![("limit", "0")], "limit"),
-            (vec![("limit", "1001")], "limit"),
-            (vec![("from", "yesterday")], "from"),
-            (
-                vec![("from", "2026-11-02T00:00:00Z"), ("to", "2026-11-01T00:00:00Z")],
-                "to",
-            ),
-            (vec![("colour", "red")], "colour"),
-            (vec![("branch", "a"), ("branch", "b")], "branch"),
-            (vec![("cursor", "!!")], "cursor"),
-            (vec![("customer", "")], "customer"),
-            (
-                vec![
-                    ("cursor", Cursor::Time { ms: 1, p: 0, seq: 0 }.encode().leak() as &str),
-                    ("customer", "c"),
-                ],
-                "cursor",
-            ),
-        ] {
-            match parse(&params) {
-                Err(err) => assert_eq!(err.name, name, "{params:?}: {err}"),
-                Ok(ok) => panic!("{params:?} was accepted: {ok:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn query_strings_are_percent_decoded() {
-        let pairs = split_query(Some(
-            "branch=down%20town&program=a+b&to=2026-11-01T00%3A00%3A00%2B04%3A00",
-        ));
-        assert_eq!(
-            pairs,
-            Ok(vec![
-                ("branch".into(), "down town".into()),
-                ("program".into(), "a b".into()),
-                ("to".into(), "2026-11-01T00:00:00+04:00".into())
-            ])
-        );
-        assert!(split_query(Some("branch=%ZZ")).is_err());
-        assert!(split_query(Some("branch=%ff")).is_err());
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_and_formulas_defused() {
-        let mut out = Vec::new();
-        csv_field("plain", true, &mut out);
-        out.push(b'|');
-        csv_field("a,\"b\"\nc", true, &mut out);
-        out.push(b'|');
-        csv_field("=HYPERLINK(1)", true, &mut out);
-        out.push(b'|');
-        csv_field("-4.00", false, &mut out);
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "plain|\"a,\"\"b\"\"\nc\"|\"'=HYPERLINK(1)\"|-4.00"
-        );
-    }
-
-    fn entry(description: Option<&str>, operator: Option<&str>) -> AccrualEvent {
-        let text = serde_json::json!({
-            "id": "3-7", "type": "accrual.recorded", "schema_version": 1, "tenant": "cafe",
-            "customer": "c-1", "branch": "downtown", "source_event_id": "e-1",
-            "source": {"topic": "commands", "partition": 3, "offset": 7},
-            "occurred_at": "2026-11-23T12:00:00Z", "account": "bonus",
-            "entry_type": "manual_adjustment", "program": "manual", "amount": "-5",
-            "balance": "10", "base_amount": "", "currency": "AZN",
-            "description": description, "operator": operator,
-        });
-        match serde_json::from_value(text) {
-            Ok(entry) => entry,
-            Err(err) => panic!("fixture entry: {err}"),
-        }
-    }
-
-    #[test]
-    fn csv_rows_end_with_description_and_operator() {
-        let columns = CSV_HEADER.trim_end().split(',').count();
-        let mut out = Vec::new();
-        csv_row(&entry(Some("Correction"), Some("=anna")), &mut out);
-        csv_row(&entry(None, None), &mut out);
-        let text = String::from_utf8_lossy(&out);
-        let rows: Vec<&str> = text.split_terminator("\r\n").collect();
-        assert_eq!(
-            rows,
-            [
-                "3-7,2026-11-23T12:00:00Z,cafe,c-1,downtown,bonus,manual_adjustment,manual,-5,10,,AZN,e-1,Correction,\"'=anna\"",
-                "3-7,2026-11-23T12:00:00Z,cafe,c-1,downtown,bonus,manual_adjustment,manual,-5,10,,AZN,e-1,,",
-            ]
-        );
-        assert!(CSV_HEADER.trim_end().ends_with(",description,operator"));
-        assert_eq!(rows[1].split(',').count(), columns, "one field per column");
-    }
-
-    #[test]
-    fn ledger_entries_written_before_the_operator_field_still_read() {
-        let mut old = serde_json::to_value(entry(Some("d"), None)).unwrap_or_default();
-        assert!(old.get("operator").is_none(), "absent, not null, when there is none");
-        if let Some(map) = old.as_object_mut() {
-            map.remove("description");
-        }
-        let read: Result<AccrualEvent, _> = serde_json::from_value(old);
-        assert!(
-            matches!(&read, Ok(e) if e.operator.is_none() && e.description.is_none()),
-            "{read:?}"
-        );
-        let with = serde_json::to_value(entry(None, Some("anna"))).unwrap_or_default();
-        assert_eq!(with["operator"], "anna");
-    }
-
-    proptest! {
-        #[test]
-        fn cursors_round_trip(ms in 0i64..i64::MAX, p in any::<u32>(), seq in any::<u64>()) {
-            for cursor in [Cursor::Customer { p, seq }, Cursor::Time { ms, p, seq }] {
-                prop_assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-            }
-        }
-
-        #[test]
-        fn garbage_is_never_a_cursor_that_panics(text in ".{0,40}") {
-            let _ = Cursor::decode(&text);
-        }
-    }
-}
+mod tests;

@@ -37,6 +37,9 @@ pub struct Balance {
     pub balance: String,
     /// The tenant's currency (points accounts count points).
     pub currency: String,
+    /// `points` for a points account, else the currency: what the balance
+    /// counts.
+    pub unit: String,
 }
 
 /// A customer's balances, every account.
@@ -105,6 +108,11 @@ pub fn balances(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> R
             .map(|(account, mut balance)| {
                 balance.rescale(crate::rules::scale_of(tenant, &account));
                 Balance {
+                    unit: if tenant.is_points(&account) {
+                        "points".to_owned()
+                    } else {
+                        tenant.currency.clone()
+                    },
                     account,
                     balance: balance.to_string(),
                     currency: tenant.currency.clone(),
@@ -196,6 +204,22 @@ pub fn export(snap: &Snapshot<'_>, query: &LedgerQuery, format: Format, out: &mu
     Ok(rows)
 }
 
+/// Calls `visit` with every entry matching `query`, in export order, until
+/// it returns `false`.
+///
+/// # Errors
+/// [`ReadError`] if the store fails, or what `visit` returns.
+pub fn each(
+    snap: &Snapshot<'_>,
+    query: &LedgerQuery,
+    mut visit: impl FnMut(AccrualEvent) -> Result<bool, ReadError>,
+) -> Result<(), ReadError> {
+    walk(snap, query, None, |_, entry| match entry {
+        Some(entry) => visit(entry),
+        None => Ok(true),
+    })
+}
+
 /// Visits every row in the narrowed range after `cursor`, in page order,
 /// with the entry if it matches the filters; stops when `visit` returns
 /// `false`.
@@ -206,8 +230,12 @@ fn walk<E: From<StateError>>(
     mut visit: impl FnMut(Cursor, Option<AccrualEvent>) -> Result<bool, E>,
 ) -> Result<(), E> {
     let mut judge = |key: &[u8], raw: &[u8]| -> Result<Option<AccrualEvent>, StateError> {
-        let entry = decode_ledger(key, raw).map_err(|e| e.in_family(Family::Ledger))?;
+        let mut entry = decode_ledger(key, raw).map_err(|e| e.in_family(Family::Ledger))?;
         let ms = keys::rfc3339_ms(&entry.header.occurred_at).unwrap_or_default();
+        if query.is_partner_visit(&entry) {
+            // The balance is the partner's customer's, not the place's business.
+            entry.balance.clear();
+        }
         Ok(query.matches(&entry, ms).then_some(entry))
     };
     match &query.customer {

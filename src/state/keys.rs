@@ -6,6 +6,11 @@
 
 use rust_decimal::Decimal;
 
+pub mod totals;
+pub use totals::{
+    day_of_ms, parse_totals, totals, totals_day, totals_into, totals_prefix, TotalsDims, TotalsValue, RUNNING_DAY,
+};
+
 /// A column family of the state store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
@@ -34,11 +39,18 @@ pub enum Family {
     /// `p | tenant 0 occurred_ms | seq` -> the ledger key: the read API's
     /// secondary index of a tenant's ledger by time (see `docs/api.md`).
     LedgerByTime,
+    /// `p | tenant 0 day entry_type 0 account 0 program 0 branch 0 partner 0
+    /// unit` -> sum and count ([`TotalsValue`]): the read API's totals by
+    /// day, kept in the same write as the ledger (see [`totals`]).
+    Totals,
+    /// `p | tenant 0 customer 0 event_id` -> a gift card the customer
+    /// bought ([`super::codec::GiftCardRecord`]), for the customer summary.
+    GiftCards,
 }
 
 impl Family {
     /// Every family, in creation order.
-    pub const ALL: [Family; 11] = [
+    pub const ALL: [Family; 13] = [
         Family::Balances,
         Family::Ledger,
         Family::Dedupe,
@@ -50,6 +62,8 @@ impl Family {
         Family::Bookings,
         Family::Timers,
         Family::LedgerByTime,
+        Family::Totals,
+        Family::GiftCards,
     ];
 
     /// The family's number in the changelog's record keys (its index in
@@ -77,6 +91,8 @@ impl Family {
             Family::Bookings => "bookings",
             Family::Timers => "timers",
             Family::LedgerByTime => "ledger_by_time",
+            Family::Totals => "totals",
+            Family::GiftCards => "gift_cards",
         }
     }
 }
@@ -118,22 +134,6 @@ pub fn balance_prefix(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
     key
 }
 
-/// Prefix of every balance of `tenant` in partition `p`; `customer 0
-/// account` follows it (see [`parse_tenant_balance`]).
-pub fn tenant_balances_prefix(p: u32, tenant: &str) -> Vec<u8> {
-    let mut key = with_parts(p, &[tenant.as_bytes()], 1);
-    key.push(0);
-    key
-}
-
-/// The customer and account of a balance key found under
-/// [`tenant_balances_prefix`], given that prefix's length.
-pub fn parse_tenant_balance(key: &[u8], prefix_len: usize) -> Option<(&[u8], &[u8])> {
-    let rest = key.get(prefix_len..)?;
-    let split = rest.iter().position(|b| *b == 0)?;
-    Some((rest.get(..split)?, rest.get(split + 1..)?))
-}
-
 /// A customer's profile.
 pub fn customer(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 0)
@@ -144,6 +144,18 @@ pub fn customer(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
 /// nothing.
 pub fn order(p: u32, tenant: &str, customer: &str, event_id: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), customer.as_bytes(), event_id.as_bytes()], 0)
+}
+
+/// A gift card a customer bought with the event `event_id`.
+pub fn gift_card(p: u32, tenant: &str, customer: &str, event_id: &str) -> Vec<u8> {
+    with_parts(p, &[tenant.as_bytes(), customer.as_bytes(), event_id.as_bytes()], 0)
+}
+
+/// Prefix of every gift card of one customer; the event id follows it.
+pub fn gift_card_prefix(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
+    let mut key = with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 1);
+    key.push(0);
+    key
 }
 
 /// A customer's booking. The customer is part of the key: another
@@ -389,6 +401,8 @@ mod tests {
             booking(p, "t", "c", "b"),
             timer(p, 5, "t", "c", "b"),
             ledger_by_time(p, "t", 5, 1),
+            totals(p, "t", 5, &TotalsDims::default()),
+            gift_card(p, "t", "c", "e"),
         ] {
             assert!(key.starts_with(&partition_prefix(p)));
         }

@@ -65,7 +65,7 @@ impl RocksStore {
         opts.set_max_background_jobs(2);
         // All families' memtables together stay under 64 MiB (RocksDB
         // flushes the largest when they pass it): otherwise each of the
-        // eleven may grow to its own 64 MiB, and the process's memory with
+        // thirteen may grow to its own 64 MiB, and the process's memory with
         // the total written since start (500 MiB at 200,000 events).
         opts.set_db_write_buffer_size(64 << 20);
         opts.set_bytes_per_sync(1 << 20);

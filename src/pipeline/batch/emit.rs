@@ -6,6 +6,8 @@ use crate::outbox::AccrualRef;
 use crate::rules::RejectionType;
 use crate::state::codec::{self, at_scale, LedgerEntry, Occurred, StateValue};
 
+use super::totals::{count_entry, Counted};
+
 impl Processor {
     /// Writes an outcome's ledger entries, outputs and records. Every new
     /// balance is computed first: if one would overflow or pass the
@@ -82,7 +84,23 @@ impl Processor {
                 keys::ledger_by_time(p, &tenant.id, occurred_ms, seq),
                 ledger_key.clone(),
             );
+            if let Some(visited) = out.visited {
+                // The place of a partner's visit finds the entry in its own index too.
+                batch.set.put(
+                    Family::LedgerByTime,
+                    keys::ledger_by_time(p, visited, occurred_ms, seq),
+                    ledger_key.clone(),
+                );
+            }
             batch.set.put(Family::Ledger, ledger_key, value);
+            let counted = Counted {
+                p,
+                tenant,
+                visited: out.visited,
+                occurred_ms,
+                branch: out.branch,
+            };
+            count_entry(batch, &counted, entry);
             out.push_accrual(batch, seq);
             telemetry::ledger_entry(entry.entry_type.as_str());
         }
@@ -189,6 +207,17 @@ impl Processor {
                 account: card.account.clone(),
             })?;
             out.push(batch, seq, payload);
+            let record = codec::GiftCardRecord {
+                gift_card: card.gift_card.clone(),
+                code: card.code.clone(),
+                value: card.value,
+                currency: tenant.currency.clone(),
+                points: card.points,
+                account: card.account.clone(),
+                bought_at: out.occurred,
+            };
+            let key = keys::gift_card(p, &tenant.id, customer, out.event_id);
+            batch.set.put(Family::GiftCards, key, record.encode());
         }
         if let Some(profile) = &outcome.customer {
             let key = keys::customer(p, &tenant.id, customer);
@@ -368,6 +397,9 @@ pub(super) struct Emitter<'a> {
     pub(super) occurred: time::OffsetDateTime,
     /// The output type that refuses this source's effect.
     pub(super) reject_as: RejectionType,
+    /// The tenant where the visit took place, when it is not `tenant` (a
+    /// partner's customer, seed 000): its report shows the entries too.
+    pub(super) visited: Option<&'a str>,
 }
 
 impl<'a> Emitter<'a> {
@@ -386,6 +418,7 @@ impl<'a> Emitter<'a> {
             occurred_at: event.occurred_at.format(&Rfc3339).unwrap_or_default(),
             occurred: event.occurred_at,
             reject_as: rules::rejection_type(&event.body),
+            visited: None,
         }
     }
 

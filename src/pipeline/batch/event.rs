@@ -143,6 +143,8 @@ impl Processor {
             occurred_at: command.occurred_at.format(&Rfc3339).unwrap_or_default(),
             occurred: command.occurred_at,
             reject_as: rules::command_rejection_type(&command.body),
+            // A partner's order paid here: the place sees it in its report.
+            visited: (command.source_tenant != command.tenant).then_some(command.source_tenant.as_str()),
         };
         let first_seq = peek_seq(batch, p);
         let written = self.apply_outcome(batch, &out, &prefix, &outcome)?;

@@ -77,6 +77,7 @@ impl Processor {
                 occurred_at: due_at.format(&Rfc3339).unwrap_or_default(),
                 occurred: due_at,
                 reject_as: rules::RejectionType::Booking,
+                visited: None,
             };
             batch.timers_deleted.insert(key.clone());
             self.apply_outcome(batch, &out, &prefix, &outcome)?;

@@ -53,8 +53,10 @@ impl Processor {
             first_applied,
             directory,
             commands,
+            totals,
             ..
         } = batch;
+        self.write_totals(&mut set, totals)?;
         for (prefix, account) in dirty {
             let balance = balances
                 .get(&prefix)

@@ -36,12 +36,14 @@
 //!
 //! A value must be read to its last byte: trailing bytes are corruption.
 
+mod giftcard;
 mod ledger;
 mod records;
 
 #[cfg(test)]
 mod tests;
 
+pub use giftcard::GiftCardRecord;
 pub use ledger::{decode_ledger, LedgerEntry, Occurred};
 pub use records::StateValue;
 
