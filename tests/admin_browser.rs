@@ -163,6 +163,22 @@ async fn balance(client: &Client, account: &str) -> String {
     cell.text().await.unwrap().trim().to_owned()
 }
 
+/// Clicks the element `css` names.
+async fn click(client: &Client, css: &str) {
+    client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+}
+
+/// Types `text` into the field `css` names.
+async fn type_into(client: &Client, css: &str, text: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 /// Waits until the browser's address satisfies `done` (a click returns
 /// before the browser has navigated).
 async fn wait_for_url(client: &Client, done: impl Fn(&str) -> bool) {
@@ -185,35 +201,11 @@ async fn adjust(client: &Client, account: &str, amount: &str, description: &str)
         .select_by_value(account)
         .await
         .unwrap();
-    client
-        .find(Locator::Css("#amount"))
-        .await
-        .unwrap()
-        .send_keys(amount)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#description"))
-        .await
-        .unwrap()
-        .send_keys(description)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#operator"))
-        .await
-        .unwrap()
-        .send_keys("anna")
-        .await
-        .unwrap();
+    type_into(client, "#amount", amount).await;
+    type_into(client, "#description", description).await;
+    type_into(client, "#operator", "anna").await;
     let form_page = client.current_url().await.unwrap();
-    client
-        .find(Locator::Css("#apply"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "#apply").await;
     for _ in 0..120 {
         // The click may return before the browser has left the form's
         // page, which can show an earlier adjustment's outcome.
@@ -357,36 +349,12 @@ phone = "{PHONE}"
         // Signed out, the dashboard sends the browser to the sign-in form.
         client.goto(&format!("{base}/admin/")).await.unwrap();
         assert!(client.current_url().await.unwrap().path().ends_with("/admin/login"));
-        client
-            .find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys("wrong-token")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#sign-in"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&client, "#token", "wrong-token").await;
+        click(&client, "#sign-in").await;
         // A wrong token is refused.
         client.wait().for_element(Locator::Css("#error")).await.unwrap();
-        client
-            .find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(TOKEN)
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#sign-in"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&client, "#token", TOKEN).await;
+        click(&client, "#sign-in").await;
         client.wait().for_element(Locator::Css("#period")).await.unwrap();
 
         // November through the period selector.
@@ -397,7 +365,7 @@ phone = "{PHONE}"
             )
             .await
             .unwrap();
-        client.find(Locator::Css("#show")).await.unwrap().click().await.unwrap();
+        click(&client, "#show").await;
         wait_for_url(&client, |u| u.contains("from=2026-11-01")).await;
         client.wait().for_element(Locator::Css("#by-type")).await.unwrap();
 
@@ -440,14 +408,8 @@ phone = "{PHONE}"
 
         // The customer with the seeded phone, found by phone.
         client.goto(&format!("{base}/admin/customers")).await.unwrap();
-        client
-            .find(Locator::Css("#q"))
-            .await
-            .unwrap()
-            .send_keys(PHONE)
-            .await
-            .unwrap();
-        client.find(Locator::Css("#find")).await.unwrap().click().await.unwrap();
+        type_into(&client, "#q", PHONE).await;
+        click(&client, "#find").await;
         client.wait().for_element(Locator::Css("#adjust")).await.unwrap();
         assert!(client
             .current_url()
