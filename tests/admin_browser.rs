@@ -12,73 +12,22 @@
 //! page's after the adjustment to docs/images/admin-customer.png.
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::elements::Element;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 
+use browser::{browser, click, href, select, start_driver, type_into, wait_for_url};
 use common::{half_even_percent, produce, producer, wait_until, Env};
 
 const TOKEN: &str = "cafe-back-office-token-5b1f0e";
 const PHONE: &str = "+994501234567";
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// chromedriver on a free port, killed when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_driver() -> Driver {
-    for bin in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            Path::new(bin).exists(),
-            "{bin} is missing: this test needs Debian's chromium and chromium-driver; \
-             run scripts/test (it installs them) or `apt-get install -y chromium chromium-driver`"
-        );
-    }
-    let port = common::free_port();
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    common::wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(30));
-    Driver { child, port }
-}
-
-async fn browser(driver: &Driver) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1420", "--hide-scrollbars"]
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("a headless Chromium session through chromedriver")
-}
 
 /// Cents or points as the page shows them: `12.50`, `-3.05`, `40`.
 fn shown(value: i64, unit: &str) -> String {
@@ -163,44 +112,10 @@ async fn balance(client: &Client, account: &str) -> String {
     cell.text().await.unwrap().trim().to_owned()
 }
 
-/// Clicks the element `css` names.
-async fn click(client: &Client, css: &str) {
-    client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
-}
-
-/// Types `text` into the field `css` names.
-async fn type_into(client: &Client, css: &str, text: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .send_keys(text)
-        .await
-        .unwrap();
-}
-
-/// Waits until the browser's address satisfies `done` (a click returns
-/// before the browser has navigated).
-async fn wait_for_url(client: &Client, done: impl Fn(&str) -> bool) {
-    for _ in 0..150 {
-        if client.current_url().await.is_ok_and(|u| done(u.as_str())) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the browser did not get there: {:?}", client.current_url().await);
-}
-
 /// Fills and sends the adjustment form; returns the outcome element's state
 /// once it is no longer pending.
 async fn adjust(client: &Client, account: &str, amount: &str, description: &str) -> (String, String) {
-    client
-        .find(Locator::Css("#account"))
-        .await
-        .unwrap()
-        .select_by_value(account)
-        .await
-        .unwrap();
+    select(client, "#account", account).await;
     type_into(client, "#amount", amount).await;
     type_into(client, "#description", description).await;
     type_into(client, "#operator", "anna").await;
@@ -263,7 +178,8 @@ phone = "{PHONE}"
     // 60 orders of whole AZN over November on both branches for 8
     // customers, every 7th refunded in full the next day, and adjustments.
     let mut events = Vec::new();
-    let (mut by_type, mut by_branch) = (Sums::new(), Sums::new());
+    // `at_airport`: the airport's accruals and reversals, by type.
+    let (mut by_type, mut by_branch, mut at_airport) = (Sums::new(), Sums::new(), Sums::new());
     let mut entries = 0u64;
     let mut accrued: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for i in 0..60i64 {
@@ -280,6 +196,9 @@ phone = "{PHONE}"
         let points = if branch == "downtown" { cents / 100 / 10 } else { 0 };
         add(&mut by_type, "accrual", "AZN", cashback);
         add(&mut by_branch, branch, "AZN", cashback);
+        if branch == "airport" {
+            add(&mut at_airport, "accrual", "AZN", cashback);
+        }
         entries += 1;
         if points > 0 {
             add(&mut by_type, "accrual", "points", points);
@@ -304,6 +223,9 @@ phone = "{PHONE}"
             ));
             add(&mut by_type, "reversal", "AZN", -cashback);
             add(&mut by_branch, branch, "AZN", -cashback);
+            if branch == "airport" {
+                add(&mut at_airport, "reversal", "AZN", -cashback);
+            }
             entries += 1;
             if points > 0 {
                 add(&mut by_type, "reversal", "points", -points);
@@ -378,14 +300,7 @@ phone = "{PHONE}"
         assert_eq!(rows, want_rows, "by branch");
         assert_eq!(totals, want_totals, "totals by branch");
         for link in ["export-csv", "export-xlsx", "export-totals-xlsx"] {
-            let href = client
-                .find(Locator::Id(link))
-                .await
-                .unwrap()
-                .attr("href")
-                .await
-                .unwrap()
-                .unwrap_or_default();
+            let href = href(&client, link).await;
             assert!(
                 href.contains("from=2026-11-01T00%3A00%3A00Z"),
                 "{link} keeps the period: {href}"
@@ -405,6 +320,23 @@ phone = "{PHONE}"
             std::fs::write(&path, png).unwrap();
             eprintln!("screenshot written to {}", path.display());
         }
+
+        // The airport's accruals and reversals, through the filters.
+        select(&client, "#filter-branch", "airport").await;
+        type_into(&client, "#filter-entry-type", "accrual,reversal").await;
+        click(&client, "#show").await;
+        wait_for_url(&client, |u| u.contains("branch=airport")).await;
+        client.wait().for_element(Locator::Css("#by-type")).await.unwrap();
+        assert_eq!(
+            table(&client, "by-type").await,
+            expected_table(&at_airport),
+            "the airport's"
+        );
+        let href = href(&client, "export-totals-xlsx").await;
+        assert!(
+            href.contains("branch=airport") && href.contains("entry_type=accrual%2Creversal"),
+            "the export keeps the filters: {href}"
+        );
 
         // The customer with the seeded phone, found by phone.
         client.goto(&format!("{base}/admin/customers")).await.unwrap();

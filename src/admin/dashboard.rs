@@ -69,22 +69,36 @@ impl Period {
     }
 }
 
+/// The report filters the dashboard passes on to the totals and the
+/// exports: `(parameter, value)`, empty when not set.
+fn filters(ctx: &Ctx) -> [(&'static str, String); 3] {
+    ["entry_type", "branch", "unit"].map(|name| (name, ctx.param(name).trim().to_owned()))
+}
+
+fn refuse(ctx: &Ctx, error: &str) -> Response<api::Body> {
+    let body = format!("{}<p class=\"err\" id=\"error\">{}</p>", form(ctx, None), esc(error));
+    let mut response = ctx.page("Dashboard", "Dashboard", &body);
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    response
+}
+
 /// `GET /admin/`.
 pub(crate) async fn page(ctx: &Ctx) -> Response<api::Body> {
     let today = OffsetDateTime::now_utc().date();
     let period = match Period::parse(ctx.param("from"), ctx.param("to"), today) {
         Ok(p) => p,
-        Err(err) => {
-            let body = format!("{}<p class=\"err\" id=\"error\">{}</p>", form(ctx, None), esc(&err));
-            let mut response = ctx.page("Dashboard", "Dashboard", &body);
-            *response.status_mut() = StatusCode::BAD_REQUEST;
-            return response;
-        }
+        Err(err) => return refuse(ctx, &err),
+    };
+    let filters = filters(ctx);
+    let pairs: Vec<(&str, &str)> = filters.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let query = match figures::query(&ctx.tenant, period.from, period.to, &pairs) {
+        Ok(q) => q,
+        Err(err) => return refuse(ctx, &err.to_string()),
     };
     let (store, tenant) = (ctx.store.clone(), ctx.tenant.clone());
     let read = tokio::task::spawn_blocking(move || {
         let snap = store.snapshot();
-        let rows = figures::period_rows(&snap, &tenant, period.from, period.to)?;
+        let rows = figures::period_rows(&snap, &query)?;
         let balances = figures::outstanding(&snap, &tenant)?;
         Ok::<_, figures::FigureError>((rows, balances))
     })
@@ -95,7 +109,7 @@ pub(crate) async fn page(ctx: &Ctx) -> Response<api::Body> {
         Err(err) => return super::failed(&err),
     };
     let mut body = form(ctx, Some(period));
-    body.push_str(&exports(period));
+    body.push_str(&exports(period, &pairs));
     body.push_str(&tables(ctx, &rows));
     body.push_str(&charts(ctx, period, &rows));
     body.push_str(&outstanding(ctx, &balances));
@@ -107,28 +121,56 @@ fn form(ctx: &Ctx, period: Option<Period>) -> String {
         Some(p) => (p.from.to_string(), p.to.to_string()),
         None => (ctx.param("from").to_owned(), ctx.param("to").to_owned()),
     };
+    let chosen = |name: &str, value: &str| if ctx.param(name) == value { " selected" } else { "" };
+    let mut branches = format!("<option value=\"\"{}>every branch</option>", chosen("branch", ""));
+    for (id, branch) in &ctx.tenant.branches {
+        let label = if branch.name.is_empty() { id } else { &branch.name };
+        let _ = write!(
+            branches,
+            "<option value=\"{}\"{}>{}</option>",
+            esc(id),
+            chosen("branch", id),
+            esc(label)
+        );
+    }
+    let currency = &ctx.tenant.currency;
+    let units = format!(
+        "<option value=\"\"{}>money and points</option><option value=\"{c}\"{}>{c}</option><option value=\"points\"{}>points</option>",
+        chosen("unit", ""),
+        chosen("unit", currency),
+        chosen("unit", "points"),
+        c = esc(currency),
+    );
     format!(
         "<form method=\"get\" action=\"/admin/\" class=\"inline\" id=\"period\">\
 <label>From<input type=\"date\" name=\"from\" id=\"from\" value=\"{}\"></label>\
 <label>To (inclusive)<input type=\"date\" name=\"to\" id=\"to\" value=\"{}\"></label>\
+<label>Branch<select name=\"branch\" id=\"filter-branch\">{branches}</select></label>\
+<label>Entry types<input name=\"entry_type\" id=\"filter-entry-type\" value=\"{}\" placeholder=\"accrual,reversal\" size=\"18\"></label>\
+<label>Unit<select name=\"unit\" id=\"filter-unit\">{units}</select></label>\
 <button type=\"submit\" id=\"show\">Show</button><span class=\"muted\">Days in UTC.</span></form>",
         esc(&from),
-        esc(&to)
+        esc(&to),
+        esc(ctx.param("entry_type")),
     )
 }
 
-/// Links to the period's exports, through the session.
-fn exports(period: Period) -> String {
+/// Links to the period's exports with the page's filters, through the
+/// session. The ledger has no unit filter: its exports leave it out.
+fn exports(period: Period, filters: &[(&str, &str)]) -> String {
     let from = format!("{}T00:00:00Z", period.from);
     let to = format!("{}T00:00:00Z", period.to.next_day().unwrap_or(period.to));
-    let ledger = esc(&query(&[("from", &from), ("to", &to)]));
-    let totals = esc(&query(&[
-        ("from", &from),
-        ("to", &to),
+    let mut ledger = vec![("from", from.as_str()), ("to", to.as_str())];
+    ledger.extend(filters.iter().copied().filter(|(k, _)| *k != "unit"));
+    let mut totals = vec![
+        ("from", from.as_str()),
+        ("to", to.as_str()),
         ("group_by", "entry_type,branch,day"),
-    ]));
+    ];
+    totals.extend(filters.iter().copied());
+    let (ledger, totals) = (esc(&query(&ledger)), esc(&query(&totals)));
     format!(
-        "<p class=\"links\">Export this period: \
+        "<p class=\"links\">Export this report: \
 <a id=\"export-csv\" href=\"/admin/export/ledger.csv?{ledger}\">ledger (CSV)</a>\
 <a id=\"export-xlsx\" href=\"/admin/export/ledger.xlsx?{ledger}\">ledger (Excel)</a>\
 <a id=\"export-totals-csv\" href=\"/admin/export/totals.csv?{totals}\">totals (CSV)</a>\

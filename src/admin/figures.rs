@@ -22,9 +22,6 @@ pub(crate) enum FigureError {
     /// The store failed, or holds a corrupt bucket.
     #[error(transparent)]
     Read(#[from] ReadError),
-    /// The query could not be built (a bug: the period is checked first).
-    #[error("the totals query was refused: {0}")]
-    Query(#[from] read::QueryError),
     /// A bucket's text does not read back.
     #[error("a total cannot be read back ({0}); check the state with `accrue ledger`")]
     Text(String),
@@ -77,28 +74,36 @@ fn decimal(text: &str) -> Result<Decimal, FigureError> {
     Decimal::from_str(text).map_err(|e| FigureError::Text(format!("{text}: {e}")))
 }
 
-/// The tenant's entries of the UTC days `from` to `to` inclusive, summed:
-/// its own customers' and its partners' customers' served here.
+/// The totals query of the UTC days `from` to `to` inclusive, grouped by
+/// entry type, branch and day, narrowed by `filters` (`entry_type`,
+/// `branch`, `unit`: comma-separated lists; empty ones are left out).
 ///
 /// # Errors
-/// [`FigureError`] if the store fails or a bucket is corrupt.
-pub(crate) fn period_rows(
-    snap: &crate::state::Snapshot<'_>,
+/// [`read::QueryError`] naming a bad filter.
+pub(crate) fn query(
     tenant: &TenantConfig,
     from: Date,
     to: Date,
-) -> Result<Vec<Row>, FigureError> {
+    filters: &[(&str, &str)],
+) -> Result<TotalsQuery, read::QueryError> {
     let end = to.next_day().unwrap_or(to).to_string();
     let start = from.to_string();
-    let query = TotalsQuery::parse(
-        &tenant.id,
-        [
-            ("from", start.as_str()),
-            ("to", end.as_str()),
-            ("group_by", "entry_type,branch,day"),
-        ],
-    )?;
-    let found = read::totals(snap, &query)?;
+    let mut params = vec![
+        ("from", start.as_str()),
+        ("to", end.as_str()),
+        ("group_by", "entry_type,branch,day"),
+    ];
+    params.extend(filters.iter().copied().filter(|(_, v)| !v.is_empty()));
+    TotalsQuery::parse(&tenant.id, params)
+}
+
+/// The rows of `query` (see [`query`]): the tenant's own customers' entries
+/// and its partners' customers' served here.
+///
+/// # Errors
+/// [`FigureError`] if the store fails or a bucket is corrupt.
+pub(crate) fn period_rows(snap: &crate::state::Snapshot<'_>, query: &TotalsQuery) -> Result<Vec<Row>, FigureError> {
+    let found = read::totals(snap, query)?;
     found
         .rows
         .into_iter()
