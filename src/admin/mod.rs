@@ -337,3 +337,26 @@ fn redirect(location: &str, cookie: Option<String>) -> Response<api::Body> {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_back_office_owns_admin_paths_only() {
+        for path in ["/admin", "/admin/", "/admin/customers/c-1"] {
+            assert!(owns(path), "{path}");
+        }
+        for path in ["/administrator", "/v1/tenants/t/ledger", "/", "/metrics"] {
+            assert!(!owns(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn path_ids_are_what_the_contract_allows() {
+        assert!(valid_id("c-1001") && valid_id("кафе") && valid_id(&"x".repeat(128)));
+        for bad in ["", "a:b", "a\u{0}b", "a\nb", &"x".repeat(129)] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+    }
+}
