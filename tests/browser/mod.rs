@@ -3,6 +3,7 @@
 //! steps the tests repeat.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -13,7 +14,9 @@ use serde_json::json;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// chromedriver on a free port, killed when dropped.
+/// chromedriver on a free port in a process group of its own; dropping it
+/// kills the group, so the Chromium it started goes too, even when a test
+/// panicked before closing its session.
 pub struct Driver {
     child: Child,
     port: u16,
@@ -21,6 +24,8 @@ pub struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -38,6 +43,7 @@ pub fn start_driver() -> Driver {
     let port = super::common::free_port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
