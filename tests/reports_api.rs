@@ -131,9 +131,8 @@ fn sheet_rows(xlsx: &[u8]) -> Vec<Vec<String>> {
 fn totals_exports_partner_view_and_summary_over_http() {
     let env = Env::new("reports", 3);
     let tenants = env.dir.path().join("tenants");
-    let local = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/local/tenants");
     for (tenant, token) in TOKENS {
-        let text = std::fs::read_to_string(local.join(format!("{tenant}.toml"))).unwrap();
+        let text = common::local_tenant(tenant);
         let hash = accrue::api::hash_token(token);
         common::write(
             &tenants.join(format!("{tenant}.toml")),

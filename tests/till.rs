@@ -70,8 +70,8 @@ fn local_tenants(env: &Env) {
     }
     for entry in std::fs::read_dir(&from).unwrap() {
         let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let text = common::local_tenant(&name);
         // Tokens are top-level keys: before the first table.
         let tokens = format!(
             "pos_tokens_sha256 = [\"{}\"]\napi_tokens_sha256 = [\"{}\"]\n",

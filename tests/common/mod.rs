@@ -522,6 +522,20 @@ pub fn http_request(port: u16, head: &str) -> (u16, String) {
     (status, body)
 }
 
+/// A tenant file of `config/local/tenants`, without its local tokens: a
+/// test puts in its own.
+pub fn local_tenant(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/local/tenants")
+        .join(format!("{name}.toml"));
+    std::fs::read_to_string(&path)
+        .expect("local tenant file")
+        .lines()
+        .filter(|l| !l.starts_with("api_tokens_sha256") && !l.starts_with("pos_tokens_sha256"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// A plain HTTP/1.0 request with headers and a body: (status code, headers
 /// with lower-case names, body). Status 0 if nothing listens.
 pub fn http_exchange(
