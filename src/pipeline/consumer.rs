@@ -37,7 +37,7 @@ use crate::timers::{self, Clock};
 
 /// Longest poll: how long a till request may wait to be noticed while no
 /// record arrives (the loop cannot be woken inside librdkafka's poll).
-const TILL_POLL: Duration = Duration::from_millis(2);
+const TILL_POLL: Duration = Duration::from_millis(1);
 
 /// How often the consumer lag of owned partitions is reported.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
