@@ -23,7 +23,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 
-use browser::{browser, click, href, select, start_driver, type_into, wait_for_url};
+use browser::{browser, click, href, select, start_driver, text_of, type_into, wait_for_url};
 use common::{half_even_percent, produce, producer, wait_until, Env};
 
 const TOKEN: &str = "cafe-back-office-token-5b1f0e";
@@ -386,24 +386,12 @@ phone = "{PHONE}"
 
         // The programs in force, with their descriptions.
         client.goto(&format!("{base}/admin/programs")).await.unwrap();
-        let downtown = client
-            .find(Locator::Css("table[data-branch=\"downtown\"]"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let downtown = text_of(&client, "table[data-branch=\"downtown\"]").await;
         assert!(
             downtown.contains("A point for every 10 AZN") && downtown.contains("5% back"),
             "{downtown}"
         );
-        let airport = client
-            .find(Locator::Css("table[data-branch=\"airport\"]"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let airport = text_of(&client, "table[data-branch=\"airport\"]").await;
         assert!(
             !airport.contains("A point for every"),
             "points are off at the airport: {airport}"

@@ -266,13 +266,13 @@ async fn quote(api: &TillApi, tenant: &TenantConfig, req: &Request<Bytes>) -> Re
     // snapshot (memtable or block cache) and the pure rules take tens of
     // microseconds, less than a hand-off to another thread under load.
     let result = (|| {
-        let (customer, balances) = super::state::customer_state(&store.snapshot(), p, &tenant, &event.customer)?;
+        let (customer, balances) = super::state::customer_state(&store.snapshot(), p, tenant, &event.customer)?;
         let network = NetworkView {
             directory: &directory,
             tenants: &tenants,
         };
         let input = rules::Input {
-            tenant: &tenant,
+            tenant,
             event: &event,
             customer: &customer,
             balances: &balances,

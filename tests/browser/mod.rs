@@ -98,6 +98,11 @@ pub async fn select(client: &Client, css: &str, value: &str) {
         .unwrap();
 }
 
+/// The visible text of the first element matching `css`.
+pub async fn text_of(client: &Client, css: &str) -> String {
+    client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
 /// The `href` of the link with id `id`.
 pub async fn href(client: &Client, id: &str) -> String {
     let link = client.find(Locator::Id(id)).await.unwrap();
