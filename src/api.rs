@@ -144,7 +144,8 @@ fn valid_segment(text: &str) -> bool {
     !text.is_empty() && text.len() <= 256 && !text.contains('\0')
 }
 
-fn bearer<B>(req: &Request<B>) -> Option<&str> {
+/// The bearer token of `req`, if it sends one.
+pub(crate) fn bearer<B>(req: &Request<B>) -> Option<&str> {
     let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

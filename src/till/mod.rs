@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod ownership;
+mod render;
 pub mod state;
 
 use std::collections::BTreeSet;
