@@ -137,7 +137,7 @@ pub fn run_serving_reads(
             "[http] advertised_url is not an address other instances can reach: till requests for this instance's customers that reach another instance cannot be redirected; set [http] advertised_url or ACCRUE_ADVERTISED_URL"
         );
     }
-    let announcer = ownership::Announcer::start(config, till.clone(), stop.clone())
+    let announcer = ownership::Announcer::start(config, till.clone(), progress.clone(), stop.clone())
         .map_err(|_| RunError::Panicked("the ownership announcer could not start"))?;
     let routing = Routing {
         internal_topic: config.topics.internal.clone(),

@@ -43,6 +43,7 @@ pub(crate) fn run(config: Config) -> anyhow::Result<()> {
                 reads.clone(),
                 programs.clone(),
                 till.clone(),
+                progress.clone(),
                 config.http.advertised(),
             ));
         if config.http.admin {

@@ -221,7 +221,6 @@ fn consume(
         let stopping = stop.load(Ordering::SeqCst);
         // Till requests go to their partition's worker and are applied in
         // the next batch, flushed at once: a till waits for one batch.
-        till.set_owned(&work.owned);
         if till.waiting() {
             for request in till.take() {
                 if work.owned.contains(&request.partition) {

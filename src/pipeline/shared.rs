@@ -170,6 +170,11 @@ impl Progress {
         self.partitions.tenure(partition)
     }
 
+    /// Whether this instance owns `partition` (taken over, not revoked).
+    pub fn owns(&self, partition: u32) -> bool {
+        self.partitions.durable(partition).is_some()
+    }
+
     /// Owned partitions, sorted.
     pub fn owned(&self) -> Vec<u32> {
         self.partitions.owned()

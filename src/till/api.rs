@@ -21,7 +21,7 @@ use super::{ownership, Till, TillAnswer, TillOp, TillRequest};
 use crate::api::{self, Body, StoreSlot};
 use crate::contract::{self, customer_key, partition_for, Event};
 use crate::directory::NetworkView;
-use crate::pipeline::Programs;
+use crate::pipeline::{Programs, Progress};
 use crate::programs::TenantConfig;
 use crate::rules;
 use crate::rules::till::{self as rules_till, Refusal};
@@ -41,17 +41,26 @@ pub struct TillApi {
     store: StoreSlot,
     programs: Arc<Programs>,
     till: Arc<Till>,
+    progress: Arc<Progress>,
     me: String,
 }
 
 impl TillApi {
-    /// Serves quotes from `store` and queues holds in `till`; `me` is this
+    /// Serves quotes from `store` and queues holds in `till` for the
+    /// partitions `progress` says this instance owns; `me` is this
     /// instance's advertised URL.
-    pub fn new(store: StoreSlot, programs: Arc<Programs>, till: Arc<Till>, me: String) -> Self {
+    pub fn new(
+        store: StoreSlot,
+        programs: Arc<Programs>,
+        till: Arc<Till>,
+        progress: Arc<Progress>,
+        me: String,
+    ) -> Self {
         TillApi {
             store,
             programs,
             till,
+            progress,
             me,
         }
     }
@@ -200,7 +209,7 @@ fn owned_partition(api: &TillApi, tenant: &str, customer: &str, req: &Request<By
         return Err(unavailable("the processor is starting; retry shortly"));
     }
     let p = partition_for(customer_key(tenant, customer).as_bytes(), partitions);
-    if api.till.owned().contains(&p) {
+    if api.progress.owns(p) {
         return Ok(p);
     }
     let fresh_after = SystemClock

@@ -24,9 +24,8 @@ pub mod ownership;
 mod render;
 pub mod state;
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::oneshot;
 
@@ -87,12 +86,12 @@ pub enum TillAnswer {
 }
 
 /// The queue between the HTTP handlers and the consume loop, and what the
-/// handlers need to know about this instance's partitions.
+/// handlers need to know to route a request (which partitions this instance
+/// owns they read from [`crate::pipeline::Progress`]).
 #[derive(Default)]
 pub struct Till {
     queue: Mutex<Vec<TillRequest>>,
     waiting: AtomicBool,
-    owned: RwLock<Arc<BTreeSet<u32>>>,
     partitions: AtomicU32,
     directory: OnceLock<Arc<Directory>>,
 }
@@ -119,22 +118,6 @@ impl Till {
             Ok(mut queue) => std::mem::take(&mut *queue),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
-    }
-
-    /// Records the partitions this instance applies (the consume loop calls
-    /// it when they change).
-    pub fn set_owned(&self, owned: &BTreeSet<u32>) {
-        let changed = self.owned.read().map_or(true, |now| **now != *owned);
-        if changed {
-            if let Ok(mut now) = self.owned.write() {
-                *now = Arc::new(owned.clone());
-            }
-        }
-    }
-
-    /// The partitions this instance applies now.
-    pub fn owned(&self) -> Arc<BTreeSet<u32>> {
-        self.owned.read().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// Records the topics' partition count, once known.

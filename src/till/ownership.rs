@@ -20,6 +20,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Produc
 use super::Till;
 use crate::config::{ClientRole, Config};
 use crate::directory::{InstanceRecord, INSTANCE_KEY_PREFIX};
+use crate::pipeline::Progress;
 use crate::timers::{Clock, SystemClock};
 
 /// How often an instance repeats its claim.
@@ -39,12 +40,17 @@ impl Announcer {
     ///
     /// # Errors
     /// If the thread cannot start.
-    pub fn start(config: &Config, till: Arc<Till>, stop: Arc<AtomicBool>) -> std::io::Result<Announcer> {
+    pub fn start(
+        config: &Config,
+        till: Arc<Till>,
+        progress: Arc<Progress>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Announcer> {
         let mine = Arc::new(AtomicBool::new(false));
         let (config, flag) = (config.clone(), mine.clone());
         let thread = std::thread::Builder::new().name("announcer".into()).spawn(move || {
             let stopped = || stop.load(Ordering::SeqCst) || flag.load(Ordering::SeqCst);
-            announce(&config, &till, stopped);
+            announce(&config, &till, &progress, stopped);
         })?;
         Ok(Announcer {
             stop: mine,
@@ -61,7 +67,7 @@ impl Announcer {
     }
 }
 
-fn announce(config: &Config, till: &Till, stopped: impl Fn() -> bool) {
+fn announce(config: &Config, till: &Till, progress: &Progress, stopped: impl Fn() -> bool) {
     let producer: BaseProducer<DefaultProducerContext> = match config.kafka.client_config(ClientRole::Producer).create()
     {
         Ok(producer) => producer,
@@ -77,11 +83,7 @@ fn announce(config: &Config, till: &Till, stopped: impl Fn() -> bool) {
     let mut last = Instant::now();
     loop {
         let done = stopped();
-        let owned: Vec<u32> = if done {
-            Vec::new()
-        } else {
-            till.owned().iter().copied().collect()
-        };
+        let owned: Vec<u32> = if done { Vec::new() } else { progress.owned() };
         if done || said.as_ref() != Some(&owned) || last.elapsed() >= HEARTBEAT {
             let record = InstanceRecord {
                 url: url.clone(),
