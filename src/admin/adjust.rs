@@ -268,7 +268,7 @@ pub(crate) async fn status(ctx: &Ctx, commands: &Arc<Commands>, customer: &str, 
                 notice,
                 "<p class=\"ok\" id=\"outcome\" data-state=\"applied\">Applied: {} {} on {}; the balance is now {}.</p>",
                 esc(&entry.amount),
-                esc(&super::figures::unit_of(&ctx.tenant, &entry.account)),
+                esc(ctx.tenant.unit_of(&entry.account)),
                 esc(&entry.account),
                 esc(&entry.balance)
             );

@@ -45,15 +45,6 @@ pub(crate) struct Row {
     pub(crate) count: u64,
 }
 
-/// The unit amounts of `account` are counted in.
-pub(crate) fn unit_of(tenant: &TenantConfig, account: &str) -> String {
-    if tenant.is_points(account) {
-        "points".to_owned()
-    } else {
-        tenant.currency.clone()
-    }
-}
-
 /// The decimal places amounts of `unit` are shown with.
 pub(crate) fn scale_of(tenant: &TenantConfig, unit: &str) -> u32 {
     if unit == "points" {

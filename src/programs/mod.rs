@@ -139,6 +139,16 @@ impl TenantConfig {
         }
     }
 
+    /// What `account`'s amounts are counted in, in reports and totals:
+    /// `points`, or the tenant's currency.
+    pub fn unit_of(&self, account: &str) -> &str {
+        if self.is_points(account) {
+            "points"
+        } else {
+            &self.currency
+        }
+    }
+
     /// The versions in force at `at`: for each program id, the latest
     /// version whose `valid_from` is not after `at`.
     pub fn programs_at(&self, at: OffsetDateTime) -> impl Iterator<Item = &ProgramConfig> + '_ {

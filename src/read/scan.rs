@@ -108,11 +108,7 @@ pub fn balances(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> R
             .map(|(account, mut balance)| {
                 balance.rescale(crate::rules::scale_of(tenant, &account));
                 Balance {
-                    unit: if tenant.is_points(&account) {
-                        "points".to_owned()
-                    } else {
-                        tenant.currency.clone()
-                    },
+                    unit: tenant.unit_of(&account).to_owned(),
                     account,
                     balance: balance.to_string(),
                     currency: tenant.currency.clone(),

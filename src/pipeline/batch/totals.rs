@@ -6,15 +6,6 @@
 use super::*;
 use crate::state::keys::{TotalsValue, RUNNING_DAY};
 
-/// The unit of `account`'s amounts: `points`, or the tenant's currency.
-pub(crate) fn unit_of<'a>(tenant: &'a TenantConfig, account: &str) -> &'a str {
-    if tenant.is_points(account) {
-        "points"
-    } else {
-        &tenant.currency
-    }
-}
-
 /// Where one ledger entry counts.
 pub(super) struct Counted<'a> {
     pub(super) p: u32,
@@ -39,7 +30,7 @@ pub(super) fn count_entry(batch: &mut Batch, at: &Counted<'_>, entry: &rules::En
     };
     let (tenant, account) = (at.tenant.id.as_str(), &*entry.account);
     let (entry_type, program) = (entry.entry_type.as_str(), &*entry.program);
-    let unit = unit_of(at.tenant, account);
+    let unit = at.tenant.unit_of(account);
     let mut key = std::mem::take(&mut batch.totals_key);
     keys::totals_into(
         &mut key,
