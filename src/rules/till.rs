@@ -95,25 +95,17 @@ fn payable(input: &Input<'_>, order: &OrderPaid) -> Result<Vec<Payable>, Overflo
             None => None,
         };
         let (mut max, mut limited_by) = (spendable, Limit::Balance);
+        if let Some(cap) = cap.filter(|cap| *cap < max) {
+            (max, limited_by) = (cap, Limit::Cap);
+        }
         if account == "deposit" {
             // Seed 000: deposit accumulated at partners pays first, up to the
-            // whole bill; deposit accumulated here stays within the cap.
-            let mut elsewhere = Decimal::ZERO;
+            // whole bill; only deposit accumulated here stays within the cap.
             for bucket in input.balances.keys().filter(|a| tenant.partner_bucket(a).is_some()) {
                 let v = input.spendable(bucket, own)?;
                 if v > Decimal::ZERO {
-                    elsewhere = checked::add(elsewhere, v)?;
+                    max = checked::add(max, v)?;
                 }
-            }
-            if let Some(cap) = cap {
-                if cap < max {
-                    (max, limited_by) = (cap, Limit::Cap);
-                }
-            }
-            max = checked::add(max, elsewhere)?;
-        } else if let Some(cap) = cap {
-            if cap < max {
-                (max, limited_by) = (cap, Limit::Cap);
             }
         }
         if total < max {
