@@ -95,6 +95,7 @@ fn bench(c: &mut Criterion) {
         booking: None,
         code_key: b"bench key",
         network: &rules::NoNetwork,
+        loyalty: &rules::NO_LOYALTY,
         now_ms: 0,
     };
     assert_eq!(rules::evaluate(&input).entries.len(), 5, "redemption + 4 accruals");

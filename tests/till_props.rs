@@ -165,6 +165,7 @@ proptest! {
                 booking: None,
                 code_key: KEY,
                 network: &network,
+                loyalty: &rules::NO_LOYALTY,
                 now_ms: SystemClock.now_ms(),
             })
             .unwrap();

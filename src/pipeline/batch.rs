@@ -128,6 +128,8 @@ pub struct Batch {
     customers: HashMap<Vec<u8>, Customer>,
     orders: HashMap<Vec<u8>, Option<OrderRecord>>,
     bookings: HashMap<Vec<u8>, Option<Booking>>,
+    /// Loyalty records of customers of tenants that keep them, by key.
+    loyalty: HashMap<Vec<u8>, rules::Loyalty>,
     seen: HashSet<Vec<u8>>,
     /// Dedupe records read from state by the prefetch stage: whether each
     /// key was there.

@@ -6,9 +6,11 @@
 //! validates the tenant files into these types; [`crate::rules`] reads them.
 
 mod customer;
+mod earning;
 mod partners;
 mod policies;
 mod program;
+mod zone;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};
@@ -17,11 +19,13 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 pub use customer::{CustomerGroups, CustomerProfile, Hold};
+pub use earning::{CalendarPeriod, EarningLimits, ExpiryRule, ExpiryRules, TierLevel, TierMetric, TiersConfig};
 pub use partners::{partnership, PartnerConditions, PartnerConfig, ReferralConfig, ReferralReward};
 pub use policies::{BookingsConfig, BranchConfig, GiftCardConfig, NegativeBalance, RedemptionConfig, RefundConfig};
 pub use program::{
     AllSales, GroupRule, ProgramConfig, ProgramStatus, ProgramType, ProgramVersions, SalePair, SalesConfig,
 };
+pub use zone::Zone;
 
 /// Accounts every tenant has besides named bonus accounts.
 pub const BUILTIN_ACCOUNTS: [&str; 5] = ["cashback", "bonus", "discount", "deposit", "service_points"];
@@ -70,6 +74,10 @@ pub struct TenantConfig {
     /// Display name.
     #[serde(default)]
     pub name: String,
+    /// The tenant's time zone (IANA name, default `UTC`): campaign hours,
+    /// earning-limit days and months, and expiry at the end of a period.
+    #[serde(default)]
+    pub timezone: Zone,
     /// ISO 4217 currency of every amount of this tenant.
     pub currency: String,
     /// Decimal places of the currency's minor unit (2 for most currencies).
@@ -112,6 +120,13 @@ pub struct TenantConfig {
     /// Partnership agreements (seed 000) by partner tenant id.
     #[serde(default)]
     pub partners: BTreeMap<String, PartnerConfig>,
+    /// How credits of each account expire (`[expiry.<account>]`); a
+    /// program's own `expiry` overrides it for that program's credits.
+    #[serde(default)]
+    pub expiry: ExpiryRules,
+    /// Tiers by spend or visits over a rolling window.
+    #[serde(default)]
+    pub tiers: Option<TiersConfig>,
 }
 
 fn default_minor_units() -> u32 {
@@ -166,6 +181,35 @@ impl TenantConfig {
         account
             .strip_prefix(DEPOSIT_AT)
             .filter(|partner| self.partners.contains_key(*partner))
+    }
+
+    /// Whether the tenant uses expiry, tiers or earning limits, so each
+    /// customer has a loyalty record ([`crate::rules::Loyalty`]).
+    pub fn keeps_loyalty(&self) -> bool {
+        !self.expiry.is_empty()
+            || self.tiers.is_some()
+            || self.programs.iter().any(|p| p.expiry.is_some() || p.limits.is_some())
+    }
+
+    /// The expiry rule of a credit to `account` by `program`: the
+    /// program's own (of any version), else the account's.
+    pub fn expiry_rule(&self, account: &str, program: &str) -> Option<&ExpiryRule> {
+        self.programs
+            .iter()
+            .rev()
+            .find(|p| &*p.id == program && p.expiry.is_some() && p.account() == account)
+            .and_then(|p| p.expiry.as_ref())
+            .or_else(|| self.expiry.get(account))
+    }
+
+    /// Whether credits to `account` are kept as lots (spent oldest first)
+    /// because some of them may expire.
+    pub fn tracks_lots(&self, account: &str) -> bool {
+        self.expiry.contains_key(account)
+            || self
+                .programs
+                .iter()
+                .any(|p| p.expiry.is_some() && p.account() == account)
     }
 
     /// The seeded profile of `customer`, if any.

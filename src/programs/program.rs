@@ -140,6 +140,16 @@ pub struct ProgramConfig {
     /// Per-product-group percentages of a group bonus program.
     #[serde(default)]
     pub rules: Vec<GroupRule>,
+    /// How this program's credits expire, instead of the account's rule.
+    #[serde(default)]
+    pub expiry: Option<super::ExpiryRule>,
+    /// The percentage per tier level id, instead of `percent`, for
+    /// customers at that level.
+    #[serde(default)]
+    pub tier_percent: BTreeMap<String, Amount>,
+    /// Earning limits: per order, per day, per month.
+    #[serde(default)]
+    pub limits: Option<super::EarningLimits>,
 }
 
 fn yes() -> bool {

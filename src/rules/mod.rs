@@ -12,6 +12,7 @@
 mod booking;
 mod checked;
 mod giftcard;
+pub mod loyalty;
 mod network;
 mod order;
 mod rejection;
@@ -30,6 +31,7 @@ use crate::programs::{PartnerConditions, TenantConfig};
 pub use booking::{fire, Booking, BookingState, TimerChange, SERVICE_POINTS};
 pub use checked::Overflow;
 pub use giftcard::gift_card_code;
+pub use loyalty::{Loyalty, NO_LOYALTY};
 pub use network::{apply_command, split_deposit, DepositSplit};
 pub use rejection::{ReasonCode, Rejection, RejectionType};
 
@@ -90,6 +92,14 @@ pub enum EntryType {
     ReferralAccrual,
     /// Accrued for a partner's customer (seed 000).
     PartnerAccrual,
+    /// What was left of a credit when it expired.
+    Expiry,
+    /// A campaign's fixed bonus for an order.
+    CampaignBonus,
+    /// The birthday bonus.
+    BirthdayBonus,
+    /// The welcome bonus on registration.
+    WelcomeBonus,
 }
 
 impl EntryType {
@@ -105,6 +115,10 @@ impl EntryType {
             EntryType::ServicePoints => "service_points",
             EntryType::ReferralAccrual => "referral_accrual",
             EntryType::PartnerAccrual => "partner_accrual",
+            EntryType::Expiry => "expiry",
+            EntryType::CampaignBonus => "campaign_bonus",
+            EntryType::BirthdayBonus => "birthday_bonus",
+            EntryType::WelcomeBonus => "welcome_bonus",
         }
     }
 }
@@ -184,6 +198,10 @@ pub struct Movement {
     /// How much of it refunds have reversed so far.
     #[serde(with = "rust_decimal::serde::str")]
     pub reversed: Decimal,
+    /// How much of an accrual expired before a refund took it back: a
+    /// refund never reverses what already expired.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub expired: Decimal,
 }
 
 /// What an order did, stored for refunds.
@@ -230,6 +248,23 @@ pub struct Outcome {
     pub command: Option<Box<CommandOut>>,
     /// What the POS is told about a referral or a partner identification.
     pub notice: Option<Box<Notice>>,
+    /// The customer's loyalty record as the rules left it (tiers' window,
+    /// limit counters, tier), to store; the pipeline books the entries'
+    /// lots on top of it.
+    pub loyalty: Option<Box<Loyalty>>,
+    /// The customer moved to another tier (`tier.changed`).
+    pub tier_changed: Option<Box<TierChange>>,
+}
+
+/// A move from one tier to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierChange {
+    /// The tier before (`None`: below every level).
+    pub from: Option<Arc<str>>,
+    /// The tier after.
+    pub to: Option<Arc<str>>,
+    /// The window's spend or visits that decided it.
+    pub value: Decimal,
 }
 
 /// A command to send to another customer's partition.
@@ -304,6 +339,9 @@ pub struct Input<'a> {
     pub code_key: &'a [u8],
     /// The directory and partnerships.
     pub network: &'a dyn Network,
+    /// The customer's loyalty record ([`NO_LOYALTY`] for a tenant
+    /// without expiry, tiers or limits).
+    pub loyalty: &'a Loyalty,
     /// The wall clock, Unix milliseconds: only which till holds are still
     /// active depends on it.
     pub now_ms: i64,

@@ -343,6 +343,7 @@ fn movement(account: &Arc<str>, program: &Arc<str>, amount: Decimal) -> Movement
         program: Arc::clone(program),
         amount,
         reversed: Decimal::ZERO,
+        expired: Decimal::ZERO,
     }
 }
 

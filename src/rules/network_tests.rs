@@ -113,6 +113,7 @@ fn evaluate_with(
         booking: None,
         code_key: b"k",
         network: net,
+        loyalty: &NO_LOYALTY,
         now_ms: 0,
     })
 }

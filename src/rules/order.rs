@@ -56,6 +56,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             program: Arc::clone(&REDEMPTION),
             amount,
             reversed: Decimal::ZERO,
+            expired: Decimal::ZERO,
         });
     };
     for (account, amount) in &redeemed {
@@ -224,6 +225,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             program: Arc::clone(&program.id),
             amount,
             reversed: Decimal::ZERO,
+            expired: Decimal::ZERO,
         });
     }
     if !outcome.entries.is_empty() {

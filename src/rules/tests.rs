@@ -105,6 +105,7 @@ fn run_with(
         booking: None,
         code_key: b"test key of thirty-two bytes....",
         network: &NoNetwork,
+        loyalty: &NO_LOYALTY,
         now_ms: 0,
     })
 }
@@ -761,6 +762,7 @@ proptest! {
                 booking: None,
                 code_key: b"k",
                 network: &NoNetwork,
+                loyalty: &NO_LOYALTY,
                 now_ms: 0,
             });
             for entry in &outcome.entries {

@@ -70,6 +70,7 @@ fn input<'a>(
         booking: None,
         code_key: b"k",
         network: &NoNetwork,
+        loyalty: &NO_LOYALTY,
         now_ms: NOW,
     }
 }

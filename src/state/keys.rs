@@ -46,11 +46,18 @@ pub enum Family {
     /// `p | tenant 0 customer 0 event_id` -> a gift card the customer
     /// bought ([`super::codec::GiftCardRecord`]), for the customer summary.
     GiftCards,
+    /// `p | tenant 0 customer` -> the customer's loyalty record
+    /// (`crate::rules::Loyalty`: expiring credits, the tiers' window, limit
+    /// counters, the tier), for tenants that use them.
+    Loyalty,
+    /// `p | due_ms | tenant 0 customer` -> empty: each customer's review
+    /// timer (expiries, expiry warnings, tier review), in due order.
+    Reviews,
 }
 
 impl Family {
     /// Every family, in creation order.
-    pub const ALL: [Family; 13] = [
+    pub const ALL: [Family; 15] = [
         Family::Balances,
         Family::Ledger,
         Family::Dedupe,
@@ -64,6 +71,8 @@ impl Family {
         Family::LedgerByTime,
         Family::Totals,
         Family::GiftCards,
+        Family::Loyalty,
+        Family::Reviews,
     ];
 
     /// The family's number in the changelog's record keys (its index in
@@ -93,6 +102,8 @@ impl Family {
             Family::LedgerByTime => "ledger_by_time",
             Family::Totals => "totals",
             Family::GiftCards => "gift_cards",
+            Family::Loyalty => "loyalty",
+            Family::Reviews => "reviews",
         }
     }
 }
@@ -202,6 +213,36 @@ pub fn parse_timer(key: &[u8]) -> Option<TimerKey> {
         customer: text()?,
         booking_id: text()?,
     })
+}
+
+/// A customer's loyalty record.
+pub fn loyalty(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
+    with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 0)
+}
+
+/// The review timer of a customer, due at `due_ms` (Unix milliseconds;
+/// earlier than 1970 counts as 1970). Reviews of a partition sort by due time.
+pub fn review(p: u32, due_ms: i64, tenant: &str, customer: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(13 + tenant.len() + customer.len());
+    key.extend_from_slice(&p.to_be_bytes());
+    key.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(customer.as_bytes());
+    key
+}
+
+/// Splits a review key made by [`review`]: due time, tenant, customer. A
+/// tenant id never holds a zero byte, so the first one ends it.
+pub fn parse_review(key: &[u8]) -> Option<(i64, String, String)> {
+    let due = u64::from_be_bytes(key.get(4..12)?.try_into().ok()?);
+    let rest = key.get(12..)?;
+    let at = rest.iter().position(|b| *b == 0)?;
+    Some((
+        i64::try_from(due).ok()?,
+        String::from_utf8(rest.get(..at)?.to_vec()).ok()?,
+        String::from_utf8(rest.get(at + 1..)?.to_vec()).ok()?,
+    ))
 }
 
 /// Prefix of one customer's ledger entries, in sequence order.
@@ -403,6 +444,8 @@ mod tests {
             ledger_by_time(p, "t", 5, 1),
             totals(p, "t", 5, &TotalsDims::default()),
             gift_card(p, "t", "c", "e"),
+            loyalty(p, "t", "c"),
+            review(p, 5, "t", "c"),
         ] {
             assert!(key.starts_with(&partition_prefix(p)));
         }
@@ -438,6 +481,12 @@ mod tests {
             let parsed = parse_timer(&timer(3, a, "t", "c", &id));
             prop_assert_eq!(parsed, Some(TimerKey { due_ms: a, tenant: "t".into(), customer: "c".into(), booking_id: id.clone() }));
             prop_assert_eq!(timer(3, a, "t", "c", &id) < timer(3, b, "t", "c", &id), a < b);
+        }
+
+        #[test]
+        fn review_keys_round_trip_and_sort_by_due(a in 0i64..i64::MAX / 2, b in 0i64..i64::MAX / 2, c in "[a-z0-9\\x00-]{1,20}") {
+            prop_assert_eq!(parse_review(&review(3, a, "t", &c)), Some((a, "t".to_owned(), c.clone())));
+            prop_assert_eq!(review(3, a, "t", &c) < review(3, b, "t", &c), a < b);
         }
 
         #[test]

@@ -279,6 +279,7 @@ async fn quote(api: &TillApi, tenant: &TenantConfig, req: &Request<Bytes>) -> Re
             booking: None,
             code_key: &[],
             network: &network,
+            loyalty: &rules::NO_LOYALTY,
             now_ms: SystemClock.now_ms(),
         };
         let quote = rules_till::quote(&input).map_err(|o| o.reason())?;

@@ -53,9 +53,19 @@ impl Processor {
             Some(id) => self.booking(batch, &keys::booking(p, &event.tenant, &event.customer, id))?,
             None => None,
         };
+        let loyalty_key = tenant
+            .keeps_loyalty()
+            .then(|| keys::loyalty(p, &event.tenant, &event.customer));
+        if let Some(key) = &loyalty_key {
+            self.load_loyalty(batch, key)?;
+        }
         let mut outcome = {
             let empty = BTreeMap::new();
             let unregistered = Customer::default();
+            let loyalty = loyalty_key
+                .as_ref()
+                .and_then(|key| batch.loyalty.get(key))
+                .unwrap_or(&rules::NO_LOYALTY);
             let balances = batch.balances.get(&prefix).unwrap_or(&empty);
             let customer = batch.customers.get(&customer_key).unwrap_or(&unregistered);
             rules::evaluate(&rules::Input {
@@ -70,6 +80,7 @@ impl Processor {
                     directory: &self.routing.directory,
                     tenants: &tenants,
                 },
+                loyalty,
                 // Only till holds depend on the clock: read it only if any.
                 now_ms: if customer.holds.is_empty() {
                     0

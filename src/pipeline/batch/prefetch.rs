@@ -131,6 +131,17 @@ impl Processor {
         Ok(())
     }
 
+    /// Loads the customer's loyalty record at `key` into the batch once
+    /// (an empty one if there is none yet).
+    pub(super) fn load_loyalty(&self, batch: &mut Batch, key: &[u8]) -> Result<(), StateError> {
+        if batch.loyalty.contains_key(key) {
+            return Ok(());
+        }
+        let record = decode_value(Family::Loyalty, self.store.get(Family::Loyalty, key)?)?.unwrap_or_default();
+        batch.loyalty.insert(key.to_vec(), record);
+        Ok(())
+    }
+
     pub(super) fn order(&self, batch: &mut Batch, key: &[u8]) -> Result<Option<OrderRecord>, StateError> {
         read_through(self.store.as_ref(), &mut batch.orders, Family::Orders, key)
     }

@@ -451,12 +451,14 @@ fn write_seed(store: &MemoryStore, seed: &Seed) {
             program: "cashback".into(),
             amount: seed.order_accrual,
             reversed: Decimal::ZERO,
+            expired: Decimal::ZERO,
         }],
         redemptions: vec![Movement {
             account: "deposit".into(),
             program: "redemption".into(),
             amount: seed.order_accrual,
             reversed: Decimal::ZERO,
+            expired: Decimal::ZERO,
         }],
     };
     set.put(

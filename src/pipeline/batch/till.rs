@@ -42,6 +42,7 @@ impl Processor {
                         directory: &self.routing.directory,
                         tenants: &tenants,
                     },
+                    loyalty: &rules::NO_LOYALTY,
                     now_ms,
                 };
                 match till::authorize(&input, id, *expires_ms) {

@@ -38,6 +38,7 @@
 
 mod giftcard;
 mod ledger;
+mod loyalty;
 mod records;
 
 #[cfg(test)]

@@ -50,6 +50,13 @@ impl StateValue for OrderRecord {
                 w.decimal(m.reversed);
             }
         }
+        // What expired of each accrual is a trailing section, absent while
+        // nothing expired, so older records read as they were written.
+        if self.accruals.iter().any(|m| !m.expired.is_zero()) {
+            for m in &self.accruals {
+                w.decimal(m.expired);
+            }
+        }
         w.finish()
     }
 
@@ -57,8 +64,13 @@ impl StateValue for OrderRecord {
         decode_with(value, |r| {
             let total = r.decimal("order total")?;
             let refunded = r.decimal("order refunded")?;
-            let accruals = movements(r)?;
+            let mut accruals = movements(r)?;
             let redemptions = movements(r)?;
+            if !r.at_end() {
+                for m in &mut accruals {
+                    m.expired = r.decimal("accrual expired")?;
+                }
+            }
             Ok(OrderRecord {
                 total,
                 refunded,
@@ -78,6 +90,7 @@ fn movements(r: &mut Reader<'_>) -> Result<Vec<Movement>, CodecError> {
             program: r.str("movement program")?.into(),
             amount: r.decimal("movement amount")?,
             reversed: r.decimal("movement reversed")?,
+            expired: rust_decimal::Decimal::ZERO,
         });
     }
     Ok(out)

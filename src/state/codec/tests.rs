@@ -89,6 +89,7 @@ fn fixture_order() -> OrderRecord {
             program: "cashback".into(),
             amount: d("1.20"),
             reversed: d("0"),
+            expired: d("0"),
         }],
         redemptions: Vec::new(),
     }
@@ -175,7 +176,17 @@ fn unknown_versions_and_damage_are_errors() {
     ));
     assert!(matches!(decode_ledger(&key, &[]), Err(CodecError::Empty)));
     assert!(matches!(OrderRecord::decode(b"{\"total\":"), Err(CodecError::Json(_))));
+    // A byte after the last field starts the section of what expired,
+    // which then ends early; after that section a byte is trailing.
     let mut long = ORDER_V1.to_vec();
+    long.push(0);
+    assert!(matches!(OrderRecord::decode(&long), Err(CodecError::Truncated)));
+    let mut expired = fixture_order();
+    for m in &mut expired.accruals {
+        m.expired = Decimal::ONE;
+    }
+    let mut long = expired.encode();
+    assert_eq!(OrderRecord::decode(&long).ok(), Some(expired));
     long.push(0);
     assert!(matches!(OrderRecord::decode(&long), Err(CodecError::Trailing(1))));
     // A version 1 entry needs its key: the id and customer come from it.
@@ -338,7 +349,7 @@ proptest! {
     ) {
         let (mut accruals, mut redemptions) = (Vec::new(), Vec::new());
         for (account, program, amount, reversed, redeemed) in moves {
-            let m = Movement { account: account.into(), program: program.into(), amount, reversed };
+            let m = Movement { account: account.into(), program: program.into(), amount, reversed, expired: Decimal::ZERO };
             if redeemed { redemptions.push(m) } else { accruals.push(m) }
         }
         let order = OrderRecord { total, refunded, accruals, redemptions };
