@@ -140,6 +140,39 @@ pub struct BalanceNotification {
     pub description: String,
 }
 
+/// `points.expiring`: credits of an account expire soon; sent only to
+/// customers with marketing consent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsExpiring {
+    /// Id, type and source.
+    #[serde(flatten)]
+    pub header: OutputHeader,
+    /// The account.
+    pub account: String,
+    /// What is left of the credits that expire.
+    pub amount: String,
+    /// When the first of them expires (RFC 3339).
+    pub expires_at: String,
+    /// The account's balance now.
+    pub balance: String,
+}
+
+/// `tier.changed`: the customer moved to another tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierChanged {
+    /// Id, type and source.
+    #[serde(flatten)]
+    pub header: OutputHeader,
+    /// The tier before (`null`: below every level).
+    pub from: Option<String>,
+    /// The tier after (`null`: below every level).
+    pub to: Option<String>,
+    /// What the tiers count: `spend` or `visits`.
+    pub metric: String,
+    /// The window's spend or visits that decided it.
+    pub value: String,
+}
+
 /// `giftcard.issued`: a gift card bought with points (seed 004).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GiftCardIssued {

@@ -34,6 +34,7 @@ use crate::telemetry;
 mod admit;
 mod emit;
 mod event;
+mod loyalty;
 mod prefetch;
 mod till;
 mod timers;

@@ -4,9 +4,14 @@
 //! tier, and the review timer. One record per customer, in the `loyalty`
 //! family, read only for tenants that use expiry, tiers or limits.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
+
+use super::checked::{self, Overflow};
+use super::{Entry, EntryType, TierChange};
+use crate::programs::{CalendarPeriod, ExpiryRule, TenantConfig};
 
 /// A customer's loyalty record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,3 +95,258 @@ pub static NO_LOYALTY: Loyalty = Loyalty {
     tier: None,
     review_ms: None,
 };
+
+/// A warning that credits are about to expire (`points.expiring`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiring {
+    /// The account.
+    pub account: Arc<str>,
+    /// What is left of the credits that expire, together.
+    pub amount: Decimal,
+    /// When the first of them expires, Unix milliseconds.
+    pub expires_ms: i64,
+}
+
+/// What expired of one credit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// The credit (its `remaining` before it expired).
+    pub lot: Lot,
+    /// The ledger entry: `expiry`, minus what was left of the credit (less
+    /// if the balance was lower, as after a refund that took it below).
+    pub entry: Entry,
+}
+
+/// What one review of a customer's record did at one due time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Review {
+    /// The credits that expired, in credit order.
+    pub expired: Vec<Expired>,
+    /// Warnings to send (empty unless the customer agreed to marketing).
+    pub expiring: Vec<Expiring>,
+    /// The tier the review moved the customer to.
+    pub tier_changed: Option<TierChange>,
+    /// The record after the review.
+    pub loyalty: Loyalty,
+}
+
+/// Unix milliseconds of `at`.
+fn ms_of(at: time::OffsetDateTime) -> Result<i64, Overflow> {
+    i64::try_from(at.unix_timestamp_nanos().checked_div(1_000_000).ok_or(Overflow::Date)?).map_err(|_| Overflow::Date)
+}
+
+/// When a credit made at `credited_ms` under `rule` expires.
+///
+/// # Errors
+/// [`Overflow::Date`] if the time leaves the calendar.
+pub fn expires_at(tenant: &TenantConfig, rule: &ExpiryRule, credited_ms: i64) -> Result<Option<i64>, Overflow> {
+    if let Some(after) = rule.after {
+        let after = i64::try_from(after.as_millis()).map_err(|_| Overflow::Date)?;
+        return credited_ms.checked_add(after).map(Some).ok_or(Overflow::Date);
+    }
+    let Some(period) = rule.at_end_of else {
+        return Ok(None);
+    };
+    let local = tenant.timezone.local_ms(credited_ms).ok_or(Overflow::Date)?;
+    let months: i8 = match period {
+        CalendarPeriod::Month => 1,
+        CalendarPeriod::Quarter => 3,
+        CalendarPeriod::Year => 12,
+    };
+    // The first day of the period, then the first instant of the next one.
+    let first_month = match period {
+        CalendarPeriod::Month => local.month(),
+        CalendarPeriod::Quarter => match local.month() {
+            1..=3 => 1,
+            4..=6 => 4,
+            7..=9 => 7,
+            _ => 10,
+        },
+        CalendarPeriod::Year => 1,
+    };
+    let start = jiff::civil::date(local.year(), first_month, 1);
+    let next = start
+        .checked_add(jiff::Span::new().months(months))
+        .map_err(|_| Overflow::Date)?;
+    let end = next
+        .to_zoned(tenant.timezone.tz().clone())
+        .map_err(|_| Overflow::Date)?;
+    Ok(Some(end.timestamp().as_millisecond()))
+}
+
+/// When the customer is told a lot under `rule` expires.
+fn warn_at(rule: &ExpiryRule, expires_ms: i64) -> Option<i64> {
+    let before = i64::try_from(rule.warn_before?.as_millis()).ok()?;
+    Some(expires_ms.saturating_sub(before))
+}
+
+/// Books one outcome's entries on the customer's lots: a credit to an
+/// account with an expiry rule becomes a lot; a debit spends lots oldest
+/// first. A balance the lots do not explain (credited before the rule
+/// existed) counts as the oldest credit and never expires, so it is spent
+/// first. A reversal of an order's accrual (`refund_of`) takes back from
+/// that order's own lot first. Expiry entries were booked by [`review`].
+///
+/// `balances` are the customer's balances before the entries.
+///
+/// # Errors
+/// [`Overflow`] if a sum or a time does not fit.
+pub fn book(
+    tenant: &TenantConfig,
+    loyalty: &mut Loyalty,
+    entries: &[Entry],
+    balances: &BTreeMap<String, Decimal>,
+    at: time::OffsetDateTime,
+    source: &str,
+    refund_of: Option<&str>,
+) -> Result<(), Overflow> {
+    let at_ms = ms_of(at)?;
+    let mut running: BTreeMap<&str, Decimal> = BTreeMap::new();
+    for entry in entries {
+        let account = &*entry.account;
+        let before = match running.get(account) {
+            Some(b) => *b,
+            None => balances.get(account).copied().unwrap_or_default(),
+        };
+        running.insert(account, checked::add(before, entry.amount)?);
+        if entry.entry_type == EntryType::Expiry || !tenant.tracks_lots(account) {
+            continue;
+        }
+        if entry.amount > Decimal::ZERO {
+            let expires_ms = match tenant.expiry_rule(account, &entry.program) {
+                Some(rule) => expires_at(tenant, rule, at_ms)?,
+                None => None,
+            };
+            loyalty.lots.push(Lot {
+                account: Arc::clone(&entry.account),
+                program: Arc::clone(&entry.program),
+                source: source.to_owned(),
+                credited_ms: at_ms,
+                expires_ms,
+                warned: false,
+                amount: entry.amount,
+                remaining: entry.amount,
+            });
+            continue;
+        }
+        let in_lots = checked::sum(loyalty.lots.iter().filter(|l| &*l.account == account).map(|l| l.remaining))?;
+        let opening = checked::sub(before, in_lots)?.max(Decimal::ZERO);
+        let mut left = checked::sub(entry.amount.abs(), opening)?.max(Decimal::ZERO);
+        let own = |lot: &Lot| {
+            entry.entry_type == EntryType::Reversal
+                && refund_of == Some(lot.source.as_str())
+                && lot.program == entry.program
+        };
+        for first in [true, false] {
+            for lot in loyalty
+                .lots
+                .iter_mut()
+                .filter(|l| &*l.account == account && (!first || own(l)))
+            {
+                let take = left.min(lot.remaining);
+                lot.remaining = checked::sub(lot.remaining, take)?;
+                left = checked::sub(left, take)?;
+            }
+        }
+        loyalty.lots.retain(|l| l.remaining > Decimal::ZERO);
+    }
+    Ok(())
+}
+
+/// The next time the customer's record needs a review: a lot expires, a
+/// warning is due, or the tier may drop.
+pub fn next_review(tenant: &TenantConfig, loyalty: &Loyalty) -> Option<i64> {
+    let mut next: Option<i64> = None;
+    let mut consider = |at: i64| next = Some(next.map_or(at, |n| n.min(at)));
+    for lot in &loyalty.lots {
+        let Some(expires) = lot.expires_ms else { continue };
+        consider(expires);
+        if !lot.warned {
+            if let Some(warn) = tenant
+                .expiry_rule(&lot.account, &lot.program)
+                .and_then(|rule| warn_at(rule, expires))
+            {
+                consider(warn.min(expires));
+            }
+        }
+    }
+    next
+}
+
+/// Reviews the customer's record at `at_ms`: expires every lot due by
+/// then (what is left of it, never more than the balance), marks the
+/// warnings due by then (returned only with `consent`), and reviews the
+/// tier.
+///
+/// # Errors
+/// [`Overflow`] if a sum does not fit.
+pub fn review(
+    tenant: &TenantConfig,
+    loyalty: &Loyalty,
+    balances: &BTreeMap<String, Decimal>,
+    at_ms: i64,
+    consent: bool,
+) -> Result<Review, Overflow> {
+    let mut out = Review {
+        loyalty: loyalty.clone(),
+        ..Review::default()
+    };
+    let mut running: BTreeMap<&str, Decimal> = BTreeMap::new();
+    let mut kept = Vec::with_capacity(loyalty.lots.len());
+    for lot in &loyalty.lots {
+        if lot.expires_ms.is_none_or(|e| e > at_ms) {
+            kept.push(lot.clone());
+            continue;
+        }
+        let balance = match running.get(&*lot.account) {
+            Some(b) => *b,
+            None => balances.get(&*lot.account).copied().unwrap_or_default(),
+        };
+        let amount = lot.remaining.min(balance.max(Decimal::ZERO));
+        running.insert(&lot.account, checked::sub(balance, amount)?);
+        if amount.is_zero() {
+            continue;
+        }
+        out.expired.push(Expired {
+            lot: lot.clone(),
+            entry: Entry {
+                account: Arc::clone(&lot.account),
+                entry_type: EntryType::Expiry,
+                program: Arc::clone(&lot.program),
+                amount: checked::neg(amount),
+                base: None,
+                description: Some(format!("expiry of {} credited by {}", lot.amount, lot.source)),
+                operator: None,
+            },
+        });
+    }
+    // Warnings: lots whose warning time has come, by account.
+    for lot in &mut kept {
+        let (Some(expires), false) = (lot.expires_ms, lot.warned) else {
+            continue;
+        };
+        let due = tenant
+            .expiry_rule(&lot.account, &lot.program)
+            .and_then(|rule| warn_at(rule, expires));
+        if due.is_none_or(|w| w > at_ms) {
+            continue;
+        }
+        lot.warned = true;
+        if !consent {
+            continue;
+        }
+        match out.expiring.iter_mut().find(|e| e.account == lot.account) {
+            Some(warning) => {
+                warning.amount = checked::add(warning.amount, lot.remaining)?;
+                warning.expires_ms = warning.expires_ms.min(expires);
+            }
+            None => out.expiring.push(Expiring {
+                account: Arc::clone(&lot.account),
+                amount: lot.remaining,
+                expires_ms: expires,
+            }),
+        }
+    }
+    out.loyalty.lots = kept;
+    Ok(out)
+}

@@ -315,8 +315,10 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
         ),
     ] {
         for movement in movements.iter_mut() {
-            let target =
-                round_for(tenant, &movement.account, checked::mul(movement.amount, share)?).min(movement.amount);
+            // What expired of an accrual is gone already: a refund takes
+            // back the refunded share, but never what expired.
+            let unexpired = checked::sub(movement.amount, movement.expired)?.max(Decimal::ZERO);
+            let target = round_for(tenant, &movement.account, checked::mul(movement.amount, share)?).min(unexpired);
             let mut delta = checked::sub(target, movement.reversed)?.max(Decimal::ZERO);
             if limit {
                 let available = match balances.get(&movement.account) {

@@ -29,6 +29,7 @@ impl Processor {
                 (&refused, Vec::new())
             }
         };
+        let loyalty_before = self.loyalty_before(batch, tenant, prefix, outcome);
         let mut last_balance = Decimal::ZERO;
         for (entry, new_balance) in outcome.entries.iter().zip(after) {
             // Loaded by the prefetch (or `load_balances`): no key copy per entry.
@@ -247,6 +248,9 @@ impl Processor {
                 );
                 add_timers(batch, p, 1);
             }
+        }
+        if let Some(before) = &loyalty_before {
+            self.book_loyalty(batch, out, outcome, before)?;
         }
         Ok(Written {
             entries: outcome.entries.len(),

@@ -4,9 +4,10 @@
 use super::*;
 
 impl Processor {
-    /// Fires up to `limit` timers of partition `p` due at `now_ms` or
-    /// earlier, into `batch`: each credit, its outputs and the timer's
-    /// deletion commit together. Returns how many credits were made.
+    /// Fires up to `limit` booking timers and `limit` review timers of
+    /// partition `p` due at `now_ms` or earlier, into `batch`: each credit or
+    /// review, its outputs and the timer's deletion commit together.
+    /// Returns how many fired.
     ///
     /// # Errors
     /// [`StateError`] if the store fails; the batch must then be dropped.
@@ -85,7 +86,9 @@ impl Processor {
             // At most `limit` timers are scanned.
             fired = fired.saturating_add(1);
         }
-        Ok(fired)
+        // Then the customers' reviews (expiries, warnings, tiers).
+        let reviewed = self.fire_reviews(batch, p, now_ms, limit)?;
+        Ok(fired.saturating_add(reviewed))
     }
 
     /// The due time of the earliest timer of partition `p` in state, if any.
@@ -94,11 +97,17 @@ impl Processor {
     /// [`StateError`] if the store fails.
     pub fn earliest_due(&self, p: u32) -> Result<Option<i64>, StateError> {
         let prefix = keys::partition_prefix(p);
-        let first = self.store.scan(Family::Timers, &prefix, &prefix, 1)?;
-        Ok(first
+        let booking = self.store.scan(Family::Timers, &prefix, &prefix, 1)?;
+        let booking = booking
             .first()
             .and_then(|(key, _)| keys::parse_timer(key))
-            .map(|t| t.due_ms))
+            .map(|t| t.due_ms);
+        let review = self.store.scan(Family::Reviews, &prefix, &prefix, 1)?;
+        let review = review.first().and_then(|(key, _)| keys::parse_review(key)).map(|r| r.0);
+        Ok(match (booking, review) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// Pending timers of every partition this processor has committed.

@@ -107,6 +107,7 @@ impl Processor {
         }
         let prefix = keys::partition_prefix(p);
         let timers = self.store.scan(Family::Timers, &prefix, &prefix, usize::MAX)?.len() as i64;
+        let reviews = self.store.scan(Family::Reviews, &prefix, &prefix, usize::MAX)?.len() as i64;
         let changelog_last = self
             .store
             .get(Family::Meta, &keys::changelog_cursor(p))?
@@ -114,7 +115,7 @@ impl Processor {
         Ok(Cursor {
             next_seq: read_next_seq(self.store.as_ref(), p)?,
             offsets: HashMap::new(),
-            timers,
+            timers: timers.saturating_add(reviews),
             changelog_seq: None,
             changelog_last,
         })
