@@ -483,3 +483,7 @@ mod limits_tests;
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod prop_tests;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod expiry_tests;

@@ -229,7 +229,13 @@ pub fn book(
             });
             continue;
         }
-        let in_lots = checked::sum(loyalty.lots.iter().filter(|l| &*l.account == account).map(|l| l.remaining))?;
+        let in_lots = checked::sum(
+            loyalty
+                .lots
+                .iter()
+                .filter(|l| &*l.account == account)
+                .map(|l| l.remaining),
+        )?;
         let opening = checked::sub(before, in_lots)?.max(Decimal::ZERO);
         let mut left = checked::sub(entry.amount.abs(), opening)?.max(Decimal::ZERO);
         let own = |lot: &Lot| {

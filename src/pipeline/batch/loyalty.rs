@@ -80,7 +80,14 @@ impl Processor {
 
     /// Stores the customer's record and moves the review timer to the
     /// record's next review.
-    pub(super) fn put_loyalty(&self, batch: &mut Batch, p: u32, tenant: &TenantConfig, customer: &str, mut record: Loyalty) {
+    pub(super) fn put_loyalty(
+        &self,
+        batch: &mut Batch,
+        p: u32,
+        tenant: &TenantConfig,
+        customer: &str,
+        mut record: Loyalty,
+    ) {
         let due = loyalty::next_review(tenant, &record);
         if due != record.review_ms {
             if let Some(old) = record.review_ms {
@@ -169,7 +176,10 @@ impl Processor {
             let live = match tenants.get(&tenant_id) {
                 Some(_) => {
                     self.load_loyalty(batch, &loyalty_key)?;
-                    batch.loyalty.get(&loyalty_key).is_some_and(|r| r.review_ms == Some(due_ms))
+                    batch
+                        .loyalty
+                        .get(&loyalty_key)
+                        .is_some_and(|r| r.review_ms == Some(due_ms))
                 }
                 None => false,
             };
