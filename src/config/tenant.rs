@@ -419,6 +419,47 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
             );
         }
     }
+    validate_expiry(tenant, issues);
+}
+
+/// Expiry rules: of the account's and of programs.
+fn validate_expiry(tenant: &TenantConfig, issues: &mut Issues<'_>) {
+    let programs = tenant
+        .programs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((format!("programs[{i}].expiry"), p.expiry.as_ref()?)));
+    let accounts = tenant.expiry.iter().map(|(account, rule)| {
+        if !tenant.has_account(account) {
+            issues.push(
+                format!("expiry.{account}"),
+                format!("{account:?} is not an account of this tenant (built-in or in bonus_accounts)"),
+            );
+        }
+        (format!("expiry.{account}"), rule)
+    });
+    let rules: Vec<_> = accounts.collect();
+    for (at, rule) in rules.into_iter().chain(programs) {
+        const LONGEST: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+        match (rule.after, rule.at_end_of) {
+            (None, None) | (Some(_), Some(_)) => issues.push(
+                at.clone(),
+                "set exactly one of after (\"365d\") and at_end_of (\"month\", \"quarter\" or \"year\")",
+            ),
+            (Some(after), None) if after < std::time::Duration::from_secs(1) || after > LONGEST => {
+                issues.push(format!("{at}.after"), "must be between 1s and 100 years")
+            }
+            _ => {}
+        }
+        if let Some(warn) = rule.warn_before {
+            if warn.is_zero() || rule.after.is_some_and(|after| warn >= after) || warn > LONGEST {
+                issues.push(
+                    format!("{at}.warn_before"),
+                    "must be more than zero and less than after (the warning comes before the expiry)",
+                );
+            }
+        }
+    }
 }
 
 fn valid_id(id: &str) -> bool {

@@ -427,3 +427,56 @@ fn pending_partnerships_are_listed_whichever_side_sent() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn expiry_rules_are_checked() {
+    let tenant = format!(
+        r#"{TENANT}
+[expiry.cashback]
+after = "30d"
+at_end_of = "month"
+[expiry.moon]
+after = "0s"
+[expiry.bonus]
+at_end_of = "quarter"
+warn_before = "7d"
+[expiry.discount]
+after = "7d"
+warn_before = "7d"
+"#
+    );
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", &tenant)]) else {
+        panic!("fixture")
+    };
+    let found = issues(fx.load());
+    for field in [
+        "expiry.cashback",
+        "expiry.moon",
+        "expiry.moon.after",
+        "expiry.discount.warn_before",
+    ] {
+        assert!(
+            found.iter().any(|i| i.contains(&format!(": {field}: "))),
+            "no issue for {field} in {found:#?}"
+        );
+    }
+    assert!(
+        !found.iter().any(|i| i.contains("expiry.bonus")),
+        "a quarter-end rule with a warning is valid: {found:#?}"
+    );
+    let good =
+        format!("timezone = \"Europe/Kyiv\"\n{TENANT}\n[expiry.cashback]\nafter = \"365d\"\nwarn_before = \"14d\"\n");
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", &good)]) else {
+        panic!("fixture")
+    };
+    assert!(issues(fx.load()).is_empty(), "{:?}", issues(fx.load()));
+    let bad_zone = format!("timezone = \"Mars/Olympus\"\n{TENANT}");
+    let Some(fx) = Fixture::new(PROCESSOR, &[("cafe.toml", &bad_zone)]) else {
+        panic!("fixture")
+    };
+    let found = issues(fx.load());
+    assert!(
+        found.iter().any(|i| i.contains("timezone") && i.contains("IANA")),
+        "{found:?}"
+    );
+}

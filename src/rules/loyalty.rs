@@ -184,7 +184,8 @@ fn warn_at(rule: &ExpiryRule, expires_ms: i64) -> Option<i64> {
 /// account with an expiry rule becomes a lot; a debit spends lots oldest
 /// first. A balance the lots do not explain (credited before the rule
 /// existed) counts as the oldest credit and never expires, so it is spent
-/// first. A reversal of an order's accrual (`refund_of`) takes back from
+/// first. A credit to a balance below zero pays the debt first. A
+/// reversal of an order's accrual (`refund_of`) takes back from
 /// that order's own lot first. Expiry entries were booked by [`review`].
 ///
 /// `balances` are the customer's balances before the entries.
@@ -213,6 +214,12 @@ pub fn book(
             continue;
         }
         if entry.amount > Decimal::ZERO {
+            // A credit to a balance below zero pays the debt first; only
+            // what it leaves above zero can be spent or expire.
+            let remaining = entry.amount.min(checked::add(before, entry.amount)?);
+            if remaining <= Decimal::ZERO {
+                continue;
+            }
             let expires_ms = match tenant.expiry_rule(account, &entry.program) {
                 Some(rule) => expires_at(tenant, rule, at_ms)?,
                 None => None,
@@ -225,7 +232,7 @@ pub fn book(
                 expires_ms,
                 warned: false,
                 amount: entry.amount,
-                remaining: entry.amount,
+                remaining,
             });
             continue;
         }

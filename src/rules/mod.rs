@@ -527,3 +527,7 @@ mod network_tests;
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects, clippy::unwrap_used)]
 mod till_tests;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod loyalty_tests;
