@@ -265,7 +265,9 @@ async fn quote(api: &TillApi, tenant: &TenantConfig, req: &Request<Bytes>) -> Re
     // snapshot (memtable or block cache) and the pure rules take tens of
     // microseconds, less than a hand-off to another thread under load.
     let result = (|| {
-        let (customer, balances) = super::state::customer_state(&store.snapshot(), p, tenant, &event.customer)?;
+        let snapshot = store.snapshot();
+        let (customer, balances) = super::state::customer_state(&snapshot, p, tenant, &event.customer)?;
+        let loyalty = super::state::loyalty_state(&snapshot, p, tenant, &event.customer)?;
         let network = NetworkView {
             directory: &directory,
             tenants: &tenants,
@@ -279,7 +281,7 @@ async fn quote(api: &TillApi, tenant: &TenantConfig, req: &Request<Bytes>) -> Re
             booking: None,
             code_key: &[],
             network: &network,
-            loyalty: &rules::NO_LOYALTY,
+            loyalty: &loyalty,
             now_ms: SystemClock.now_ms(),
         };
         let quote = rules_till::quote(&input).map_err(|o| o.reason())?;

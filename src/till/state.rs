@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use crate::programs::TenantConfig;
-use crate::rules::Customer;
+use crate::rules::{Customer, Loyalty};
 use crate::state::codec::StateValue;
 use crate::state::{keys, Entry, Family, Snapshot, StateError, Store};
 
@@ -54,6 +54,29 @@ impl<S: Store + ?Sized> Reads for S {
 
     fn read_prefix(&self, family: Family, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
         self.scan(family, prefix, prefix, limit)
+    }
+}
+
+/// The customer's loyalty record (tiers, limits, expiring credits), for
+/// a tenant that keeps one; empty otherwise.
+///
+/// # Errors
+/// A description of the failure if the store fails or the value is corrupt.
+pub fn loyalty_state(
+    reads: &(impl Reads + ?Sized),
+    p: u32,
+    tenant: &TenantConfig,
+    customer: &str,
+) -> Result<Loyalty, String> {
+    if !tenant.keeps_loyalty() {
+        return Ok(Loyalty::default());
+    }
+    match reads
+        .read(Family::Loyalty, &keys::loyalty(p, &tenant.id, customer))
+        .map_err(|e| e.to_string())?
+    {
+        Some(raw) => Loyalty::decode(&raw).map_err(|e| e.to_string()),
+        None => Ok(Loyalty::default()),
     }
 }
 

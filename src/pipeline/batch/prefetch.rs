@@ -1,5 +1,6 @@
 //! Stage 2, prefetch: everything the rules read for a record (dedupe
-//! record, profile, balances, the original order, the booking), read once
+//! record, profile, balances, the original order, the booking, the
+//! loyalty record), read once
 //! per batch and kept in the batch's overlay, which the later stages update.
 
 use super::*;
@@ -79,6 +80,9 @@ impl Processor {
                     wanted.dedupe.push(keys::dedupe(p, t, &event.event_id));
                     wanted.customers.push((keys::customer(p, t, c), t, c));
                     wanted.balances.push(keys::balance_prefix(p, t, c));
+                    if self.tenants.get(t).is_some_and(TenantConfig::keeps_loyalty) {
+                        wanted.loyalty.push(keys::loyalty(p, t, c));
+                    }
                     match &event.body {
                         Body::OrderRefunded(refund) => {
                             wanted.orders.push(keys::order(p, t, c, &refund.original_event_id));
@@ -124,6 +128,11 @@ impl Processor {
         let bookings = missing(wanted.bookings, |k| batch.bookings.contains_key(k));
         for (key, raw) in bookings.iter().zip(store.multi_get(Family::Bookings, &bookings)?) {
             batch.bookings.insert(key.clone(), decode_value(Family::Bookings, raw)?);
+        }
+        let loyalty = missing(wanted.loyalty, |k| batch.loyalty.contains_key(k));
+        for (key, raw) in loyalty.iter().zip(store.multi_get(Family::Loyalty, &loyalty)?) {
+            let record = decode_value(Family::Loyalty, raw)?.unwrap_or_default();
+            batch.loyalty.insert(key.clone(), record);
         }
         for prefix in missing(wanted.balances, |k| batch.balances.contains_key(k)) {
             self.load_balances(batch, &prefix)?;
@@ -189,6 +198,7 @@ struct Wanted<'a> {
     balances: Vec<Vec<u8>>,
     orders: Vec<Vec<u8>>,
     bookings: Vec<Vec<u8>>,
+    loyalty: Vec<Vec<u8>>,
 }
 
 /// `keys` sorted (RocksDB reads them in order), without repeats and

@@ -24,6 +24,10 @@ impl Processor {
         let profile = self.customer(batch, p, tenant, &request.customer)?;
         let prefix = keys::balance_prefix(p, &tenant.id, &request.customer);
         self.load_balances(batch, &prefix)?;
+        let loyalty_key = keys::loyalty(p, &tenant.id, &request.customer);
+        if tenant.keeps_loyalty() {
+            self.load_loyalty(batch, &loyalty_key)?;
+        }
         let now_ms = SystemClock.now_ms();
         // Offset -1: no input record; the hook logs the partition.
         let decided = crate::pipeline::poison::Attempts::catch((p, -1), || match &request.op {
@@ -42,7 +46,7 @@ impl Processor {
                         directory: &self.routing.directory,
                         tenants: &tenants,
                     },
-                    loyalty: &rules::NO_LOYALTY,
+                    loyalty: batch.loyalty.get(&loyalty_key).unwrap_or(&rules::NO_LOYALTY),
                     now_ms,
                 };
                 match till::authorize(&input, id, *expires_ms) {
