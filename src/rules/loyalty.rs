@@ -273,6 +273,11 @@ pub fn next_review(tenant: &TenantConfig, loyalty: &Loyalty) -> Option<i64> {
     let mut consider = |at: i64| next = Some(next.map_or(at, |n| n.min(at)));
     for lot in &loyalty.lots {
         let Some(expires) = lot.expires_ms else { continue };
+        if !tenant.tracks_lots(&lot.account) {
+            // Dropped at its review (see `review`), without an expiry.
+            consider(expires);
+            continue;
+        }
         consider(expires);
         if !lot.warned {
             if let Some(warn) = tenant
@@ -307,6 +312,11 @@ pub fn review(
     let mut running: BTreeMap<&str, Decimal> = BTreeMap::new();
     let mut kept = Vec::with_capacity(loyalty.lots.len());
     for lot in &loyalty.lots {
+        if !tenant.tracks_lots(&lot.account) {
+            // The account's rule was removed: its credits no longer expire,
+            // and debits no longer spend lots, so the lot is dropped.
+            continue;
+        }
         if lot.expires_ms.is_none_or(|e| e > at_ms) {
             kept.push(lot.clone());
             continue;

@@ -315,3 +315,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn credits_of_an_account_whose_rule_was_removed_never_expire() {
+    let day0 = ms("2026-05-01T10:00:00Z");
+    let mut record = Loyalty::default();
+    let none = BTreeMap::new();
+    let t = tenant("");
+    book(
+        &t,
+        &mut record,
+        &[entry("bonus", "bonus", EntryType::Accrual, 10)],
+        &none,
+        at(day0),
+        "o1",
+        None,
+    )
+    .ok();
+    assert_eq!(record.lots.len(), 1);
+    // The same tenant without [expiry.bonus] and without the program
+    // that has its own rule.
+    let without = TenantConfig {
+        expiry: Default::default(),
+        programs: crate::programs::ProgramVersions::new(Vec::new()),
+        ..t
+    };
+    let balances = BTreeMap::from([("bonus".to_owned(), Decimal::from(10))]);
+    let r = review(&without, &record, &balances, day0 + 31 * DAY, true).unwrap_or_default();
+    assert!(r.expired.is_empty());
+    assert!(r.loyalty.lots.is_empty(), "the lot is dropped");
+    assert_eq!(next_review(&without, &r.loyalty), None);
+}
