@@ -143,6 +143,7 @@ fn what_is_left_of_each_credit_expires_once_oldest_spent_first() {
     assert_eq!(c.order("o1", START, "80.00", "0"), Applied::Processed(1)); // +4.00, expires day 30
     assert_eq!(c.order("o2", START + 10 * DAY, "80.00", "0"), Applied::Processed(1)); // +4.00, day 40
     assert_eq!(c.reviews(), 1, "one review timer per customer");
+    assert_eq!(c.processor.timers_pending(), 1);
     // 5.00 paid with cashback on day 15: all of o1's credit, 1.00 of o2's.
     assert_eq!(c.order("o3", START + 15 * DAY, "10.00", "5.00"), Applied::Processed(2)); // -5.00, +0.25
     assert_eq!(c.cashback(), Decimal::new(300, 2) + Decimal::new(25, 2));
@@ -168,6 +169,7 @@ fn what_is_left_of_each_credit_expires_once_oldest_spent_first() {
     assert_eq!(c.cashback(), Decimal::ZERO);
     assert_eq!(c.fire(START + 400 * DAY), 0, "never twice");
     assert_eq!(c.reviews(), 0, "no credit left: no timer");
+    assert_eq!(c.processor.timers_pending(), 0, "the gauge counts review timers too");
     assert_eq!(c.of_type("expiry").len(), 2);
 }
 

@@ -90,16 +90,19 @@ impl Processor {
     ) {
         let due = loyalty::next_review(tenant, &record);
         if due != record.review_ms {
+            // A key is deleted (and counted) once per batch, however often
+            // the batch moves the customer's timer.
             if let Some(old) = record.review_ms {
-                batch
-                    .set
-                    .delete(Family::Reviews, keys::review(p, old, &tenant.id, customer));
-                add_timers(batch, p, -1);
+                let key = keys::review(p, old, &tenant.id, customer);
+                if batch.timers_deleted.insert(key.clone()) {
+                    batch.set.delete(Family::Reviews, key);
+                    add_timers(batch, p, -1);
+                }
             }
             if let Some(new) = due {
-                batch
-                    .set
-                    .put(Family::Reviews, keys::review(p, new, &tenant.id, customer), Vec::new());
+                let key = keys::review(p, new, &tenant.id, customer);
+                batch.timers_deleted.remove(&key);
+                batch.set.put(Family::Reviews, key, Vec::new());
                 add_timers(batch, p, 1);
             }
             record.review_ms = due;
@@ -192,6 +195,7 @@ impl Processor {
                 continue;
             };
             self.review_customer(batch, p, tenant, &customer_id, now_ms)?;
+            telemetry::timer_fired(now_ms.saturating_sub(due_ms).max(0));
             fired = fired.saturating_add(1);
         }
         Ok(fired)
@@ -243,7 +247,6 @@ impl Processor {
                 };
                 self.apply_outcome(batch, &out, &balance_prefix, &outcome)?;
                 self.note_expired(batch, p, tenant, customer, expired)?;
-                telemetry::ledger_entry("expiry");
             }
             let out = review_emitter(p, tenant, customer, "review", due_at);
             for warning in &review.expiring {
