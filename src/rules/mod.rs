@@ -12,11 +12,13 @@
 mod booking;
 mod checked;
 mod giftcard;
+pub mod limits;
 pub mod loyalty;
 mod network;
 mod order;
 mod rejection;
 mod round;
+pub mod tiers;
 pub mod till;
 
 use std::collections::BTreeMap;
@@ -34,6 +36,7 @@ pub use giftcard::gift_card_code;
 pub use loyalty::{Loyalty, NO_LOYALTY};
 pub use network::{apply_command, split_deposit, DepositSplit};
 pub use rejection::{ReasonCode, Rejection, RejectionType};
+pub use tiers::{next_review, review};
 
 /// A customer found by phone in the customer directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -531,3 +534,11 @@ mod till_tests;
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod loyalty_tests;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tiers_tests;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod limits_tests;

@@ -148,6 +148,8 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
     // is made once per eligible amount (most orders have one).
     let mut share_of_all: Option<Decimal> = None;
     let mut last_share: Option<(Decimal, Decimal)> = None;
+    // The tiers' window and level, then the limit counters (tiers.rs).
+    let mut standing = super::tiers::Standing::purchase(input, order)?;
     for program in tenant.programs_at(input.event.occurred_at) {
         if !program.active_in(&input.event.branch) || (program.registered_only && !input.customer.registered) {
             continue;
@@ -196,7 +198,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                 (base, round_for(tenant, &account, raw))
             }
             _ => {
-                let Some(pct) = program.percent else { continue };
+                let Some(pct) = standing.percent(program) else { continue };
                 let lines = checked::sum(
                     order
                         .lines
@@ -205,9 +207,10 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                         .map(|l| l.amount.value()),
                 )?;
                 let base = checked::mul(lines, share)?;
-                (base, super::percent_for(tenant, &account, base, pct.value())?)
+                (base, super::percent_for(tenant, &account, base, pct)?)
             }
         };
+        let (amount, capped) = standing.cap(tenant, program, input.event.occurred_at, amount)?;
         if amount <= Decimal::ZERO {
             continue;
         }
@@ -217,7 +220,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             program: Arc::clone(&program.id),
             amount,
             base: Some(round_for_money(tenant, base)),
-            description: None,
+            description: capped,
             operator: None,
         });
         record.accruals.push(Movement {
@@ -228,7 +231,10 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             expired: Decimal::ZERO,
         });
     }
-    if !outcome.entries.is_empty() {
+    standing.finish(&mut outcome);
+    // With tiers, a refund takes the order's money off the window: it
+    // needs the record even if the order accrued nothing.
+    if !outcome.entries.is_empty() || tenant.tiers.is_some() {
         outcome.order_record = Some((input.event.event_id.clone(), record));
     }
     Ok(outcome)
@@ -347,6 +353,7 @@ pub(super) fn refunded(input: &Input<'_>, refund: &OrderRefunded) -> Result<Outc
             });
         }
     }
+    super::tiers::refunded(input, original, &record, &mut outcome)?;
     outcome.order_record = Some((refund.original_event_id.clone(), record));
     Ok(outcome)
 }
