@@ -464,3 +464,16 @@ proptest! {
         prop_assert!(sim.loyalty.window.windows(2).all(|w| w[0].day_ms < w[1].day_ms));
     }
 }
+
+#[test]
+fn a_tenant_without_tiers_or_limits_keeps_no_record_and_no_order_without_entries() {
+    let mut sim = Sim::new(tenant(
+        &CASHBACK.replace(r#"tier_percent = { silver = "7", gold = "10" }"#, ""),
+    ));
+    let outcome = sim.run(&paid("o1", MARCH_1, d("1000.00"), Decimal::ZERO));
+    assert_eq!(accrued(&outcome), d("50.00"));
+    assert_eq!((outcome.loyalty, outcome.tier_changed), (None, None));
+    let mut bare = Sim::new(tenant(""));
+    let nothing = bare.run(&paid("o1", MARCH_1, d("10.00"), Decimal::ZERO));
+    assert_eq!(nothing.order_record, None, "as before tiers: nothing to refund");
+}
