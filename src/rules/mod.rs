@@ -36,7 +36,6 @@ pub use giftcard::gift_card_code;
 pub use loyalty::{Loyalty, NO_LOYALTY};
 pub use network::{apply_command, split_deposit, DepositSplit};
 pub use rejection::{ReasonCode, Rejection, RejectionType};
-pub use tiers::{next_review, review};
 
 /// A customer found by phone in the customer directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::tiers::{next_review, review};
 use super::*;
 use crate::contract;
 
