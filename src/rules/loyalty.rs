@@ -288,6 +288,9 @@ pub fn next_review(tenant: &TenantConfig, loyalty: &Loyalty) -> Option<i64> {
             }
         }
     }
+    if let Some(at) = super::tiers::next_review(tenant, loyalty) {
+        consider(at);
+    }
     next
 }
 
@@ -371,5 +374,9 @@ pub fn review(
         }
     }
     out.loyalty.lots = kept;
+    if let Some((record, change)) = super::tiers::review(tenant, &out.loyalty, at_ms) {
+        out.loyalty = record;
+        out.tier_changed = change;
+    }
     Ok(out)
 }

@@ -478,3 +478,22 @@ fn a_tenant_without_tiers_or_limits_keeps_no_record_and_no_order_without_entries
     let nothing = bare.run(&paid("o1", MARCH_1, d("10.00"), Decimal::ZERO));
     assert_eq!(nothing.order_record, None, "as before tiers: nothing to refund");
 }
+
+#[test]
+fn the_records_review_lowers_the_tier_when_a_day_leaves() {
+    let mut sim = spend_sim();
+    sim.run(&paid("o1", MARCH_1, d("80.00"), Decimal::ZERO));
+    sim.run(&paid("o2", MARCH_1 + 5 * DAY, d("30.00"), Decimal::ZERO));
+    assert_eq!(sim.loyalty.tier.as_deref(), Some("silver"));
+    let due = loyalty::next_review(&sim.tenant, &sim.loyalty);
+    assert_eq!(due, Some(MARCH_1 + 30 * DAY), "the record's review includes the tier's");
+    let Some(due) = due else { return };
+    let reviewed = loyalty::review(&sim.tenant, &sim.loyalty, &sim.balances, due, false);
+    let Ok(reviewed) = reviewed else { panic!("{reviewed:?}") };
+    assert_eq!(
+        reviewed.tier_changed.map(|c| (c.from, c.to, c.value)),
+        Some((Some("silver".into()), None, d("30.00")))
+    );
+    assert_eq!(reviewed.loyalty.tier, None);
+    assert_eq!(loyalty::next_review(&sim.tenant, &reviewed.loyalty), None);
+}
