@@ -487,3 +487,7 @@ mod prop_tests;
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod expiry_tests;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tiers_tests;
