@@ -113,9 +113,10 @@ impl Processor {
     }
 
     fn emit_tier_changed(&self, batch: &mut Batch, out: &Emitter<'_>, change: &TierChange) -> Result<(), StateError> {
-        let metric = match out.tenant.tiers.as_ref().map(|t| t.metric) {
-            Some(crate::programs::TierMetric::Visits) => "visits",
-            _ => "spend",
+        // Spend is money, at the currency's decimals; visits are whole.
+        let (metric, value) = match out.tenant.tiers.as_ref().map(|t| t.metric) {
+            Some(crate::programs::TierMetric::Visits) => ("visits", change.value.normalize().to_string()),
+            _ => ("spend", money(change.value, out.tenant.minor_units)),
         };
         let seq = next_seq(batch, out.p);
         let payload = to_json(&TierChanged {
@@ -123,7 +124,7 @@ impl Processor {
             from: change.from.as_deref().map(str::to_owned),
             to: change.to.as_deref().map(str::to_owned),
             metric: metric.to_owned(),
-            value: change.value.normalize().to_string(),
+            value,
         })?;
         out.push(batch, seq, payload);
         Ok(())
