@@ -8,6 +8,7 @@
 //! The tenant files' contents (programs, policies, customers) are the pure
 //! types of [`crate::programs`]; this module only loads and validates them.
 
+mod campaigns;
 mod http;
 mod kafka;
 mod pipeline;
@@ -201,3 +202,6 @@ mod tests;
 
 #[cfg(test)]
 mod limits_tests;
+
+#[cfg(test)]
+mod campaigns_tests;

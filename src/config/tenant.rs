@@ -411,6 +411,7 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
             }
         }
     }
+    super::campaigns::validate(tenant, issues);
     for id in tenant.customers.keys() {
         if id.is_empty() || id.len() > 128 || id.contains(':') || id.chars().any(char::is_control) {
             issues.push(
@@ -462,7 +463,7 @@ fn validate_expiry(tenant: &TenantConfig, issues: &mut Issues<'_>) {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+pub(super) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

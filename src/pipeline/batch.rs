@@ -487,3 +487,6 @@ mod prop_tests;
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod expiry_tests;
+
+#[cfg(test)]
+mod campaign_tests;

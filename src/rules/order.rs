@@ -208,6 +208,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                 (base, super::percent_for(tenant, &account, base, pct.value())?)
             }
         };
+        let amount = super::campaigns::boost(input, program, amount)?;
         if amount <= Decimal::ZERO {
             continue;
         }
@@ -228,6 +229,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             expired: Decimal::ZERO,
         });
     }
+    super::campaigns::bonuses(input, order, &mut outcome, &mut record)?;
     if !outcome.entries.is_empty() {
         outcome.order_record = Some((input.event.event_id.clone(), record));
     }
