@@ -250,6 +250,10 @@ fn branches_programs_min_total_and_registration_choose_what_qualifies() {
         entries(&guest),
         vec![("accrual", "cb".into(), "cashback".into(), "4.00".into())]
     );
+    // A free order earns no fixed bonus (and no accrual to multiply).
+    let free = run(&all, &order(at, "0.00"), &member());
+    assert!(entries(&free).is_empty());
+    assert_eq!(free.order_record, None);
 }
 
 #[test]

@@ -80,7 +80,8 @@ pub(super) fn bonuses(
     let tenant = input.tenant;
     let total = order.total.value();
     for campaign in &tenant.campaigns {
-        let Some(bonus) = &campaign.bonus else {
+        // A free order (total zero) earns no fixed bonus.
+        let Some(bonus) = campaign.bonus.as_ref().filter(|_| total > Decimal::ZERO) else {
             continue;
         };
         // The account is validated with the tenant file.
