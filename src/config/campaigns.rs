@@ -15,6 +15,16 @@ const MAX_MULTIPLIER: Decimal = Decimal::ONE_HUNDRED;
 /// birthday: two windows of consecutive years never overlap.
 const MAX_WINDOW_DAYS: u16 = 180;
 
+/// The programs of entries no configured program decides.
+const RESERVED: [&str; 6] = [
+    "birthday",
+    "welcome",
+    "redemption",
+    "manual",
+    "gift_cards",
+    "service_points",
+];
+
 /// Checks `[[campaigns]]`, `[birthday]` and `[welcome]` of `tenant`.
 pub(super) fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
     let mut ids = BTreeSet::new();
@@ -24,6 +34,23 @@ pub(super) fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
             issues.push(
                 format!("{at}.id"),
                 "write a unique campaign id of 1 to 64 characters of [a-zA-Z0-9_.-]",
+            );
+        }
+        // The id is the program of the campaign's entries: it must name
+        // nothing else that moves balances, or reports and refunds mix them.
+        let referral = tenant.referral.as_ref().map(|r| r.id.as_str());
+        if tenant.programs.iter().any(|p| p.id == campaign.id)
+            || RESERVED.contains(&&*campaign.id)
+            || referral == Some(&*campaign.id)
+        {
+            issues.push(
+                format!("{at}.id"),
+                format!(
+                    "{:?} is already the program of other entries (a program, the referral, or one of {}); \
+                     give the campaign its own id",
+                    campaign.id,
+                    RESERVED.join(", ")
+                ),
             );
         }
         if campaign.multiplier.is_none() && campaign.bonus.is_none() {

@@ -203,6 +203,13 @@ fn from_must_be_before_until_and_ids_unique() {
         "campaigns[1].id",
         "unique campaign id",
     );
+    for taken in ["cashback", "birthday", "welcome", "manual"] {
+        refused(
+            &format!("[[campaigns]]\nid = \"{taken}\"\nmultiplier = \"2\"\n"),
+            "campaigns[0].id",
+            "give the campaign its own id",
+        );
+    }
     refused(
         "[[campaigns]]\nid = \"c\"\nmultiplier = \"2\"\nmin_total = \"0\"\n",
         "campaigns[0].min_total",
