@@ -8,6 +8,7 @@
 //! The tenant files' contents (programs, policies, customers) are the pure
 //! types of [`crate::programs`]; this module only loads and validates them.
 
+mod campaigns;
 mod earning;
 mod http;
 mod kafka;
@@ -203,5 +204,7 @@ mod tests;
 #[cfg(test)]
 mod limits_tests;
 
+#[cfg(test)]
+mod campaigns_tests;
 #[cfg(test)]
 mod earning_tests;

@@ -412,6 +412,7 @@ fn validate(tenant: &TenantConfig, issues: &mut Issues<'_>) {
         }
     }
     super::earning::validate(tenant, issues);
+    super::campaigns::validate(tenant, issues);
     for id in tenant.customers.keys() {
         if id.is_empty() || id.len() > 128 || id.contains(':') || id.chars().any(char::is_control) {
             issues.push(

@@ -4,11 +4,13 @@
 //! The contract imports nothing else of accrue. It is documented for POS
 //! developers in `docs/events.md`, with JSON Schema files in `docs/schemas/`.
 
+mod birthday;
 mod command;
 pub mod limits;
 mod money;
 mod output;
 
+pub use birthday::Birthday;
 pub use command::{Command, CommandBody, PartnerOrder, ReferralCredit};
 pub use money::Amount;
 pub use output::*;
@@ -345,6 +347,10 @@ pub struct CustomerUpserted {
     /// partners like `discount_percent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accrual_percent: Option<Amount>,
+    /// The customer's birthday, `"MM-DD"` or `"YYYY-MM-DD"`, for the
+    /// tenant's birthday bonus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthday: Option<Birthday>,
 }
 
 /// `balance.adjust`: staff add or subtract balance by hand (seed 004).

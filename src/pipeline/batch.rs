@@ -491,3 +491,6 @@ mod expiry_tests;
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod tiers_tests;
+
+#[cfg(test)]
+mod campaign_tests;

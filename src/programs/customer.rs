@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::Amount;
+use crate::contract::{Amount, Birthday};
 
 /// A customer's profile: from `customer.upserted`, or seeded in the
 /// tenant file under `[customers.<id>]`.
@@ -39,6 +39,17 @@ pub struct CustomerProfile {
     /// rewards on every visit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referred_by: Option<String>,
+    /// The customer's birthday, from `customer.upserted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthday: Option<Birthday>,
+    /// The birthday year whose birthday bonus was credited last (kept by
+    /// accrue): a bonus is credited once per birthday.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthday_bonus_year: Option<i16>,
+    /// The welcome bonus was credited (kept by accrue); set it in config for
+    /// customers imported as already welcomed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub welcomed: bool,
     /// Balance reserved at the till for orders not yet settled
     /// (`POST .../authorizations`). Kept by accrue, never configured.
     #[serde(skip)]

@@ -5,6 +5,7 @@
 //! Pure: no I/O, no Kafka, no config loading. [`crate::config`] reads and
 //! validates the tenant files into these types; [`crate::rules`] reads them.
 
+mod campaigns;
 mod customer;
 mod earning;
 mod partners;
@@ -18,6 +19,7 @@ use std::sync::{Arc, LazyLock};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+pub use campaigns::{BirthdayConfig, CampaignConfig, Day, FixedBonus, Hours, WelcomeConfig};
 pub use customer::{CustomerGroups, CustomerProfile, Hold};
 pub use earning::{CalendarPeriod, EarningLimits, ExpiryRule, ExpiryRules, TierLevel, TierMetric, TiersConfig};
 pub use partners::{partnership, PartnerConditions, PartnerConfig, ReferralConfig, ReferralReward};
@@ -127,6 +129,16 @@ pub struct TenantConfig {
     /// Tiers by spend or visits over a rolling window.
     #[serde(default)]
     pub tiers: Option<TiersConfig>,
+    /// Campaigns: multipliers and bonuses within dates, days, hours and
+    /// branches (`[[campaigns]]`).
+    #[serde(default)]
+    pub campaigns: Vec<CampaignConfig>,
+    /// The birthday bonus, if the tenant gives one.
+    #[serde(default)]
+    pub birthday: Option<BirthdayConfig>,
+    /// The welcome bonus on registration, if the tenant gives one.
+    #[serde(default)]
+    pub welcome: Option<WelcomeConfig>,
 }
 
 fn default_minor_units() -> u32 {

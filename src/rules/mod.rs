@@ -10,6 +10,7 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 mod booking;
+mod campaigns;
 mod checked;
 mod giftcard;
 pub mod limits;
@@ -170,8 +171,8 @@ pub use crate::programs::CustomerProfile as Customer;
 
 impl Customer {
     /// The profile a `customer.upserted` body describes; what accrue keeps
-    /// about the customer's history (`visited`, `referred_by`) comes from
-    /// `previous`.
+    /// about the customer's history (`visited`, `referred_by`, the birthday
+    /// and welcome bonuses credited) comes from `previous`.
     pub fn from_upsert(body: &CustomerUpserted, previous: &Customer) -> Self {
         Customer {
             phone: body.phone.clone(),
@@ -182,6 +183,9 @@ impl Customer {
             accrual_percent: body.accrual_percent,
             visited: previous.visited,
             referred_by: previous.referred_by.clone(),
+            birthday: body.birthday,
+            birthday_bonus_year: previous.birthday_bonus_year,
+            welcomed: previous.welcomed,
             holds: previous.holds.clone(),
         }
     }
@@ -371,10 +375,7 @@ pub fn evaluate(input: &Input<'_>) -> Outcome {
     let checked = match &input.event.body {
         Body::OrderPaid(order) | Body::VisitCompleted(order) => network::purchase(input, order),
         Body::OrderRefunded(refund) => order::refunded(input, refund),
-        Body::CustomerUpserted(body) => Ok(Outcome {
-            customer: Some(Customer::from_upsert(body, input.customer)),
-            ..Outcome::default()
-        }),
+        Body::CustomerUpserted(body) => Ok(campaigns::upserted(input, body)),
         Body::BalanceAdjust(adjust) => adjust_balance(input, adjust),
         Body::GiftCardExchange(exchange) => Ok(giftcard::exchange(input, &exchange.gift_card)),
         Body::BookingCreated(body) => booking::created(input, body),
@@ -439,7 +440,8 @@ pub fn rejection_type(body: &Body) -> RejectionType {
         Body::OrderPaid(order) | Body::VisitCompleted(order) if order.partner.is_some() => RejectionType::Partner,
         Body::OrderPaid(_) | Body::VisitCompleted(_) => RejectionType::Redemption,
         Body::OrderRefunded(_) => RejectionType::Refund,
-        // A profile moves no balance, so it is never refused; named for completeness.
+        // A profile moves no balance but a welcome bonus, refused only if
+        // that would pass the balance limit.
         Body::CustomerUpserted(_) => RejectionType::Customer,
         Body::BalanceAdjust(_) => RejectionType::Adjustment,
         Body::GiftCardExchange(_) => RejectionType::GiftCard,
@@ -541,3 +543,7 @@ mod tiers_tests;
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod limits_tests;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod campaign_tests;

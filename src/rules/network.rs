@@ -104,8 +104,9 @@ pub(super) fn purchase(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, 
         .authorization_id
         .as_deref()
         .filter(|id| input.customer.holds.iter().any(|h| h.id == *id));
-    if !input.customer.visited || referrer.is_some() || consumed.is_some() {
-        let mut profile = input.customer.clone();
+    // The order's rules may have changed the profile (a birthday bonus).
+    if !input.customer.visited || referrer.is_some() || consumed.is_some() || outcome.customer.is_some() {
+        let mut profile = outcome.customer.take().unwrap_or_else(|| input.customer.clone());
         profile.visited = true;
         if let Some(referrer) = &referrer {
             profile.referred_by = Some(referrer.clone());

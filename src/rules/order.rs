@@ -210,6 +210,8 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
                 (base, super::percent_for(tenant, &account, base, pct)?)
             }
         };
+        // A campaign's boost first, so that a limit covers what it adds.
+        let amount = super::campaigns::boost(input, program, amount)?;
         let (amount, capped) = standing.cap(tenant, program, input.event.occurred_at, amount)?;
         if amount <= Decimal::ZERO {
             continue;
@@ -232,6 +234,7 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
         });
     }
     standing.finish(&mut outcome);
+    super::campaigns::bonuses(input, order, &mut outcome, &mut record)?;
     // With tiers, a refund takes the order's money off the window: it
     // needs the record even if the order accrued nothing.
     if !outcome.entries.is_empty() || tenant.tiers.is_some() {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde::de::DeserializeOwned;
 
 use super::{format_of, CodecError, Format, Reader, Writer};
-use crate::contract::Amount;
+use crate::contract::{Amount, Birthday};
 use crate::programs::Hold;
 use crate::rules::{Booking, BookingState, Customer, Movement, OrderRecord};
 
@@ -186,8 +186,11 @@ impl StateValue for Customer {
         w.opt_decimal(self.accrual_percent.map(Amount::value));
         w.opt_str(self.referred_by.as_deref());
         // Holds are a trailing section, absent when there are none, so a
-        // profile without holds is byte for byte what it was before them.
-        if !self.holds.is_empty() {
+        // profile without holds is byte for byte what it was before them;
+        // the bonuses' section follows it the same way (holds then written
+        // even when there are none).
+        let bonuses = self.birthday.is_some() || self.birthday_bonus_year.is_some() || self.welcomed;
+        if !self.holds.is_empty() || bonuses {
             w.len(self.holds.len());
             for hold in &self.holds {
                 w.str(&hold.id);
@@ -200,6 +203,9 @@ impl StateValue for Customer {
                     w.decimal(*amount);
                 }
             }
+        }
+        if bonuses {
+            write_bonuses(&mut w, self);
         }
         w.finish()
     }
@@ -216,7 +222,7 @@ impl StateValue for Customer {
             if flags & !(REGISTERED | MARKETING_CONSENT | VISITED) != 0 {
                 return Err(CodecError::Invalid("profile flags"));
             }
-            Ok(Customer {
+            let mut profile = Customer {
                 phone,
                 groups: groups.into_iter().collect(),
                 registered: flags & REGISTERED != 0,
@@ -226,9 +232,74 @@ impl StateValue for Customer {
                 visited: flags & VISITED != 0,
                 referred_by: r.opt_str("referred_by")?,
                 holds: if r.at_end() { Vec::new() } else { holds(r)? },
-            })
+                birthday: None,
+                birthday_bonus_year: None,
+                welcomed: false,
+            };
+            if !r.at_end() {
+                read_bonuses(r, &mut profile)?;
+            }
+            Ok(profile)
         })
     }
+}
+
+/// Bits of the bonuses section's flags byte.
+const WELCOMED: u8 = 1;
+const BIRTHDAY: u8 = 2;
+const BIRTH_YEAR: u8 = 4;
+const BONUS_YEAR: u8 = 8;
+
+/// The birthday and what the birthday and welcome bonuses credited.
+fn write_bonuses(w: &mut Writer, profile: &Customer) {
+    let birth_year = profile.birthday.and_then(Birthday::year);
+    let mut flags = 0;
+    for (set, bit) in [
+        (profile.welcomed, WELCOMED),
+        (profile.birthday.is_some(), BIRTHDAY),
+        (birth_year.is_some(), BIRTH_YEAR),
+        (profile.birthday_bonus_year.is_some(), BONUS_YEAR),
+    ] {
+        if set {
+            flags |= bit;
+        }
+    }
+    w.byte(flags);
+    if let Some(birthday) = profile.birthday {
+        w.byte(birthday.month());
+        w.byte(birthday.day());
+    }
+    if let Some(year) = birth_year {
+        w.int(i64::from(year));
+    }
+    if let Some(year) = profile.birthday_bonus_year {
+        w.int(i64::from(year));
+    }
+}
+
+fn read_bonuses(r: &mut Reader<'_>, profile: &mut Customer) -> Result<(), CodecError> {
+    let flags = r.byte()?;
+    if flags & !(WELCOMED | BIRTHDAY | BIRTH_YEAR | BONUS_YEAR) != 0
+        || (flags & BIRTH_YEAR != 0 && flags & BIRTHDAY == 0)
+    {
+        return Err(CodecError::Invalid("profile bonus flags"));
+    }
+    profile.welcomed = flags & WELCOMED != 0;
+    if flags & BIRTHDAY != 0 {
+        let (month, day) = (r.byte()?, r.byte()?);
+        let year = if flags & BIRTH_YEAR != 0 {
+            Some(u16::try_from(r.int("birth year")?).map_err(|_| CodecError::Invalid("birth year"))?)
+        } else {
+            None
+        };
+        profile.birthday = Some(Birthday::new(year, month, day).ok_or(CodecError::Invalid("birthday"))?);
+    }
+    if flags & BONUS_YEAR != 0 {
+        let year = r.int("birthday bonus year")?;
+        profile.birthday_bonus_year =
+            Some(i16::try_from(year).map_err(|_| CodecError::Invalid("birthday bonus year"))?);
+    }
+    Ok(())
 }
 
 fn holds(r: &mut Reader<'_>) -> Result<Vec<Hold>, CodecError> {
@@ -254,4 +325,101 @@ fn holds(r: &mut Reader<'_>) -> Result<Vec<Hold>, CodecError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::programs::Hold;
+
+    fn profile() -> Customer {
+        Customer {
+            phone: Some("+10000000001".into()),
+            registered: true,
+            visited: true,
+            ..Customer::default()
+        }
+    }
+
+    fn hold() -> Hold {
+        Hold {
+            id: "au_1".into(),
+            order_id: "o-1".into(),
+            amounts: vec![("bonus".into(), rust_decimal::Decimal::from(120))],
+            created_ms: 1_000,
+            expires_ms: 2_000,
+        }
+    }
+
+    fn with_bonuses(mut p: Customer) -> Customer {
+        p.birthday = Birthday::new(Some(1992), 2, 29);
+        p.birthday_bonus_year = Some(2027);
+        p.welcomed = true;
+        p
+    }
+
+    #[test]
+    fn a_profile_without_bonuses_is_written_as_before_them() {
+        let plain = profile();
+        let held = Customer {
+            holds: vec![hold()],
+            ..profile()
+        };
+        // Before the bonuses' section: the holds section only when there
+        // are holds, and nothing after it.
+        let plain_bytes = plain.encode();
+        let held_bytes = held.encode();
+        let bonus_bytes = with_bonuses(profile()).encode();
+        assert!(held_bytes.starts_with(&plain_bytes));
+        assert_eq!(bonus_bytes.get(..plain_bytes.len()), Some(&plain_bytes[..]));
+        // A bonuses section without holds writes an empty holds count (0)
+        // and then the flags: welcomed, birthday, birth year, bonus year.
+        assert_eq!(
+            bonus_bytes.get(plain_bytes.len()..plain_bytes.len() + 2),
+            Some(&[0u8, 15][..])
+        );
+        for value in [plain, held] {
+            assert_eq!(Customer::decode(&value.encode()).ok(), Some(value));
+        }
+    }
+
+    #[test]
+    fn bonuses_round_trip_with_and_without_holds_and_year() {
+        let mut cases = vec![
+            with_bonuses(profile()),
+            with_bonuses(Customer {
+                holds: vec![hold()],
+                ..profile()
+            }),
+        ];
+        let mut only_welcomed = profile();
+        only_welcomed.welcomed = true;
+        cases.push(only_welcomed);
+        let mut no_birth_year = profile();
+        no_birth_year.birthday = Birthday::new(None, 12, 31);
+        cases.push(no_birth_year);
+        let mut only_bonus_year = profile();
+        only_bonus_year.birthday_bonus_year = Some(-3);
+        cases.push(only_bonus_year);
+        for value in cases {
+            assert_eq!(Customer::decode(&value.encode()).ok(), Some(value.clone()), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn damaged_bonus_sections_are_errors() {
+        let mut bytes = profile().encode();
+        let base = bytes.len();
+        bytes.extend_from_slice(&[0, 16]);
+        assert!(Customer::decode(&bytes).is_err(), "unknown flag");
+        bytes.truncate(base);
+        bytes.extend_from_slice(&[0, 4]);
+        assert!(Customer::decode(&bytes).is_err(), "a birth year without a birthday");
+        bytes.truncate(base);
+        bytes.extend_from_slice(&[0, 2, 2, 30]);
+        assert!(Customer::decode(&bytes).is_err(), "30 February");
+        bytes.truncate(base);
+        bytes.extend_from_slice(&[0, 2, 2]);
+        assert!(Customer::decode(&bytes).is_err(), "a birthday cut short");
+    }
 }

@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::*;
-use crate::contract::{AccrualEvent, Amount, OutputHeader, SourceRef};
+use crate::contract::{AccrualEvent, Amount, Birthday, OutputHeader, SourceRef};
 use crate::rules::{Booking, BookingState, Customer, Movement, OrderRecord};
 use crate::state::keys;
 
@@ -109,6 +109,16 @@ fn fixture_booking() -> Booking {
     }
 }
 
+fn hold() -> crate::programs::Hold {
+    crate::programs::Hold {
+        id: "au_1".into(),
+        order_id: "o-1".into(),
+        amounts: vec![("bonus".into(), d("120"))],
+        created_ms: 1_793_597_587_000,
+        expires_ms: 1_793_598_487_000,
+    }
+}
+
 fn fixture_customer() -> Customer {
     Customer {
         phone: Some("+10000000001".into()),
@@ -119,6 +129,9 @@ fn fixture_customer() -> Customer {
         accrual_percent: None,
         visited: true,
         referred_by: None,
+        birthday: None,
+        birthday_bonus_year: None,
+        welcomed: false,
         holds: Vec::new(),
     }
 }
@@ -392,6 +405,8 @@ proptest! {
         discount in proptest::option::of(rule_amount()),
         accrual in proptest::option::of(rule_amount()),
         referred_by in proptest::option::of(id()),
+        birthday in proptest::option::of((proptest::option::of(1900u16..2030), 1u8..=12, 1u8..=28)),
+        (birthday_bonus_year, welcomed, with_hold) in (proptest::option::of(2000i16..2100), any::<bool>(), any::<bool>()),
     ) {
         let profile = Customer {
             phone,
@@ -402,9 +417,14 @@ proptest! {
             accrual_percent: accrual.map(Amount::new),
             visited,
             referred_by,
-            holds: Vec::new(),
+            birthday: birthday.and_then(|(year, month, day)| Birthday::new(year, month, day)),
+            birthday_bonus_year,
+            welcomed,
+            holds: if with_hold { vec![hold()] } else { Vec::new() },
         };
         prop_assert_eq!(Customer::decode(&profile.encode()).ok(), Some(profile.clone()));
+        // Holds are never JSON (version 0 predates them).
+        let profile = Customer { holds: Vec::new(), ..profile };
         let json = serde_json::to_vec(&profile).unwrap_or_default();
         prop_assert_eq!(Customer::decode(&json).ok(), Some(profile));
     }
