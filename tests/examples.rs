@@ -96,3 +96,69 @@ fn schemas_are_valid_json() {
         assert!(value.get("$schema").is_some(), "{} has no $schema", path.display());
     }
 }
+
+/// The bistro's examples show the loyalty features of its local config: a
+/// welcome bonus on registration, then an order of 350.00 that reaches the
+/// silver level (300.00 over the last year) and earns its 4%, and the
+/// birthday bonus (the birthday is two days later).
+#[test]
+fn the_bistro_examples_show_the_welcome_bonus_a_tier_and_the_birthday_bonus() {
+    use accrue::state::{keys, Family, Store};
+    let store = Arc::new(MemoryStore::default());
+    let config = Config::load(&root().join("config/local/accrue.toml")).unwrap();
+    let mut processor = Processor::new(store.clone(), Arc::new(config.tenants), Arc::from(&b"k"[..]));
+    let mut batch = Batch::default();
+    for (i, name) in ["customer.upserted.bistro.json", "order.paid.bistro.json"]
+        .iter()
+        .enumerate()
+    {
+        let bytes = std::fs::read(root().join("docs/examples").join(name)).unwrap();
+        let key = key_of(&bytes).unwrap();
+        let record = InputRecord {
+            topic: "orders",
+            partition: 0,
+            offset: i as i64,
+            key: Some(key.as_bytes()),
+            payload: Some(&bytes),
+        };
+        assert!(matches!(
+            processor.apply(&mut batch, &record).unwrap(),
+            Applied::Processed(_)
+        ));
+    }
+    processor.commit(batch).unwrap();
+    let outputs: Vec<serde_json::Value> = store
+        .scan(Family::Outbox, &keys::partition_prefix(0), &keys::outbox(0, 0), 100)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(k, v)| accrue::outbox::load(store.as_ref(), 0, keys::parse_outbox(&k)?.1, &v).ok())
+        .filter_map(|r| serde_json::from_slice(&r.payload).ok())
+        .collect();
+    let seen: Vec<(String, String)> = outputs
+        .iter()
+        .map(|o| {
+            let what = o["entry_type"].as_str().or(o["type"].as_str()).unwrap_or_default();
+            let amount = o["amount"].as_str().or(o["to"].as_str()).unwrap_or_default();
+            (what.to_owned(), amount.to_owned())
+        })
+        .filter(|(what, _)| what != "directory")
+        .collect();
+    let want = [
+        ("welcome_bonus", "2.00"),
+        ("accrual", "14.00"),
+        ("birthday_bonus", "5.00"),
+        ("tier.changed", "silver"),
+    ];
+    for (what, amount) in want {
+        assert!(
+            seen.iter().any(|(w, a)| w == what && a == amount),
+            "no {what} of {amount} in {seen:?}"
+        );
+    }
+    let balance = store
+        .get(Family::Balances, &keys::balance(0, "bistro-nord", "b-2001", "cashback"))
+        .unwrap()
+        .and_then(|raw| keys::decode_decimal(&raw))
+        .unwrap();
+    assert_eq!(balance.to_string(), "21.00");
+}
