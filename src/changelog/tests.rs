@@ -188,7 +188,7 @@ fn encode_v1(t: BatchTag, from_seq: u64, to_seq: u64, changes: &[Change]) -> Vec
 fn any_changes() -> impl Strategy<Value = Vec<Change>> {
     proptest::collection::vec(
         (
-            0u8..15,
+            0u8..16,
             0u32..3,
             proptest::collection::vec(any::<u8>(), 0..12),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),

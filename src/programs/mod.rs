@@ -214,6 +214,12 @@ impl TenantConfig {
             .or_else(|| self.expiry.get(account))
     }
 
+    /// Whether some account has an expiry rule, so customers' credits are
+    /// kept as lots ([`crate::rules::loyalty::Lots`]).
+    pub fn keeps_lots(&self) -> bool {
+        !self.expiry.is_empty() || self.programs.iter().any(|p| p.expiry.is_some())
+    }
+
     /// Whether credits to `account` are kept as lots (spent oldest first)
     /// because some of them may expire.
     pub fn tracks_lots(&self, account: &str) -> bool {

@@ -1,8 +1,14 @@
-//! What accrue keeps about a customer's earning history, besides balances:
-//! the credits that may expire (lots), the spend and visits of the tiers'
-//! rolling window, what each program earned per limit period, the current
-//! tier, and the review timer. One record per customer, in the `loyalty`
-//! family, read only for tenants that use expiry, tiers or limits.
+//! What accrue keeps about a customer's earning history, besides balances,
+//! in two records per customer:
+//!
+//! - [`Loyalty`] (family `loyalty`): the spend and visits of the tiers'
+//!   rolling window, what each program earned per limit period, the tier,
+//!   and the review timer. Bounded in size; the rules read it.
+//! - [`Lots`] (family `lots`): the credits that may expire, while any of
+//!   them is left. It grows with a customer's unspent credits, so only the
+//!   pipeline touches it, in place, and writes it once per batch.
+//!
+//! Both are read only for tenants that use expiry, tiers or limits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,9 +22,6 @@ use crate::programs::{CalendarPeriod, ExpiryRule, TenantConfig};
 /// A customer's loyalty record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Loyalty {
-    /// Credits of accounts with an expiry rule, oldest first, while any of
-    /// them is left.
-    pub lots: Vec<Lot>,
     /// Spend and visits per day of the tiers' window, oldest first.
     pub window: Vec<Bucket>,
     /// What programs earned in the current limit periods.
@@ -29,6 +32,14 @@ pub struct Loyalty {
     /// The due time of the customer's review timer in state (expiries,
     /// expiry warnings, tier review), Unix milliseconds.
     pub review_ms: Option<i64>,
+}
+
+/// A customer's credits of accounts with an expiry rule, oldest first,
+/// while any of them is left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lots {
+    /// The credits.
+    pub lots: Vec<Lot>,
 }
 
 /// One credit of an account with an expiry rule.
@@ -89,7 +100,6 @@ pub struct Earned {
 /// The empty record: a customer with no history, or of a tenant without
 /// expiry, tiers and limits.
 pub static NO_LOYALTY: Loyalty = Loyalty {
-    lots: Vec::new(),
     window: Vec::new(),
     earned: Vec::new(),
     tier: None,
@@ -128,6 +138,8 @@ pub struct Review {
     pub tier_changed: Option<TierChange>,
     /// The record after the review.
     pub loyalty: Loyalty,
+    /// The credits after the review.
+    pub lots: Lots,
 }
 
 /// Unix milliseconds of `at`.
@@ -194,7 +206,7 @@ fn warn_at(rule: &ExpiryRule, expires_ms: i64) -> Option<i64> {
 /// [`Overflow`] if a sum or a time does not fit.
 pub fn book(
     tenant: &TenantConfig,
-    loyalty: &mut Loyalty,
+    lots: &mut Lots,
     entries: &[Entry],
     balances: &BTreeMap<String, Decimal>,
     at: time::OffsetDateTime,
@@ -224,7 +236,7 @@ pub fn book(
                 Some(rule) => expires_at(tenant, rule, at_ms)?,
                 None => None,
             };
-            loyalty.lots.push(Lot {
+            lots.lots.push(Lot {
                 account: Arc::clone(&entry.account),
                 program: Arc::clone(&entry.program),
                 source: source.to_owned(),
@@ -236,13 +248,7 @@ pub fn book(
             });
             continue;
         }
-        let in_lots = checked::sum(
-            loyalty
-                .lots
-                .iter()
-                .filter(|l| &*l.account == account)
-                .map(|l| l.remaining),
-        )?;
+        let in_lots = checked::sum(lots.lots.iter().filter(|l| &*l.account == account).map(|l| l.remaining))?;
         let opening = checked::sub(before, in_lots)?.max(Decimal::ZERO);
         let mut left = checked::sub(entry.amount.abs(), opening)?.max(Decimal::ZERO);
         let own = |lot: &Lot| {
@@ -251,7 +257,7 @@ pub fn book(
                 && lot.program == entry.program
         };
         for first in [true, false] {
-            for lot in loyalty
+            for lot in lots
                 .lots
                 .iter_mut()
                 .filter(|l| &*l.account == account && (!first || own(l)))
@@ -261,17 +267,17 @@ pub fn book(
                 left = checked::sub(left, take)?;
             }
         }
-        loyalty.lots.retain(|l| l.remaining > Decimal::ZERO);
+        lots.lots.retain(|l| l.remaining > Decimal::ZERO);
     }
     Ok(())
 }
 
 /// The next time the customer's record needs a review: a lot expires, a
 /// warning is due, or the tier may drop.
-pub fn next_review(tenant: &TenantConfig, loyalty: &Loyalty) -> Option<i64> {
+pub fn next_review(tenant: &TenantConfig, loyalty: &Loyalty, lots: &Lots) -> Option<i64> {
     let mut next: Option<i64> = None;
     let mut consider = |at: i64| next = Some(next.map_or(at, |n| n.min(at)));
-    for lot in &loyalty.lots {
+    for lot in &lots.lots {
         let Some(expires) = lot.expires_ms else { continue };
         if !tenant.tracks_lots(&lot.account) {
             // Dropped at its review (see `review`), without an expiry.
@@ -304,6 +310,7 @@ pub fn next_review(tenant: &TenantConfig, loyalty: &Loyalty) -> Option<i64> {
 pub fn review(
     tenant: &TenantConfig,
     loyalty: &Loyalty,
+    lots: &Lots,
     balances: &BTreeMap<String, Decimal>,
     at_ms: i64,
     consent: bool,
@@ -313,8 +320,8 @@ pub fn review(
         ..Review::default()
     };
     let mut running: BTreeMap<&str, Decimal> = BTreeMap::new();
-    let mut kept = Vec::with_capacity(loyalty.lots.len());
-    for lot in &loyalty.lots {
+    let mut kept = Vec::with_capacity(lots.lots.len());
+    for lot in &lots.lots {
         if !tenant.tracks_lots(&lot.account) {
             // The account's rule was removed: its credits no longer expire,
             // and debits no longer spend lots, so the lot is dropped.
@@ -373,7 +380,7 @@ pub fn review(
             }),
         }
     }
-    out.loyalty.lots = kept;
+    out.lots.lots = kept;
     if let Some((record, change)) = super::tiers::review(tenant, &out.loyalty, at_ms) {
         out.loyalty = record;
         out.tier_changed = change;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use super::loyalty::{book, expires_at, next_review, review, Lot};
+use super::loyalty::{book, expires_at, next_review, review, Lot, Lots};
 use super::*;
 use crate::programs::{CalendarPeriod, ExpiryRule};
 
@@ -121,7 +121,7 @@ fn a_credit_expires_after_its_period_or_at_the_end_of_its_calendar_period_in_the
 #[test]
 fn credits_become_lots_and_debits_spend_the_unexplained_balance_then_the_oldest_lots() {
     let t = tenant("");
-    let mut record = Loyalty::default();
+    let mut record = Lots::default();
     let mut balances = BTreeMap::from([("bonus".to_owned(), Decimal::from(10))]);
     let day0 = ms("2026-05-01T10:00:00Z");
     let credits = [
@@ -160,7 +160,7 @@ fn credits_become_lots_and_debits_spend_the_unexplained_balance_then_the_oldest_
 #[test]
 fn a_reversal_takes_back_from_its_own_orders_lot_first() {
     let t = tenant("");
-    let mut record = Loyalty::default();
+    let mut record = Lots::default();
     let day0 = ms("2026-05-01T10:00:00Z");
     let none = BTreeMap::new();
     book(
@@ -219,28 +219,32 @@ fn a_review_expires_what_is_left_never_more_than_the_balance_and_warns_only_with
         amount: Decimal::from(50),
         remaining: Decimal::from(remaining),
     };
-    let record = Loyalty {
+    let record = Lots {
         lots: vec![lot("o1", 30, day0 + 30 * DAY), lot("o2", 50, day0 + 40 * DAY)],
-        ..Loyalty::default()
     };
+    let none = Loyalty::default();
     // The first warning is due 5 days before o1 expires.
-    assert_eq!(next_review(&t, &record), Some(day0 + 25 * DAY));
+    assert_eq!(next_review(&t, &none, &record), Some(day0 + 25 * DAY));
     let balances = BTreeMap::from([("bonus".to_owned(), Decimal::from(20))]);
-    let warned = review(&t, &record, &balances, day0 + 25 * DAY, true).unwrap_or_default();
+    let warned = review(&t, &none, &record, &balances, day0 + 25 * DAY, true).unwrap_or_default();
     assert!(warned.expired.is_empty());
     assert_eq!(warned.expiring.len(), 1);
     assert_eq!(warned.expiring[0].amount, Decimal::from(30));
-    assert_eq!(next_review(&t, &warned.loyalty), Some(day0 + 30 * DAY), "warned once");
-    let silent = review(&t, &record, &balances, day0 + 25 * DAY, false).unwrap_or_default();
+    assert_eq!(
+        next_review(&t, &none, &warned.lots),
+        Some(day0 + 30 * DAY),
+        "warned once"
+    );
+    let silent = review(&t, &none, &record, &balances, day0 + 25 * DAY, false).unwrap_or_default();
     assert!(silent.expiring.is_empty(), "no consent, no warning");
-    assert_eq!(silent.loyalty, warned.loyalty, "but it counts as given");
+    assert_eq!(silent.lots, warned.lots, "but it counts as given");
     // A refund took the balance to 20: o1's 30 left expire as 20.
-    let expired = review(&t, &warned.loyalty, &balances, day0 + 30 * DAY, true).unwrap_or_default();
+    let expired = review(&t, &none, &warned.lots, &balances, day0 + 30 * DAY, true).unwrap_or_default();
     assert_eq!(expired.expired.len(), 1);
     assert_eq!(expired.expired[0].entry.amount, Decimal::from(-20));
     assert_eq!(expired.expired[0].entry.entry_type, EntryType::Expiry);
-    assert_eq!(expired.loyalty.lots.len(), 1);
-    assert_eq!(next_review(&t, &expired.loyalty), Some(day0 + 35 * DAY));
+    assert_eq!(expired.lots.lots.len(), 1);
+    assert_eq!(next_review(&t, &none, &expired.lots), Some(day0 + 35 * DAY));
 }
 
 /// One step of a customer's history on the `bonus` account.
@@ -269,7 +273,7 @@ proptest! {
     #[test]
     fn expiry_never_takes_more_than_is_left_and_the_balance_is_its_ledger(steps in prop::collection::vec(step(), 1..60)) {
         let t = tenant("");
-        let mut record = Loyalty::default();
+        let mut record = Lots::default();
         let mut ledger: Vec<Decimal> = Vec::new();
         let mut now = ms("2026-05-01T10:00:00Z");
         let mut taken: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -287,10 +291,10 @@ proptest! {
                 Step::Refund(a) => vec![entry("bonus", "bonus", EntryType::Reversal, -a)],
                 Step::Wait(days) => {
                     now += days * DAY;
-                    while let Some(due) = next_review(&t, &record).filter(|d| *d <= now) {
+                    while let Some(due) = next_review(&t, &Loyalty::default(), &record).filter(|d| *d <= now) {
                         let balance: Decimal = ledger.iter().sum();
                         let balances = BTreeMap::from([("bonus".to_owned(), balance)]);
-                        let r = review(&t, &record, &balances, due, true);
+                        let r = review(&t, &Loyalty::default(), &record, &balances, due, true);
                         prop_assert!(r.is_ok());
                         let r = r.unwrap_or_default();
                         for e in &r.expired {
@@ -301,7 +305,7 @@ proptest! {
                             prop_assert!(*sum <= credited[&e.lot.source]);
                             ledger.push(e.entry.amount);
                         }
-                        record = r.loyalty;
+                        record = r.lots;
                     }
                     continue;
                 }
@@ -319,7 +323,7 @@ proptest! {
 #[test]
 fn credits_of_an_account_whose_rule_was_removed_never_expire() {
     let day0 = ms("2026-05-01T10:00:00Z");
-    let mut record = Loyalty::default();
+    let mut record = Lots::default();
     let none = BTreeMap::new();
     let t = tenant("");
     book(
@@ -341,8 +345,8 @@ fn credits_of_an_account_whose_rule_was_removed_never_expire() {
         ..t
     };
     let balances = BTreeMap::from([("bonus".to_owned(), Decimal::from(10))]);
-    let r = review(&without, &record, &balances, day0 + 31 * DAY, true).unwrap_or_default();
+    let r = review(&without, &Loyalty::default(), &record, &balances, day0 + 31 * DAY, true).unwrap_or_default();
     assert!(r.expired.is_empty());
-    assert!(r.loyalty.lots.is_empty(), "the lot is dropped");
-    assert_eq!(next_review(&without, &r.loyalty), None);
+    assert!(r.lots.lots.is_empty(), "the lot is dropped");
+    assert_eq!(next_review(&without, &r.loyalty, &r.lots), None);
 }

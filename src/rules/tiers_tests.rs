@@ -485,15 +485,25 @@ fn the_records_review_lowers_the_tier_when_a_day_leaves() {
     sim.run(&paid("o1", MARCH_1, d("80.00"), Decimal::ZERO));
     sim.run(&paid("o2", MARCH_1 + 5 * DAY, d("30.00"), Decimal::ZERO));
     assert_eq!(sim.loyalty.tier.as_deref(), Some("silver"));
-    let due = loyalty::next_review(&sim.tenant, &sim.loyalty);
+    let due = loyalty::next_review(&sim.tenant, &sim.loyalty, &loyalty::Lots::default());
     assert_eq!(due, Some(MARCH_1 + 30 * DAY), "the record's review includes the tier's");
     let Some(due) = due else { return };
-    let reviewed = loyalty::review(&sim.tenant, &sim.loyalty, &sim.balances, due, false);
+    let reviewed = loyalty::review(
+        &sim.tenant,
+        &sim.loyalty,
+        &loyalty::Lots::default(),
+        &sim.balances,
+        due,
+        false,
+    );
     let Ok(reviewed) = reviewed else { panic!("{reviewed:?}") };
     assert_eq!(
         reviewed.tier_changed.map(|c| (c.from, c.to, c.value)),
         Some((Some("silver".into()), None, d("30.00")))
     );
     assert_eq!(reviewed.loyalty.tier, None);
-    assert_eq!(loyalty::next_review(&sim.tenant, &reviewed.loyalty), None);
+    assert_eq!(
+        loyalty::next_review(&sim.tenant, &reviewed.loyalty, &reviewed.lots),
+        None
+    );
 }

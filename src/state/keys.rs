@@ -53,11 +53,14 @@ pub enum Family {
     /// `p | due_ms | tenant 0 customer` -> empty: each customer's review
     /// timer (expiries, expiry warnings, tier review), in due order.
     Reviews,
+    /// `p | tenant 0 customer` -> the customer's credits that may expire
+    /// (`crate::rules::loyalty::Lots`), oldest first.
+    Lots,
 }
 
 impl Family {
     /// Every family, in creation order.
-    pub const ALL: [Family; 15] = [
+    pub const ALL: [Family; 16] = [
         Family::Balances,
         Family::Ledger,
         Family::Dedupe,
@@ -73,6 +76,7 @@ impl Family {
         Family::GiftCards,
         Family::Loyalty,
         Family::Reviews,
+        Family::Lots,
     ];
 
     /// The family's number in the changelog's record keys (its index in
@@ -104,6 +108,7 @@ impl Family {
             Family::GiftCards => "gift_cards",
             Family::Loyalty => "loyalty",
             Family::Reviews => "reviews",
+            Family::Lots => "lots",
         }
     }
 }
@@ -217,6 +222,11 @@ pub fn parse_timer(key: &[u8]) -> Option<TimerKey> {
 
 /// A customer's loyalty record.
 pub fn loyalty(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
+    with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 0)
+}
+
+/// A customer's credits that may expire.
+pub fn lots(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 0)
 }
 
@@ -445,6 +455,7 @@ mod tests {
             totals(p, "t", 5, &TotalsDims::default()),
             gift_card(p, "t", "c", "e"),
             loyalty(p, "t", "c"),
+            lots(p, "t", "c"),
             review(p, 5, "t", "c"),
         ] {
             assert!(key.starts_with(&partition_prefix(p)));

@@ -1,11 +1,12 @@
-//! Customers' loyalty records (expiring credits, the tiers' window, limit
-//! counters, the tier) in the open batch, and their review timers: each
-//! expiry, warning and tier review is fired once into a batch, like a
-//! booking's credit, and commits with the outputs it makes.
+//! Customers' loyalty records (the tiers' window, limit counters, the
+//! tier) and credits (lots) in the open batch, written once per batch at
+//! commit, and their review timers: each expiry, warning and tier review is
+//! fired once into a batch, like a booking's credit, and commits with the
+//! outputs it makes.
 
 use super::*;
 use crate::contract::{PointsExpiring, TierChanged};
-use crate::rules::loyalty::{self, Expiring};
+use crate::rules::loyalty::{self, Expiring, Lots};
 use crate::rules::{Loyalty, TierChange};
 use crate::state::codec::StateValue;
 
@@ -15,8 +16,8 @@ const REVIEW_SOURCE: &str = "";
 
 impl Processor {
     /// The customer's balances before `outcome`, if its entries or record
-    /// change the customer's loyalty record (then [`Self::book_loyalty`]
-    /// runs after the entries).
+    /// change the customer's loyalty record or credits (then
+    /// [`Self::book_loyalty`] runs after the entries).
     pub(super) fn loyalty_before(
         &self,
         batch: &Batch,
@@ -27,17 +28,13 @@ impl Processor {
         if !tenant.keeps_loyalty() {
             return None;
         }
-        let books = outcome.loyalty.is_some()
-            || outcome
-                .entries
-                .iter()
-                .any(|e| e.entry_type != rules::EntryType::Expiry && tenant.tracks_lots(&e.account));
+        let books = outcome.loyalty.is_some() || books_lots(tenant, outcome);
         books.then(|| batch.balances.get(prefix).cloned().unwrap_or_default())
     }
 
-    /// Books `outcome`'s entries on the customer's lots, on top of the
-    /// record the rules decided (or the stored one), stores it, and
-    /// publishes a tier change.
+    /// Takes the record the rules decided, books `outcome`'s entries on the
+    /// customer's credits in place, and publishes a tier change. Both are
+    /// written once, at commit ([`Self::write_loyalty`]).
     pub(super) fn book_loyalty(
         &self,
         batch: &mut Batch,
@@ -47,69 +44,99 @@ impl Processor {
     ) -> Result<(), StateError> {
         let (p, tenant, customer) = (out.p, out.tenant, out.customer);
         let key = keys::loyalty(p, &tenant.id, customer);
-        self.load_loyalty(batch, &key)?;
-        let mut record = match &outcome.loyalty {
-            Some(decided) => Loyalty::clone(decided),
-            None => batch.loyalty.get(&key).cloned().unwrap_or_default(),
-        };
-        let refund_of = outcome
-            .entries
-            .iter()
-            .any(|e| e.entry_type == rules::EntryType::Reversal)
-            .then(|| outcome.order_record.as_ref().map(|(id, _)| id.as_str()))
-            .flatten();
-        if let Err(overflow) = loyalty::book(
-            tenant,
-            &mut record,
-            &outcome.entries,
-            before,
-            out.occurred,
-            out.event_id,
-            refund_of,
-        ) {
-            // The balances took the entries; a lot that does not fit is
-            // left as it was rather than stop the partition.
-            tracing::warn!(partition = p, tenant = %tenant.id, customer, reason = %overflow.reason(), "loyalty record not booked");
+        self.touch_loyalty(batch, p, tenant, customer)?;
+        if let Some(decided) = &outcome.loyalty {
+            // The rules started from the batch's record: theirs replaces it
+            // (with the review timer it was given).
+            batch.loyalty.insert(key.clone(), Loyalty::clone(decided));
         }
-        self.put_loyalty(batch, p, tenant, customer, record);
+        if books_lots(tenant, outcome) {
+            let refund_of = outcome
+                .entries
+                .iter()
+                .any(|e| e.entry_type == rules::EntryType::Reversal)
+                .then(|| outcome.order_record.as_ref().map(|(id, _)| id.as_str()))
+                .flatten();
+            let lots = batch.lots.entry(key).or_default();
+            if let Err(overflow) = loyalty::book(
+                tenant,
+                lots,
+                &outcome.entries,
+                before,
+                out.occurred,
+                out.event_id,
+                refund_of,
+            ) {
+                // The balances took the entries; a lot that does not fit is
+                // left as it was rather than stop the partition.
+                tracing::warn!(partition = p, tenant = %tenant.id, customer, reason = %overflow.reason(), "credits not booked");
+            }
+        }
         if let Some(change) = outcome.tier_changed.as_deref() {
             self.emit_tier_changed(batch, out, change)?;
         }
         Ok(())
     }
 
-    /// Stores the customer's record and moves the review timer to the
-    /// record's next review.
-    pub(super) fn put_loyalty(
+    /// Loads the customer's records into the batch and marks them to be
+    /// written at commit.
+    fn touch_loyalty(
         &self,
         batch: &mut Batch,
         p: u32,
         tenant: &TenantConfig,
         customer: &str,
-        mut record: Loyalty,
-    ) {
-        let due = loyalty::next_review(tenant, &record);
-        if due != record.review_ms {
-            // A key is deleted (and counted) once per batch, however often
-            // the batch moves the customer's timer.
-            if let Some(old) = record.review_ms {
-                let key = keys::review(p, old, &tenant.id, customer);
-                if batch.timers_deleted.insert(key.clone()) {
-                    batch.set.delete(Family::Reviews, key);
-                    add_timers(batch, p, -1);
+    ) -> Result<(), StateError> {
+        let key = keys::loyalty(p, &tenant.id, customer);
+        self.load_loyalty(batch, &key)?;
+        if tenant.keeps_lots() {
+            self.load_lots(batch, &key)?;
+        }
+        batch
+            .loyalty_dirty
+            .entry(key)
+            .or_insert_with(|| (p, tenant.id.clone(), customer.to_owned()));
+        Ok(())
+    }
+
+    /// Writes every loyalty record and credit list the batch changed, once
+    /// each, and moves each customer's review timer to its next review.
+    pub(super) fn write_loyalty(&self, batch: &mut Batch) {
+        let dirty = std::mem::take(&mut batch.loyalty_dirty);
+        for (key, (p, tenant_id, customer)) in dirty {
+            let Some(tenant) = self.tenants.get(&tenant_id) else {
+                continue;
+            };
+            let empty = Lots::default();
+            let lots = batch.lots.get(&key);
+            let Some(record) = batch.loyalty.get_mut(&key) else {
+                continue;
+            };
+            let due = loyalty::next_review(tenant, record, lots.unwrap_or(&empty));
+            let moved = (due != record.review_ms).then_some((record.review_ms, due));
+            record.review_ms = due;
+            let encoded = record.encode();
+            batch.set.put(Family::Loyalty, key.clone(), encoded);
+            if let Some(lots) = lots {
+                let encoded = lots.encode();
+                batch.set.put(Family::Lots, key.clone(), encoded);
+            }
+            if let Some((old, new)) = moved {
+                if let Some(old) = old {
+                    let old = keys::review(p, old, &tenant_id, &customer);
+                    if batch.timers_deleted.insert(old.clone()) {
+                        batch.set.delete(Family::Reviews, old);
+                        add_timers(batch, p, -1);
+                    }
+                }
+                if let Some(new) = new {
+                    batch
+                        .set
+                        .put(Family::Reviews, keys::review(p, new, &tenant_id, &customer), Vec::new());
+                    add_timers(batch, p, 1);
                 }
             }
-            if let Some(new) = due {
-                let key = keys::review(p, new, &tenant.id, customer);
-                batch.timers_deleted.remove(&key);
-                batch.set.put(Family::Reviews, key, Vec::new());
-                add_timers(batch, p, 1);
-            }
-            record.review_ms = due;
         }
-        let key = keys::loyalty(p, &tenant.id, customer);
-        batch.set.put(Family::Loyalty, key.clone(), record.encode());
-        batch.loyalty.insert(key, record);
     }
 
     fn emit_tier_changed(&self, batch: &mut Batch, out: &Emitter<'_>, change: &TierChange) -> Result<(), StateError> {
@@ -188,7 +215,8 @@ impl Processor {
                 None => false,
             };
             let Some(tenant) = tenants.get(&tenant_id).filter(|_| live) else {
-                // Moved, fired in this batch, or of a removed tenant: stale.
+                // Moved, or of a removed tenant: stale. (A record's timer
+                // moves at commit, so its key is not stale in its own batch.)
                 if batch.timers_deleted.insert(key.clone()) {
                     batch.set.delete(Family::Reviews, key);
                     add_timers(batch, p, -1);
@@ -212,34 +240,45 @@ impl Processor {
         customer: &str,
         now_ms: i64,
     ) -> Result<(), StateError> {
-        let loyalty_key = keys::loyalty(p, &tenant.id, customer);
+        let key = keys::loyalty(p, &tenant.id, customer);
         let balance_prefix = keys::balance_prefix(p, &tenant.id, customer);
         self.load_balances(batch, &balance_prefix)?;
+        self.touch_loyalty(batch, p, tenant, customer)?;
         let consent = self.customer(batch, p, tenant, customer)?.marketing_consent;
-        // Each pass removes or moves what was due; a record always ends with
-        // its next review after `now_ms`, or none. The bound is a guard.
+        let empty = Lots::default();
+        // Each pass removes or moves what was due, so the next review is
+        // later; the bound is a guard.
         for _ in 0..1_000 {
-            let record = batch.loyalty.get(&loyalty_key).cloned().unwrap_or_default();
-            let Some(due_ms) = loyalty::next_review(tenant, &record).filter(|d| *d <= now_ms) else {
-                // Nothing more is due: leave the timer at the next review.
-                self.put_loyalty(batch, p, tenant, customer, record);
+            let Some(record) = batch.loyalty.get(&key) else {
                 return Ok(());
             };
-            let empty = BTreeMap::new();
-            let balances = batch.balances.get(&balance_prefix).unwrap_or(&empty);
-            let review = match loyalty::review(tenant, &record, balances, due_ms, consent) {
+            let lots = batch.lots.get(&key).unwrap_or(&empty);
+            let Some(due_ms) = loyalty::next_review(tenant, record, lots).filter(|d| *d <= now_ms) else {
+                return Ok(());
+            };
+            let no_balances = BTreeMap::new();
+            let balances = batch.balances.get(&balance_prefix).unwrap_or(&no_balances);
+            let review = match loyalty::review(tenant, record, lots, balances, due_ms, consent) {
                 Ok(review) => review,
                 Err(overflow) => {
                     tracing::warn!(partition = p, tenant = %tenant.id, customer, reason = %overflow.reason(), "review skipped");
-                    let mut record = record;
-                    record.lots.retain(|l| l.expires_ms.is_none_or(|e| e > due_ms));
-                    self.put_loyalty(batch, p, tenant, customer, record);
+                    let mut lots = lots.clone();
+                    lots.lots.retain(|l| l.expires_ms.is_none_or(|e| e > due_ms));
+                    batch.lots.insert(key.clone(), lots);
                     continue;
                 }
             };
-            batch.loyalty.insert(loyalty_key.clone(), review.loyalty.clone());
+            let loyalty::Review {
+                expired,
+                expiring,
+                tier_changed,
+                loyalty: record,
+                lots,
+            } = review;
+            batch.loyalty.insert(key.clone(), record);
+            batch.lots.insert(key.clone(), lots);
             let due_at = at_of_ms(due_ms);
-            for expired in &review.expired {
+            for expired in &expired {
                 let expires = expired.lot.expires_ms.map_or(due_at, at_of_ms);
                 let out = review_emitter(p, tenant, customer, &expired.lot.source, expires);
                 let outcome = Outcome {
@@ -250,13 +289,12 @@ impl Processor {
                 self.note_expired(batch, p, tenant, customer, expired)?;
             }
             let out = review_emitter(p, tenant, customer, "review", due_at);
-            for warning in &review.expiring {
+            for warning in &expiring {
                 self.emit_expiring(batch, &out, &balance_prefix, warning)?;
             }
-            if let Some(change) = &review.tier_changed {
+            if let Some(change) = &tier_changed {
                 self.emit_tier_changed(batch, &out, change)?;
             }
-            self.put_loyalty(batch, p, tenant, customer, review.loyalty);
         }
         Ok(())
     }
@@ -290,6 +328,16 @@ impl Processor {
         batch.orders.insert(key, Some(order));
         Ok(())
     }
+}
+
+/// Whether `outcome` credits or debits an account whose credits are kept
+/// as lots (expiry entries were booked by the review that made them).
+fn books_lots(tenant: &TenantConfig, outcome: &Outcome) -> bool {
+    tenant.keeps_lots()
+        && outcome
+            .entries
+            .iter()
+            .any(|e| e.entry_type != rules::EntryType::Expiry && tenant.tracks_lots(&e.account))
 }
 
 fn review_emitter<'a>(

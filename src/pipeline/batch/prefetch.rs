@@ -80,8 +80,11 @@ impl Processor {
                     wanted.dedupe.push(keys::dedupe(p, t, &event.event_id));
                     wanted.customers.push((keys::customer(p, t, c), t, c));
                     wanted.balances.push(keys::balance_prefix(p, t, c));
-                    if self.tenants.get(t).is_some_and(TenantConfig::keeps_loyalty) {
+                    if let Some(tenant) = self.tenants.get(t).filter(|t| t.keeps_loyalty()) {
                         wanted.loyalty.push(keys::loyalty(p, t, c));
+                        if tenant.keeps_lots() {
+                            wanted.lots.push(keys::lots(p, t, c));
+                        }
                     }
                     match &event.body {
                         Body::OrderRefunded(refund) => {
@@ -134,6 +137,12 @@ impl Processor {
             let record = decode_value(Family::Loyalty, raw)?.unwrap_or_default();
             batch.loyalty.insert(key.clone(), record);
         }
+        let lots = missing(wanted.lots, |k| batch.lots.contains_key(k));
+        for (key, raw) in lots.iter().zip(store.multi_get(Family::Lots, &lots)?) {
+            batch
+                .lots
+                .insert(key.clone(), decode_value(Family::Lots, raw)?.unwrap_or_default());
+        }
         for prefix in missing(wanted.balances, |k| batch.balances.contains_key(k)) {
             self.load_balances(batch, &prefix)?;
         }
@@ -148,6 +157,17 @@ impl Processor {
         }
         let record = decode_value(Family::Loyalty, self.store.get(Family::Loyalty, key)?)?.unwrap_or_default();
         batch.loyalty.insert(key.to_vec(), record);
+        Ok(())
+    }
+
+    /// Loads the customer's credits at `key` into the batch once (none if
+    /// there are none yet).
+    pub(super) fn load_lots(&self, batch: &mut Batch, key: &[u8]) -> Result<(), StateError> {
+        if batch.lots.contains_key(key) {
+            return Ok(());
+        }
+        let lots = decode_value(Family::Lots, self.store.get(Family::Lots, key)?)?.unwrap_or_default();
+        batch.lots.insert(key.to_vec(), lots);
         Ok(())
     }
 
@@ -199,6 +219,7 @@ struct Wanted<'a> {
     orders: Vec<Vec<u8>>,
     bookings: Vec<Vec<u8>>,
     loyalty: Vec<Vec<u8>>,
+    lots: Vec<Vec<u8>>,
 }
 
 /// `keys` sorted (RocksDB reads them in order), without repeats and

@@ -42,7 +42,8 @@ impl Processor {
     ///
     /// # Errors
     /// [`StateError`] if the write fails; nothing of the batch is then stored.
-    pub fn commit(&mut self, batch: Batch) -> Result<Committed, StateError> {
+    pub fn commit(&mut self, mut batch: Batch) -> Result<Committed, StateError> {
+        self.write_loyalty(&mut batch);
         let Batch {
             mut set,
             balances,

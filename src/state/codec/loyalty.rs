@@ -1,18 +1,18 @@
-//! A customer's loyalty record ([`Loyalty`]) in version 1. There is no
-//! version 0: the record is newer than the binary state.
+//! A customer's loyalty record ([`Loyalty`]) and credits ([`Lots`]) in
+//! version 1. There is no version 0: both are newer than the binary state.
 
 use std::sync::Arc;
 
 use super::{CodecError, Reader, StateValue, Writer};
-use crate::rules::loyalty::{Bucket, Earned, LimitPeriod, Lot};
+use crate::rules::loyalty::{Bucket, Earned, LimitPeriod, Lot, Lots};
 use crate::rules::Loyalty;
 
 const WARNED: u8 = 1;
 const EXPIRES: u8 = 2;
 
-impl StateValue for Loyalty {
+impl StateValue for Lots {
     fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new(16 + 48 * self.lots.len() + 16 * self.window.len() + 24 * self.earned.len());
+        let mut w = Writer::new(8 + 48 * self.lots.len());
         w.len(self.lots.len());
         for lot in &self.lots {
             w.str(&lot.account);
@@ -32,27 +32,6 @@ impl StateValue for Loyalty {
             }
             w.decimal(lot.amount);
             w.decimal(lot.remaining);
-        }
-        w.len(self.window.len());
-        for bucket in &self.window {
-            w.int(bucket.day_ms);
-            w.decimal(bucket.spend);
-            w.uint(u128::from(bucket.visits));
-        }
-        w.len(self.earned.len());
-        for earned in &self.earned {
-            w.str(&earned.program);
-            w.byte(match earned.period {
-                LimitPeriod::Day => 0,
-                LimitPeriod::Month => 1,
-            });
-            w.int(earned.start_ms);
-            w.decimal(earned.amount);
-        }
-        w.opt_str(self.tier.as_deref());
-        w.byte(u8::from(self.review_ms.is_some()));
-        if let Some(at) = self.review_ms {
-            w.int(at);
         }
         w.finish()
     }
@@ -86,6 +65,40 @@ impl StateValue for Loyalty {
                 remaining: r.decimal("lot remaining")?,
             });
         }
+        r.end()?;
+        Ok(Lots { lots })
+    }
+}
+
+impl StateValue for Loyalty {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(16 + 16 * self.window.len() + 24 * self.earned.len());
+        w.len(self.window.len());
+        for bucket in &self.window {
+            w.int(bucket.day_ms);
+            w.decimal(bucket.spend);
+            w.uint(u128::from(bucket.visits));
+        }
+        w.len(self.earned.len());
+        for earned in &self.earned {
+            w.str(&earned.program);
+            w.byte(match earned.period {
+                LimitPeriod::Day => 0,
+                LimitPeriod::Month => 1,
+            });
+            w.int(earned.start_ms);
+            w.decimal(earned.amount);
+        }
+        w.opt_str(self.tier.as_deref());
+        w.byte(u8::from(self.review_ms.is_some()));
+        if let Some(at) = self.review_ms {
+            w.int(at);
+        }
+        w.finish()
+    }
+
+    fn decode(value: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::v1(value)?;
         let n = r.len("window length")?;
         let mut window = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
@@ -119,7 +132,6 @@ impl StateValue for Loyalty {
         };
         r.end()?;
         Ok(Loyalty {
-            lots,
             window,
             earned,
             tier,
