@@ -1,15 +1,17 @@
 //! The back-office reads of the API: totals (JSON, CSV, xlsx), outstanding
-//! balances, the ledger as xlsx, and a customer's summary. Like every read,
-//! each runs on a RocksDB snapshot in `spawn_blocking`.
+//! balances, every balance with tiers and expiries (CSV), the ledger as
+//! xlsx, and a customer's summary. Like every read, each runs on a RocksDB
+//! snapshot in `spawn_blocking`.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http_body_util::channel::Channel;
 use http_body_util::{Either, Full};
 use hyper::header::{HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-use super::{error, internal, json, valid_segment, Body};
+use super::{error, internal, json, valid_segment, Body, ChunkWriter, ExportError, CHUNK, CHUNKS_IN_FLIGHT};
 use crate::programs::TenantConfig;
 use crate::read::{self, LedgerQuery, TotalsQuery, XlsxExportError};
 use crate::state::RocksStore;
@@ -47,6 +49,16 @@ pub(super) async fn route(
                 Ok(Err(err)) => internal(&err),
                 Err(err) => internal(&err),
             }
+        }
+        ["balances.csv"] => {
+            if !pairs.is_empty() {
+                return Some(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "balances.csv takes no parameters",
+                ));
+            }
+            balances_csv(store, tenant.clone())
         }
         ["ledger.xlsx"] => ledger_xlsx(store, tenant, params).await,
         ["customers", customer, "ledger.xlsx"] if valid_segment(customer) => {
@@ -129,6 +141,38 @@ async fn summary(store: Arc<RocksStore>, tenant: TenantConfig, customer: String)
         Ok(Err(err)) => internal(&err),
         Err(err) => internal(&err),
     }
+}
+
+/// Every balance of the tenant with tiers and the next expiry, streamed as
+/// CSV like `ledger.csv`.
+fn balances_csv(store: Arc<RocksStore>, tenant: TenantConfig) -> Response<Body> {
+    let (tx, body) = Channel::new(CHUNKS_IN_FLIGHT);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter {
+            tx: Some(tx),
+            buf: Vec::with_capacity(CHUNK),
+            runtime,
+        };
+        match read::balances_csv(&store.snapshot(), &tenant, &mut out) {
+            Ok(rows) => tracing::debug!(tenant = %tenant.id, rows, "balances CSV sent"),
+            Err(read::ReadError::Write(err)) => tracing::debug!(error = %err, "balances CSV stopped by the client"),
+            Err(err) => {
+                tracing::error!(error = %err, "balances CSV failed");
+                if let Some(tx) = out.tx.take() {
+                    tx.abort(ExportError);
+                }
+            }
+        }
+    });
+    let mut response = Response::new(Either::Right(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    headers.insert(
+        CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"balances.csv\""),
+    );
+    response
 }
 
 /// A whole file as an attachment.

@@ -1,6 +1,7 @@
 //! The read side: a customer's balances and the ledger, filtered, paged or
 //! exported (CSV, JSON lines, xlsx), the totals of a period and the
-//! outstanding balances, and a customer's summary, from a RocksDB
+//! outstanding balances, a customer's summary, and the tenant's balances
+//! with tiers and what expires next (`balances.csv`), from a RocksDB
 //! snapshot. The HTTP API ([`crate::api`]) and the `balance` and `ledger`
 //! commands use it.
 //!
@@ -23,6 +24,7 @@
 //!   [`crate::state::keys::totals`]): their cost is the number of distinct
 //!   buckets, whatever the number of entries.
 
+mod loyalty;
 mod outstanding;
 mod query;
 mod scan;
@@ -30,6 +32,7 @@ mod summary;
 mod totals;
 mod xlsx;
 
+pub use loyalty::{balances_csv, ExpiringCredit, BALANCES_CSV_HEADER};
 pub use outstanding::{outstanding, Outstanding, OutstandingBalances};
 pub use query::{
     csv_row, percent_decode, split_query, Cursor, LedgerQuery, PageParams, QueryError, CSV_HEADER, DEFAULT_LIMIT,

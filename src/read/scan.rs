@@ -6,6 +6,7 @@ use std::io::Write;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::loyalty::{self, ExpiringCredit};
 use super::query::{csv_row, Cursor, LedgerQuery, PageParams, CSV_HEADER};
 use crate::contract::AccrualEvent;
 use crate::programs::TenantConfig;
@@ -40,6 +41,9 @@ pub struct Balance {
     /// `points` for a points account, else the currency: what the balance
     /// counts.
     pub unit: String,
+    /// The credits of the account that will expire, soonest first (empty
+    /// for an account without an expiry rule).
+    pub expiring: Vec<ExpiringCredit>,
 }
 
 /// A customer's balances, every account.
@@ -51,6 +55,9 @@ pub struct Balances {
     pub customer: String,
     /// One per account that ever moved, by account name.
     pub balances: Vec<Balance>,
+    /// The customer's tier (level id); `null` without tiers or below every
+    /// level.
+    pub tier: Option<String>,
 }
 
 /// One page of the ledger.
@@ -100,6 +107,7 @@ pub fn balances(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> R
     if found.is_empty() && !has_profile(snap, &tenant.id, customer)? {
         return Ok(None);
     }
+    let record = loyalty::record(snap, tenant, customer)?;
     Ok(Some(Balances {
         tenant: tenant.id.clone(),
         customer: customer.to_owned(),
@@ -109,12 +117,14 @@ pub fn balances(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> R
                 balance.rescale(crate::rules::scale_of(tenant, &account));
                 Balance {
                     unit: tenant.unit_of(&account).to_owned(),
+                    expiring: loyalty::expiring(tenant, record.as_ref(), &account),
                     account,
                     balance: balance.to_string(),
                     currency: tenant.currency.clone(),
                 }
             })
             .collect(),
+        tier: loyalty::tier(record.as_ref()),
     }))
 }
 

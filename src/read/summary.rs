@@ -57,8 +57,12 @@ pub struct Summary {
     pub tenant: String,
     /// Customer.
     pub customer: String,
-    /// Every account that ever moved.
+    /// Every account that ever moved, each with its credits that will
+    /// expire.
     pub balances: Vec<Balance>,
+    /// The customer's tier (level id); `null` without tiers or below every
+    /// level.
+    pub tier: Option<String>,
     /// Programs in force now, by id.
     pub programs: Vec<ProgramSummary>,
     /// Gift cards bought, oldest first.
@@ -119,6 +123,7 @@ pub fn summary(
         tenant: tenant.id.clone(),
         customer: customer.to_owned(),
         balances: found.balances,
+        tier: found.tier,
         programs,
         gift_cards: gift_cards
             .into_iter()

@@ -150,6 +150,14 @@ pub fn balance_prefix(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
     key
 }
 
+/// Prefix of every balance of a tenant in partition `p`; the customer, a
+/// 0 byte and the account follow it.
+pub fn balance_tenant_prefix(p: u32, tenant: &str) -> Vec<u8> {
+    let mut key = with_parts(p, &[tenant.as_bytes()], 1);
+    key.push(0);
+    key
+}
+
 /// A customer's profile.
 pub fn customer(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 0)

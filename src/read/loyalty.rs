@@ -1,0 +1,155 @@
+//! What a customer's loyalty record adds to the read side: per account the
+//! credits that will expire, and the customer's tier; and the tenant's
+//! balances export (`balances.csv`), one row per customer and account with
+//! both.
+
+use std::io::Write;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+
+use super::query::csv_text;
+use super::scan::ReadError;
+use crate::programs::TenantConfig;
+use crate::rules::Loyalty;
+use crate::state::codec::StateValue;
+use crate::state::{keys, Family, Snapshot, StateError};
+
+/// A credit that will expire: what is left of it, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpiringCredit {
+    /// What is left of the credit, at the account's scale.
+    pub amount: String,
+    /// When it expires (RFC 3339, UTC).
+    pub expires_at: String,
+}
+
+/// The columns of `balances.csv`, in order; new ones are added at the end.
+pub const BALANCES_CSV_HEADER: &str = "customer,account,balance,unit,tier,next_expiry,next_expiry_amount\r\n";
+
+/// The customer's loyalty record in any partition, or `None` if the tenant
+/// keeps none (no expiry, tiers or limits) or the customer has none.
+///
+/// # Errors
+/// [`StateError`] if the store fails or the record is corrupt.
+pub(super) fn record(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> Result<Option<Loyalty>, StateError> {
+    if !tenant.keeps_loyalty() {
+        return Ok(None);
+    }
+    for p in snap.partitions(Family::Loyalty)? {
+        if let Some(raw) = snap.get(Family::Loyalty, &keys::loyalty(p, &tenant.id, customer))? {
+            return Loyalty::decode(&raw)
+                .map(Some)
+                .map_err(|e| e.in_family(Family::Loyalty));
+        }
+    }
+    Ok(None)
+}
+
+/// The credits of `account` in `loyalty` that will expire, soonest first
+/// (credits that expire together in credit order).
+pub(super) fn expiring(tenant: &TenantConfig, loyalty: Option<&Loyalty>, account: &str) -> Vec<ExpiringCredit> {
+    let Some(loyalty) = loyalty else {
+        return Vec::new();
+    };
+    let mut lots: Vec<(i64, Decimal)> = loyalty
+        .lots
+        .iter()
+        .filter(|l| &*l.account == account && l.remaining > Decimal::ZERO)
+        .filter_map(|l| Some((l.expires_ms?, l.remaining)))
+        .collect();
+    lots.sort_by_key(|(at, _)| *at);
+    let scale = crate::rules::scale_of(tenant, account);
+    lots.into_iter()
+        .map(|(at, mut amount)| {
+            amount.rescale(scale);
+            ExpiringCredit {
+                amount: amount.to_string(),
+                expires_at: rfc3339_of_ms(at),
+            }
+        })
+        .collect()
+}
+
+/// The customer's tier in `loyalty`, if any.
+pub(super) fn tier(loyalty: Option<&Loyalty>) -> Option<String> {
+    loyalty.and_then(|l| l.tier.as_deref()).map(str::to_owned)
+}
+
+fn rfc3339_of_ms(ms: i64) -> String {
+    // i64 milliseconds times 10^6 always fits an i128.
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms).saturating_mul(1_000_000))
+        .ok()
+        .and_then(|at| at.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Writes every balance of `tenant` as CSV to `out` ([`BALANCES_CSV_HEADER`]):
+/// per customer and account the balance, its unit, the customer's tier and
+/// the next credit to expire with what is left of it (empty when none).
+/// Streams: memory holds one customer at a time. Returns the rows written.
+///
+/// # Errors
+/// [`ReadError`] if the store or the writer fails; `out` then holds a
+/// truncated export.
+pub fn balances_csv(snap: &Snapshot<'_>, tenant: &TenantConfig, out: &mut dyn Write) -> Result<u64, ReadError> {
+    out.write_all(BALANCES_CSV_HEADER.as_bytes())?;
+    let mut rows = 0u64;
+    let mut buf = Vec::with_capacity(256);
+    for p in snap.partitions(Family::Balances)? {
+        let prefix = keys::balance_tenant_prefix(p, &tenant.id);
+        // The customer whose record was read last: keys come by customer.
+        let mut current: Option<(String, Option<Loyalty>)> = None;
+        for item in snap.iter_from(Family::Balances, &prefix)? {
+            let (key, value) = item?;
+            let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let Some(split) = rest.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let customer = String::from_utf8_lossy(&rest[..split]);
+            let account = String::from_utf8_lossy(&rest[split.saturating_add(1)..]);
+            if current.as_ref().is_none_or(|(c, _)| *c != customer) {
+                let record = if tenant.keeps_loyalty() {
+                    match snap.get(Family::Loyalty, &keys::loyalty(p, &tenant.id, &customer))? {
+                        Some(raw) => Some(Loyalty::decode(&raw).map_err(|e| e.in_family(Family::Loyalty))?),
+                        None => None,
+                    }
+                } else {
+                    None
+                };
+                current = Some((customer.into_owned(), record));
+            }
+            let Some((customer, record)) = current.as_ref() else {
+                continue;
+            };
+            let mut balance = keys::decode_decimal(&value).ok_or_else(|| StateError::Corrupt {
+                family: Family::Balances.name(),
+                detail: "balance is not 16 bytes".into(),
+            })?;
+            balance.rescale(crate::rules::scale_of(tenant, &account));
+            let next = expiring(tenant, record.as_ref(), &account).into_iter().next();
+            buf.clear();
+            csv_text(customer, &mut buf);
+            buf.push(b',');
+            csv_text(&account, &mut buf);
+            buf.extend_from_slice(format!(",{balance},").as_bytes());
+            csv_text(tenant.unit_of(&account), &mut buf);
+            buf.push(b',');
+            csv_text(tier(record.as_ref()).as_deref().unwrap_or_default(), &mut buf);
+            match next {
+                Some(next) => buf.extend_from_slice(format!(",{},{}\r\n", next.expires_at, next.amount).as_bytes()),
+                None => buf.extend_from_slice(b",,\r\n"),
+            }
+            out.write_all(&buf)?;
+            rows = rows.saturating_add(1);
+        }
+    }
+    out.flush()?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests;
