@@ -217,7 +217,9 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
     // The processor is up before the credits are stamped, so the whole
     // margin before the first warning (t0 + 16 s) is for applying them.
     let mut child = env.spawn();
-    let up = wait_until(Duration::from_secs(60), || common::http_get(env.http_port, "/health/ready").0 == 200);
+    let up = wait_until(Duration::from_secs(60), || {
+        common::http_get(env.http_port, "/health/ready").0 == 200
+    });
     assert!(up, "not ready\n{}", env.logs());
     let t0 = OffsetDateTime::now_utc().unix_timestamp();
     let (input, mut customers) = scenario(t0);
@@ -245,7 +247,12 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
     env.new_group();
     let mut child = env.spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while sample(&scrape(env.http_port), "accrue_ledger_entries_total", &["type=\"expiry\""]) < 1.0 {
+    while sample(
+        &scrape(env.http_port),
+        "accrue_ledger_entries_total",
+        &["type=\"expiry\""],
+    ) < 1.0
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "no expiry after restart\n{}",
@@ -283,7 +290,10 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
     for (id, c) in &mut customers {
         let balance = c.balance();
         for lot in c.lots.iter().filter(|l| l.expires && l.remaining > 0) {
-            want_expiry.insert((id.clone(), lot.source.clone()), (lot.remaining, lot.credited + EXPIRE_AFTER));
+            want_expiry.insert(
+                (id.clone(), lot.source.clone()),
+                (lot.remaining, lot.credited + EXPIRE_AFTER),
+            );
             if c.consent {
                 want_warning.insert((id.clone(), lot.credited + EXPIRE_AFTER), (lot.remaining, balance));
             }
@@ -302,7 +312,13 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
     env.new_group();
     let mut child = env.spawn();
     let done = wait_until(Duration::from_secs(90), || expiries(&env) >= want_expiry.len());
-    assert!(done, "expiries incomplete: {} of {}\n{}", expiries(&env), want_expiry.len(), env.logs());
+    assert!(
+        done,
+        "expiries incomplete: {} of {}\n{}",
+        expiries(&env),
+        want_expiry.len(),
+        env.logs()
+    );
     std::thread::sleep(Duration::from_secs(3)); // anything extra would show now
 
     // The read API lists what will still expire, and the CSV has the expiries.
@@ -331,7 +347,10 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
         assert_eq!(balances["tier"], Value::Null, "no tiers");
         listing += usize::from(!wanted.is_empty());
     }
-    assert!(listing > CUSTOMERS / 4, "{listing} customers have credits still to expire");
+    assert!(
+        listing > CUSTOMERS / 4,
+        "{listing} customers have credits still to expire"
+    );
     let (status, _, csv) = common::http_exchange(port, "GET", "/v1/tenants/shop/balances.csv", &headers, b"");
     assert_eq!(status, 200);
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
@@ -425,7 +444,10 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
         assert_eq!(got_ledger, want_ledger, "ledger of {id}");
         let (mut balance, mut loyalty) = (None, None);
         for p in 0..env.partitions as u32 {
-            if let Some(raw) = store.get(Family::Balances, &keys::balance(p, "shop", id, "bonus")).unwrap() {
+            if let Some(raw) = store
+                .get(Family::Balances, &keys::balance(p, "shop", id, "bonus"))
+                .unwrap()
+            {
                 balance = keys::decode_decimal(&raw);
             }
             if let Some(raw) = store.get(Family::Loyalty, &keys::loyalty(p, "shop", id)).unwrap() {

@@ -123,16 +123,27 @@ fn balances_table(balances: Option<&Balances>) -> String {
     let Some(balances) = balances.filter(|b| !b.balances.is_empty()) else {
         return "<h2>Balances</h2><p class=\"muted\" id=\"no-balances\">No balance has moved yet.</p>".into();
     };
-    let mut out = String::from(
-        "<h2>Balances</h2><table id=\"balances\"><thead><tr><th>Account</th><th>Unit</th><th class=\"n\">Balance</th></tr></thead><tbody>",
+    let mut out = String::from("<h2>Balances</h2>");
+    if let Some(tier) = &balances.tier {
+        let _ = write!(out, "<p id=\"tier\">Tier: <strong>{}</strong></p>", esc(tier));
+    }
+    out.push_str(
+        "<table id=\"balances\"><thead><tr><th>Account</th><th>Unit</th><th class=\"n\">Balance</th><th>Expires next</th></tr></thead><tbody>",
     );
     for b in &balances.balances {
+        // The soonest credit to expire, and how many more follow it.
+        let next = match b.expiring.split_first() {
+            Some((first, rest)) if rest.is_empty() => format!("{} at {}", first.amount, first.expires_at),
+            Some((first, rest)) => format!("{} at {} (and {} more)", first.amount, first.expires_at, rest.len()),
+            None => String::new(),
+        };
         let _ = write!(
             out,
-            "<tr data-account=\"{a}\"><td>{a}</td><td>{u}</td><td class=\"n\">{v}</td></tr>",
+            "<tr data-account=\"{a}\"><td>{a}</td><td>{u}</td><td class=\"n\">{v}</td><td class=\"expiring\">{e}</td></tr>",
             a = esc(&b.account),
             u = esc(&b.unit),
-            v = esc(&b.balance)
+            v = esc(&b.balance),
+            e = esc(&next)
         );
     }
     out.push_str("</tbody></table>");
@@ -212,4 +223,54 @@ fn history_table(customer: &str, history: &Page, paged: bool) -> String {
     }
     out.push_str("</p>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::{Balance, ExpiringCredit};
+
+    fn balance(account: &str, expiring: &[(&str, &str)]) -> Balance {
+        Balance {
+            account: account.into(),
+            balance: "30".into(),
+            currency: "AZN".into(),
+            unit: "points".into(),
+            expiring: expiring
+                .iter()
+                .map(|(amount, at)| ExpiringCredit {
+                    amount: (*amount).into(),
+                    expires_at: (*at).into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_balances_table_shows_the_tier_and_the_next_credit_to_expire() {
+        let balances = Balances {
+            tenant: "cafe".into(),
+            customer: "c-1".into(),
+            balances: vec![
+                balance(
+                    "bonus",
+                    &[("12", "2027-01-10T09:00:00Z"), ("8", "2027-02-01T00:00:00Z")],
+                ),
+                balance("coffee<b>", &[]),
+            ],
+            tier: Some("gold".into()),
+        };
+        let html = balances_table(Some(&balances));
+        assert!(
+            html.contains("<p id=\"tier\">Tier: <strong>gold</strong></p>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td class=\"expiring\">12 at 2027-01-10T09:00:00Z (and 1 more)</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<td>coffee&lt;b&gt;</td>"), "escaped: {html}");
+        let none = Balances { tier: None, ..balances };
+        assert!(!balances_table(Some(&none)).contains("id=\"tier\""));
+    }
 }

@@ -174,7 +174,8 @@ fn exports(period: Period, filters: &[(&str, &str)]) -> String {
 <a id=\"export-csv\" href=\"/admin/export/ledger.csv?{ledger}\">ledger (CSV)</a>\
 <a id=\"export-xlsx\" href=\"/admin/export/ledger.xlsx?{ledger}\">ledger (Excel)</a>\
 <a id=\"export-totals-csv\" href=\"/admin/export/totals.csv?{totals}\">totals (CSV)</a>\
-<a id=\"export-totals-xlsx\" href=\"/admin/export/totals.xlsx?{totals}\">totals (Excel)</a></p>"
+<a id=\"export-totals-xlsx\" href=\"/admin/export/totals.xlsx?{totals}\">totals (Excel)</a>\
+<a id=\"export-balances-csv\" href=\"/admin/export/balances.csv\">every balance now, with tiers and expiries (CSV)</a></p>"
     )
 }
 

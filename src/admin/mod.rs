@@ -199,9 +199,10 @@ pub async fn handle(admin: &Admin, req: &Request<Bytes>) -> Response<api::Body> 
         (&Method::GET, ["customers", c, "adjustments", e]) if valid_id(c) && valid_id(e) => {
             adjust::status(&ctx, &admin.commands, c, e).await
         }
-        (&Method::GET, ["export", file @ ("ledger.csv" | "ledger.xlsx" | "totals.csv" | "totals.xlsx")]) => {
-            export(admin, &ctx, file).await
-        }
+        (
+            &Method::GET,
+            ["export", file @ ("ledger.csv" | "ledger.xlsx" | "totals.csv" | "totals.xlsx" | "balances.csv")],
+        ) => export(admin, &ctx, file).await,
         _ => message(
             StatusCode::NOT_FOUND,
             "Not found",

@@ -33,7 +33,11 @@ pub const BALANCES_CSV_HEADER: &str = "customer,account,balance,unit,tier,next_e
 ///
 /// # Errors
 /// [`StateError`] if the store fails or the record is corrupt.
-pub(super) fn record(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> Result<Option<Loyalty>, StateError> {
+pub(super) fn record(
+    snap: &Snapshot<'_>,
+    tenant: &TenantConfig,
+    customer: &str,
+) -> Result<Option<Loyalty>, StateError> {
     if !tenant.keeps_loyalty() {
         return Ok(None);
     }

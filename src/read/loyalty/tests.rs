@@ -51,7 +51,9 @@ fn tenant() -> TenantConfig {
 /// expires, one spent, and 4.50 cashback; tier gold. Bob (partition 2):
 /// 3 points, no record.
 fn store(dir: &std::path::Path) -> RocksStore {
-    let Ok(store) = RocksStore::open(dir) else { panic!("open") };
+    let Ok(store) = RocksStore::open(dir) else {
+        panic!("open")
+    };
     let mut set = WriteSet::new();
     let mut balance = |p: u32, customer: &str, account: &str, value: Decimal| {
         set.put(
