@@ -224,11 +224,13 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
     let t0 = OffsetDateTime::now_utc().unix_timestamp();
     let (input, mut customers) = scenario(t0);
     let before_burst: i64 = customers.values().map(|c| c.ledger.len() as i64).sum();
+    let started = std::time::Instant::now();
     produce(&producer(), &env.input, &input);
     let applied = wait_until(Duration::from_secs(60), || {
         sample(&scrape(env.http_port), "accrue_events_processed_total", &[]) >= input.len() as f64
     });
     assert!(applied, "events not applied\n{}", env.logs());
+    let applied_in = started.elapsed();
     let first_due = t0 - 4 + EXPIRE_AFTER - WARN_BEFORE;
     assert!(
         OffsetDateTime::now_utc().unix_timestamp() < first_due,
@@ -475,11 +477,12 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
     }
     assert_eq!(reviews, want_reviews, "review timers left: the keeper credits' only");
     eprintln!(
-        "expiry test: {} events, {} expiries and {} warnings once each, 3 SIGKILLs (expiries published before the second: {}; expiries and warnings before the third: {})",
+        "expiry test: {} events, {} expiries and {} warnings once each, 3 SIGKILLs (expiries published before the second: {}; expiries and warnings before the third: {}); produced and applied in {:.1} s of the 16 s before the first warning",
         input.len(),
         want_expiry.len(),
         want_warning.len(),
         before_second_kill,
-        before_third_kill
+        before_third_kill,
+        applied_in.as_secs_f64()
     );
 }

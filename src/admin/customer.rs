@@ -133,7 +133,7 @@ fn balances_table(balances: Option<&Balances>) -> String {
     for b in &balances.balances {
         // The soonest credit to expire, and how many more follow it.
         let next = match b.expiring.split_first() {
-            Some((first, rest)) if rest.is_empty() => format!("{} at {}", first.amount, first.expires_at),
+            Some((first, [])) => format!("{} at {}", first.amount, first.expires_at),
             Some((first, rest)) => format!("{} at {} (and {} more)", first.amount, first.expires_at, rest.len()),
             None => String::new(),
         };
