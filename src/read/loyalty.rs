@@ -52,9 +52,10 @@ pub(super) fn record(
 }
 
 /// The credits of `account` in `loyalty` that will expire, soonest first
-/// (credits that expire together in credit order).
+/// (credits that expire together in credit order). None once the
+/// account's rule is removed: its credits are then dropped, not expired.
 pub(super) fn expiring(tenant: &TenantConfig, loyalty: Option<&Loyalty>, account: &str) -> Vec<ExpiringCredit> {
-    let Some(loyalty) = loyalty else {
+    let Some(loyalty) = loyalty.filter(|_| tenant.tracks_lots(account)) else {
         return Vec::new();
     };
     let mut lots: Vec<(i64, Decimal)> = loyalty

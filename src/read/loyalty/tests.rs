@@ -29,7 +29,7 @@ const DEC_15: i64 = 1_797_292_800_000;
 
 fn lot(source: &str, expires_ms: Option<i64>, remaining: i64) -> Lot {
     Lot {
-        account: Arc::from("bonus"),
+        account: Arc::from(if source.starts_with('k') { "cashback" } else { "bonus" }),
         program: Arc::from("points"),
         source: source.to_owned(),
         credited_ms: 0,
@@ -71,6 +71,9 @@ fn store(dir: &std::path::Path) -> RocksStore {
             lot("o2", Some(DEC_15), 4),
             lot("o3", Some(DEC_1), 5),
             lot("o4", Some(DEC_1), 0),
+            // A cashback credit booked while cashback had a rule, since
+            // removed: it is dropped at its review, never expires.
+            lot("k1", Some(DEC_1), 2),
         ],
         tier: Some(Arc::from("gold")),
         ..Loyalty::default()
@@ -103,7 +106,7 @@ fn balances_and_summary_list_what_expires_soonest_first_and_the_tier() {
         "soonest first; the spent credit and the one that never expires are not listed"
     );
     assert_eq!(ann.balances[1].account, "cashback");
-    assert!(ann.balances[1].expiring.is_empty(), "no rule for cashback");
+    assert!(ann.balances[1].expiring.is_empty(), "no rule (any more) for cashback");
     let Ok(Some(bob)) = balances(&snap, &tenant, "bob") else {
         panic!("bob's balances")
     };
@@ -140,4 +143,79 @@ fn balances_csv_has_a_row_per_customer_and_account_with_tier_and_next_expiry() {
     other.id = "sho".into();
     let mut out = Vec::new();
     assert_eq!(balances_csv(&store.snapshot(), &other, &mut out).ok(), Some(0));
+}
+
+const BISTRO: &str = r#"
+id = "bistro"
+currency = "AZN"
+[branches.center]
+[[programs]]
+id = "cashback"
+type = "cashback"
+percent = "3"
+registered_only = false
+branches = { center = "active" }
+[expiry.cashback]
+after = "365d"
+[tiers]
+metric = "spend"
+[[tiers.levels]]
+id = "silver"
+threshold = "300.00"
+"#;
+
+/// From the event to the read: an order of 400.00 through the processor
+/// (RocksDB) makes the customer silver and books 12.00 that expires a year
+/// later; the balances read shows both.
+#[test]
+fn the_processor_s_record_is_what_the_read_shows() {
+    use crate::pipeline::{Batch, InputRecord, Processor, Tenants};
+
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let Ok(store) = RocksStore::open(dir.path()) else {
+        panic!("open")
+    };
+    let store = Arc::new(store);
+    let tenant: TenantConfig = match toml::from_str(BISTRO) {
+        Ok(t) => t,
+        Err(e) => panic!("fixture tenant: {e}"),
+    };
+    let tenants = Arc::new(Tenants::from([("bistro".to_owned(), tenant.clone())]));
+    let mut processor = Processor::new(store.clone(), tenants, Arc::from(&b"key"[..]));
+    // A day ago, so the tiers' window holds it whatever the clock says.
+    let at = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        - time::Duration::days(1);
+    let payload = format!(
+        r#"{{"schema_version":1,"event_id":"o1","type":"order.paid","tenant":"bistro","branch":"center",
+        "customer":"ann","occurred_at":"{}","body":{{"order_id":"o1","sale_type":"dine_in",
+        "lines":[{{"product":"p","category":"food","quantity":"1","amount":"400.00"}}],
+        "payments":[{{"method":"card","amount":"400.00"}}],"total":"400.00","currency":"AZN"}}}}"#,
+        at.format(&Rfc3339).unwrap_or_default()
+    );
+    let mut batch = Batch::default();
+    let record = InputRecord {
+        topic: "orders",
+        partition: 0,
+        offset: 0,
+        key: Some(b"bistro:ann"),
+        payload: Some(payload.as_bytes()),
+    };
+    assert!(processor.apply(&mut batch, &record).is_ok());
+    assert!(processor.commit(batch).is_ok());
+
+    let snap = store.snapshot();
+    let Ok(Some(ann)) = balances(&snap, &tenant, "ann") else {
+        panic!("ann's balances")
+    };
+    assert_eq!(ann.tier.as_deref(), Some("silver"));
+    let expires = (at + time::Duration::days(365)).format(&Rfc3339).unwrap_or_default();
+    assert_eq!(
+        ann.balances[0].expiring,
+        [ExpiringCredit {
+            amount: "12.00".into(),
+            expires_at: expires
+        }]
+    );
 }
