@@ -5,13 +5,17 @@
 //! expiry is booked, and again once the first of them reaches the broker.
 //! Every expiry is published exactly once, for what was left of
 //! its credit (computed here, oldest credits spent first), each warning
-//! once, to consenting customers only; balances equal their ledgers and
-//! only the reviews of credits still to expire are left.
+//! once, to consenting customers only; a refund after the expiry takes back
+//! the accrual less what of it expired; balances equal their ledgers, the
+//! read API lists what is still to expire, and only the reviews of credits
+//! still to expire are left.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "expiry/model.rs"]
+mod model;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use accrue::rules::Loyalty;
@@ -21,7 +25,8 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use common::{kill9, produce, producer, read_all, rfc3339, sample, scrape, terminate, wait_until, Env};
+use common::{kill9, produce, producer, read_all, sample, scrape, terminate, wait_until, Env};
+use model::{event, scenario};
 
 const CUSTOMERS: usize = 300;
 const EXPIRE_AFTER: i64 = 40;
@@ -58,133 +63,6 @@ warn_before = "{WARN_BEFORE}s"
 "#,
         accrue::api::hash_token(TOKEN)
     )
-}
-
-/// One credit as this test books it: FIFO lots, independent of accrue.
-#[derive(Debug, Clone)]
-struct Lot {
-    source: String,
-    expires: bool,
-    credited: i64,
-    remaining: i64,
-}
-
-#[derive(Debug, Default)]
-struct Customer {
-    consent: bool,
-    lots: Vec<Lot>,
-    /// Every ledger amount expected (accruals, redemptions, expiries).
-    ledger: Vec<i64>,
-}
-
-impl Customer {
-    fn balance(&self) -> i64 {
-        self.lots.iter().map(|l| l.remaining).sum()
-    }
-
-    fn spend(&mut self, mut amount: i64) {
-        for lot in &mut self.lots {
-            let take = amount.min(lot.remaining);
-            lot.remaining -= take;
-            amount -= take;
-        }
-        assert_eq!(amount, 0, "the scenario never overspends");
-    }
-}
-
-/// A Kafka record of the input: key and payload.
-type Input = (Option<String>, Vec<u8>);
-
-fn event(id: &str, customer: &str, event_type: &str, branch: &str, at: i64, body: Value) -> Input {
-    let value = json!({
-        "schema_version": 1, "event_id": id, "type": event_type, "tenant": "shop", "branch": branch,
-        "customer": customer, "occurred_at": rfc3339(at_of(at)), "body": body,
-    });
-    (Some(format!("shop:{customer}")), value.to_string().into_bytes())
-}
-
-fn at_of(secs: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(secs).unwrap()
-}
-
-/// An order of `euros`, `bonus` of it paid with points.
-fn order_body(euros: i64, bonus: i64) -> Value {
-    let mut payments = Vec::new();
-    if euros > bonus {
-        payments.push(json!({"method": "card", "amount": format!("{}.00", euros - bonus)}));
-    }
-    if bonus > 0 {
-        payments.push(json!({"method": "bonus", "amount": bonus.to_string()}));
-    }
-    json!({
-        "order_id": "o", "sale_type": "dine_in",
-        "lines": [{"product": "p", "category": "food", "quantity": "1", "amount": format!("{euros}.00")}],
-        "payments": payments, "total": format!("{euros}.00"), "currency": "EUR"
-    })
-}
-
-/// The scenario, from `t0` (whole seconds): per customer an upsert, three
-/// expiring credits and one that keeps, and up to two redemptions.
-fn scenario(t0: i64) -> (Vec<Input>, BTreeMap<String, Customer>) {
-    let mut input = Vec::new();
-    let mut customers = BTreeMap::new();
-    for i in 0..CUSTOMERS as i64 {
-        let id = format!("x-{i}");
-        let mut c = Customer {
-            consent: i % 2 == 0,
-            ..Customer::default()
-        };
-        input.push(event(
-            &format!("{id}-upsert"),
-            &id,
-            "customer.upserted",
-            "main",
-            t0 - 5,
-            json!({"registered": true, "marketing_consent": c.consent}),
-        ));
-        let credit = |c: &mut Customer, input: &mut Vec<Input>, name: &str, branch: &str, euros: i64, at: i64| {
-            let source = format!("{id}-{name}");
-            input.push(event(&source, &id, "order.paid", branch, at, order_body(euros, 0)));
-            // 10% or 5% of whole euros, rounded down to whole points.
-            let points = if branch == "main" { euros / 10 } else { euros * 5 / 100 };
-            c.lots.push(Lot {
-                source,
-                expires: branch == "main",
-                credited: at,
-                remaining: points,
-            });
-            c.ledger.push(points);
-        };
-        let redeem = |c: &mut Customer, input: &mut Vec<Input>, name: &str, points: i64, at: i64| {
-            if points == 0 {
-                return;
-            }
-            input.push(event(
-                &format!("{id}-{name}"),
-                &id,
-                "order.paid",
-                "main",
-                at,
-                order_body(points, points),
-            ));
-            c.spend(points);
-            c.ledger.push(-points);
-        };
-        credit(&mut c, &mut input, "a", "main", 50 + (i * 37) % 150, t0 - 4);
-        credit(&mut c, &mut input, "b", "mall", 40 + (i * 53) % 200, t0 - 3);
-        credit(&mut c, &mut input, "c", "main", 30 + (i * 29) % 120, t0 - 2);
-        if i % 3 != 0 {
-            let r = (i * 7) % (c.balance() + 1);
-            redeem(&mut c, &mut input, "r1", r, t0 - 2);
-        }
-        credit(&mut c, &mut input, "d", "main", 20 + (i * 17) % 90, t0 - 1);
-        if i % 4 != 1 {
-            let r = (i * 11) % (c.balance() + 1);
-            redeem(&mut c, &mut input, "r2", r, t0 - 1);
-        }
-        customers.insert(id, c);
-    }
-    (input, customers)
 }
 
 fn outputs(env: &Env) -> Vec<(String, Value)> {
@@ -307,7 +185,8 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
             .map(|l| -l.remaining)
             .collect();
         c.ledger.extend(expired);
-        c.lots.retain(|l| !l.expires);
+        let (gone, kept) = c.lots.drain(..).partition(|l| l.expires);
+        (c.expired, c.lots) = (gone, kept);
     }
     assert!(want_expiry.len() > CUSTOMERS, "a burst: {}", want_expiry.len());
 
@@ -322,6 +201,45 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
         env.logs()
     );
     std::thread::sleep(Duration::from_secs(3)); // anything extra would show now
+
+    // Refunds after the expiry: order `a` of every fifth customer (who had
+    // spent some of its credit) refunded in full. The reversal is the
+    // accrual less what of it expired: what the customer had spent of it.
+    let mut refunds = Vec::new();
+    let mut want_reversal: HashMap<String, i64> = HashMap::new();
+    let mut partly_expired = 0;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    for (id, c) in &mut customers {
+        let Some(a) = c.expired.iter().find(|l| l.source.ends_with("-a")).cloned() else {
+            continue;
+        };
+        let spent = a.amount - a.remaining;
+        if id.trim_start_matches("x-").parse::<usize>().unwrap() % 5 != 2 || spent == 0 {
+            continue;
+        }
+        let body = json!({"refund_id": "r", "original_event_id": a.source, "amount": format!("{}.00", a.euros), "currency": "EUR"});
+        refunds.push(event(&format!("{id}-refund"), id, "order.refunded", "main", now, body));
+        c.take_back(spent);
+        c.ledger.push(-spent);
+        want_reversal.insert(id.clone(), spent);
+        partly_expired += usize::from(a.remaining > 0);
+    }
+    produce(&producer(), &env.input, &refunds);
+    let reversals = || {
+        outputs(&env)
+            .iter()
+            .filter(|(_, v)| v["entry_type"] == "reversal")
+            .count()
+    };
+    let refunded = wait_until(Duration::from_secs(60), || reversals() >= refunds.len());
+    assert!(
+        refunded,
+        "reversals: {} of {}\n{}",
+        reversals(),
+        refunds.len(),
+        env.logs()
+    );
+    assert!(partly_expired > 0, "some refunded accruals had partly expired");
 
     // The read API lists what will still expire, and the CSV has the expiries.
     let port = env.http_port;
@@ -394,6 +312,7 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
     let mut ids = HashSet::new();
     let mut got_expiry: HashMap<(String, String), (i64, i64)> = HashMap::new();
     let mut got_warning: HashMap<(String, i64), (i64, i64)> = HashMap::new();
+    let mut got_reversal: HashMap<String, i64> = HashMap::new();
     let mut ledgers: HashMap<String, Vec<i64>> = HashMap::new();
     for (id, v) in &outputs {
         assert!(ids.insert(id.clone()), "output {id} published twice");
@@ -401,6 +320,14 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
         match (v["type"].as_str().unwrap(), v["entry_type"].as_str()) {
             ("accrual.recorded", Some(entry_type)) => {
                 ledgers.entry(customer.clone()).or_default().push(int(&v["amount"]));
+                if entry_type == "reversal" {
+                    assert_eq!(
+                        v["source_event_id"].as_str(),
+                        Some(format!("{customer}-refund").as_str())
+                    );
+                    assert!(got_reversal.insert(customer, -int(&v["amount"])).is_none());
+                    continue;
+                }
                 if entry_type != "expiry" {
                     continue;
                 }
@@ -423,6 +350,7 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
     }
     assert_eq!(got_expiry, want_expiry, "expiries");
     assert_eq!(got_warning, want_warning, "warnings (consenting customers only)");
+    assert_eq!(got_reversal, want_reversal, "refunds never take back what expired");
 
     // State: balances equal the ledger and the model; only the reviews of
     // the keeper credits are left, each due when its credit expires.
@@ -477,10 +405,12 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
     }
     assert_eq!(reviews, want_reviews, "review timers left: the keeper credits' only");
     eprintln!(
-        "expiry test: {} events, {} expiries and {} warnings once each, 3 SIGKILLs (expiries published before the second: {}; expiries and warnings before the third: {}); produced and applied in {:.1} s of the 16 s before the first warning",
+        "expiry test: {} events, {} expiries and {} warnings once each, {} refunds after them ({} of partly expired accruals), 3 SIGKILLs (expiries published before the second: {}; expiries and warnings before the third: {}); produced and applied in {:.1} s of the 16 s before the first warning",
         input.len(),
         want_expiry.len(),
         want_warning.len(),
+        want_reversal.len(),
+        partly_expired,
         before_second_kill,
         before_third_kill,
         applied_in.as_secs_f64()
