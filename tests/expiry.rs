@@ -405,12 +405,13 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
     }
     assert_eq!(reviews, want_reviews, "review timers left: the keeper credits' only");
     eprintln!(
-        "expiry test: {} events, {} expiries and {} warnings once each, {} refunds after them ({} of partly expired accruals), 3 SIGKILLs (expiries published before the second: {}; expiries and warnings before the third: {}); produced and applied in {:.1} s of the 16 s before the first warning",
+        "expiry test: {} events, {} expiries and {} warnings once each, {} refunds after them ({} of partly expired accruals, {} leaving a balance below zero), 3 SIGKILLs (expiries published before the second: {}; expiries and warnings before the third: {}); produced and applied in {:.1} s of the 16 s before the first warning",
         input.len(),
         want_expiry.len(),
         want_warning.len(),
         want_reversal.len(),
         partly_expired,
+        customers.values().filter(|c| c.debt > 0).count(),
         before_second_kill,
         before_third_kill,
         applied_in.as_secs_f64()
