@@ -18,7 +18,7 @@ mod model;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use accrue::rules::Loyalty;
+use accrue::rules::loyalty::Lots;
 use accrue::state::codec::StateValue;
 use accrue::state::{keys, Family, RocksStore, Store};
 use rust_decimal::Decimal;
@@ -372,7 +372,7 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
         want_ledger.sort_unstable();
         got_ledger.sort_unstable();
         assert_eq!(got_ledger, want_ledger, "ledger of {id}");
-        let (mut balance, mut loyalty) = (None, None);
+        let (mut balance, mut lots) = (None, None);
         for p in 0..env.partitions as u32 {
             if let Some(raw) = store
                 .get(Family::Balances, &keys::balance(p, "shop", id, "bonus"))
@@ -380,14 +380,15 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
             {
                 balance = keys::decode_decimal(&raw);
             }
-            if let Some(raw) = store.get(Family::Loyalty, &keys::loyalty(p, "shop", id)).unwrap() {
-                loyalty = Some(Loyalty::decode(&raw).unwrap());
+            if let Some(raw) = store.get(Family::Lots, &keys::lots(p, "shop", id)).unwrap() {
+                lots = Some(Lots::decode(&raw).unwrap());
             }
         }
         assert_eq!(balance, Some(Decimal::from(c.balance())), "balance of {id}");
         assert_eq!(c.balance(), published, "balance of {id} = sum of its ledger");
-        let left: Vec<(String, Decimal)> = loyalty
-            .unwrap()
+        // No record once every credit is gone.
+        let left: Vec<(String, Decimal)> = lots
+            .unwrap_or_default()
             .lots
             .iter()
             .map(|l| (l.source.clone(), l.remaining))

@@ -1,4 +1,4 @@
-//! What a customer's loyalty record adds to the read side: per account the
+//! What a customer's loyalty records add to the read side: per account the
 //! credits that will expire, and the customer's tier; and the tenant's
 //! balances export (`balances.csv`), one row per customer and account with
 //! both.
@@ -12,6 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use super::query::csv_text;
 use super::scan::ReadError;
 use crate::programs::TenantConfig;
+use crate::rules::loyalty::Lots;
 use crate::rules::Loyalty;
 use crate::state::codec::StateValue;
 use crate::state::{keys, Family, Snapshot, StateError};
@@ -28,45 +29,66 @@ pub struct ExpiringCredit {
 /// The columns of `balances.csv`, in order; new ones are added at the end.
 pub const BALANCES_CSV_HEADER: &str = "customer,account,balance,unit,tier,next_expiry,next_expiry_amount\r\n";
 
-/// The customer's loyalty record in any partition, or `None` if the tenant
-/// keeps none (no expiry, tiers or limits) or the customer has none.
-///
-/// # Errors
-/// [`StateError`] if the store fails or the record is corrupt.
-pub(super) fn record(
-    snap: &Snapshot<'_>,
-    tenant: &TenantConfig,
-    customer: &str,
-) -> Result<Option<Loyalty>, StateError> {
-    if !tenant.keeps_loyalty() {
-        return Ok(None);
-    }
-    for p in snap.partitions(Family::Loyalty)? {
-        if let Some(raw) = snap.get(Family::Loyalty, &keys::loyalty(p, &tenant.id, customer))? {
-            return Loyalty::decode(&raw)
-                .map(Some)
-                .map_err(|e| e.in_family(Family::Loyalty));
-        }
-    }
-    Ok(None)
+/// A customer's two loyalty records, as far as they exist.
+#[derive(Debug, Default)]
+pub(super) struct Records {
+    /// The tier and the other bounded figures.
+    pub(super) loyalty: Option<Loyalty>,
+    /// The credits that may expire.
+    pub(super) lots: Option<Lots>,
 }
 
-/// The credits of `account` in `loyalty` that will expire, soonest first
+/// The customer's records in partition `p`.
+fn records_in(snap: &Snapshot<'_>, p: u32, tenant: &str, customer: &str) -> Result<Records, StateError> {
+    let loyalty = match snap.get(Family::Loyalty, &keys::loyalty(p, tenant, customer))? {
+        Some(raw) => Some(Loyalty::decode(&raw).map_err(|e| e.in_family(Family::Loyalty))?),
+        None => None,
+    };
+    let lots = match snap.get(Family::Lots, &keys::lots(p, tenant, customer))? {
+        Some(raw) => Some(Lots::decode(&raw).map_err(|e| e.in_family(Family::Lots))?),
+        None => None,
+    };
+    Ok(Records { loyalty, lots })
+}
+
+/// The customer's records in whichever partition holds them; none if the
+/// tenant keeps none (no expiry, tiers or limits) or the customer has none.
+///
+/// # Errors
+/// [`StateError`] if the store fails or a record is corrupt.
+pub(super) fn records(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> Result<Records, StateError> {
+    if !tenant.keeps_loyalty() {
+        return Ok(Records::default());
+    }
+    let mut partitions = snap.partitions(Family::Loyalty)?;
+    partitions.extend(snap.partitions(Family::Lots)?);
+    partitions.sort_unstable();
+    partitions.dedup();
+    for p in partitions {
+        let found = records_in(snap, p, &tenant.id, customer)?;
+        if found.loyalty.is_some() || found.lots.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(Records::default())
+}
+
+/// The credits of `account` in `lots` that will expire, soonest first
 /// (credits that expire together in credit order). None once the
 /// account's rule is removed: its credits are then dropped, not expired.
-pub(super) fn expiring(tenant: &TenantConfig, loyalty: Option<&Loyalty>, account: &str) -> Vec<ExpiringCredit> {
-    let Some(loyalty) = loyalty.filter(|_| tenant.tracks_lots(account)) else {
+pub(super) fn expiring(tenant: &TenantConfig, lots: Option<&Lots>, account: &str) -> Vec<ExpiringCredit> {
+    let Some(lots) = lots.filter(|_| tenant.tracks_lots(account)) else {
         return Vec::new();
     };
-    let mut lots: Vec<(i64, Decimal)> = loyalty
+    let mut due: Vec<(i64, Decimal)> = lots
         .lots
         .iter()
         .filter(|l| &*l.account == account && l.remaining > Decimal::ZERO)
         .filter_map(|l| Some((l.expires_ms?, l.remaining)))
         .collect();
-    lots.sort_by_key(|(at, _)| *at);
+    due.sort_by_key(|(at, _)| *at);
     let scale = crate::rules::scale_of(tenant, account);
-    lots.into_iter()
+    due.into_iter()
         .map(|(at, mut amount)| {
             amount.rescale(scale);
             ExpiringCredit {
@@ -104,8 +126,8 @@ pub fn balances_csv(snap: &Snapshot<'_>, tenant: &TenantConfig, out: &mut dyn Wr
     let mut buf = Vec::with_capacity(256);
     for p in snap.partitions(Family::Balances)? {
         let prefix = keys::balance_tenant_prefix(p, &tenant.id);
-        // The customer whose record was read last: keys come by customer.
-        let mut current: Option<(String, Option<Loyalty>)> = None;
+        // The customer whose records were read last: keys come by customer.
+        let mut current: Option<(String, Records)> = None;
         for item in snap.iter_from(Family::Balances, &prefix)? {
             let (key, value) = item?;
             let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
@@ -117,17 +139,14 @@ pub fn balances_csv(snap: &Snapshot<'_>, tenant: &TenantConfig, out: &mut dyn Wr
             let customer = String::from_utf8_lossy(&rest[..split]);
             let account = String::from_utf8_lossy(&rest[split.saturating_add(1)..]);
             if current.as_ref().is_none_or(|(c, _)| *c != customer) {
-                let record = if tenant.keeps_loyalty() {
-                    match snap.get(Family::Loyalty, &keys::loyalty(p, &tenant.id, &customer))? {
-                        Some(raw) => Some(Loyalty::decode(&raw).map_err(|e| e.in_family(Family::Loyalty))?),
-                        None => None,
-                    }
+                let found = if tenant.keeps_loyalty() {
+                    records_in(snap, p, &tenant.id, &customer)?
                 } else {
-                    None
+                    Records::default()
                 };
-                current = Some((customer.into_owned(), record));
+                current = Some((customer.into_owned(), found));
             }
-            let Some((customer, record)) = current.as_ref() else {
+            let Some((customer, found)) = current.as_ref() else {
                 continue;
             };
             let mut balance = keys::decode_decimal(&value).ok_or_else(|| StateError::Corrupt {
@@ -135,7 +154,7 @@ pub fn balances_csv(snap: &Snapshot<'_>, tenant: &TenantConfig, out: &mut dyn Wr
                 detail: "balance is not 16 bytes".into(),
             })?;
             balance.rescale(crate::rules::scale_of(tenant, &account));
-            let next = expiring(tenant, record.as_ref(), &account).into_iter().next();
+            let next = expiring(tenant, found.lots.as_ref(), &account).into_iter().next();
             buf.clear();
             csv_text(customer, &mut buf);
             buf.push(b',');
@@ -143,7 +162,7 @@ pub fn balances_csv(snap: &Snapshot<'_>, tenant: &TenantConfig, out: &mut dyn Wr
             buf.extend_from_slice(format!(",{balance},").as_bytes());
             csv_text(tenant.unit_of(&account), &mut buf);
             buf.push(b',');
-            csv_text(tier(record.as_ref()).as_deref().unwrap_or_default(), &mut buf);
+            csv_text(tier(found.loyalty.as_ref()).as_deref().unwrap_or_default(), &mut buf);
             match next {
                 Some(next) => buf.extend_from_slice(format!(",{},{}\r\n", next.expires_at, next.amount).as_bytes()),
                 None => buf.extend_from_slice(b",,\r\n"),

@@ -107,7 +107,7 @@ pub fn balances(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> R
     if found.is_empty() && !has_profile(snap, &tenant.id, customer)? {
         return Ok(None);
     }
-    let record = loyalty::record(snap, tenant, customer)?;
+    let records = loyalty::records(snap, tenant, customer)?;
     Ok(Some(Balances {
         tenant: tenant.id.clone(),
         customer: customer.to_owned(),
@@ -117,14 +117,14 @@ pub fn balances(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str) -> R
                 balance.rescale(crate::rules::scale_of(tenant, &account));
                 Balance {
                     unit: tenant.unit_of(&account).to_owned(),
-                    expiring: loyalty::expiring(tenant, record.as_ref(), &account),
+                    expiring: loyalty::expiring(tenant, records.lots.as_ref(), &account),
                     account,
                     balance: balance.to_string(),
                     currency: tenant.currency.clone(),
                 }
             })
             .collect(),
-        tier: loyalty::tier(record.as_ref()),
+        tier: loyalty::tier(records.loyalty.as_ref()),
     }))
 }
 

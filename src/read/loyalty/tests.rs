@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::read::{balances, summary};
-use crate::rules::loyalty::Lot;
+use crate::rules::loyalty::{Lot, Lots};
 use crate::state::{Durability, RocksStore, Store, WriteSet};
 
 const SHOP: &str = r#"
@@ -65,7 +65,7 @@ fn store(dir: &std::path::Path) -> RocksStore {
     balance(1, "ann", "bonus", Decimal::from(10));
     balance(1, "ann", "cashback", Decimal::new(45, 1));
     balance(2, "bob", "bonus", Decimal::from(3));
-    let record = Loyalty {
+    let lots = Lots {
         lots: vec![
             lot("o1", None, 1),
             lot("o2", Some(DEC_15), 4),
@@ -75,6 +75,9 @@ fn store(dir: &std::path::Path) -> RocksStore {
             // removed: it is dropped at its review, never expires.
             lot("k1", Some(DEC_1), 2),
         ],
+    };
+    set.put(Family::Lots, keys::lots(1, "shop", "ann"), lots.encode());
+    let record = Loyalty {
         tier: Some(Arc::from("gold")),
         ..Loyalty::default()
     };
