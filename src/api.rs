@@ -187,20 +187,36 @@ async fn ledger<'a>(
             "parameter `limit`/`cursor`: an export is never paged; drop them",
         );
     }
+    let tenant_id = tenant.id.clone();
+    stream_csv("ledger.csv", tenant_id, move |out| {
+        read::export(&store.snapshot(), &query, Format::Csv, out)
+    })
+}
+
+/// A CSV attachment named `filename`, streamed as `write` produces it on a
+/// blocking thread: a client that reads slowly holds the writer back, one
+/// that goes away stops it, and a read error ends the body with an error
+/// (the client sees a broken transfer, never a complete-looking file).
+fn stream_csv(
+    filename: &'static str,
+    tenant_id: String,
+    write: impl FnOnce(&mut ChunkWriter) -> Result<u64, read::ReadError> + Send + 'static,
+) -> Response<Body> {
     let (tx, body) = Channel::new(CHUNKS_IN_FLIGHT);
     let runtime = tokio::runtime::Handle::current();
-    let tenant_id = tenant.id.clone();
     tokio::task::spawn_blocking(move || {
         let mut out = ChunkWriter {
             tx: Some(tx),
             buf: Vec::with_capacity(CHUNK),
             runtime,
         };
-        match read::export(&store.snapshot(), &query, Format::Csv, &mut out) {
-            Ok(rows) => tracing::debug!(tenant = %tenant_id, rows, "CSV export sent"),
-            Err(read::ReadError::Write(err)) => tracing::debug!(error = %err, "CSV export stopped by the client"),
+        match write(&mut out) {
+            Ok(rows) => tracing::debug!(tenant = %tenant_id, rows, filename, "CSV export sent"),
+            Err(read::ReadError::Write(err)) => {
+                tracing::debug!(error = %err, filename, "CSV export stopped by the client")
+            }
             Err(err) => {
-                tracing::error!(error = %err, "CSV export failed");
+                tracing::error!(error = %err, filename, "CSV export failed");
                 if let Some(tx) = out.tx.take() {
                     tx.abort(ExportError);
                 }
@@ -210,10 +226,10 @@ async fn ledger<'a>(
     let mut response = Response::new(Either::Right(body));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    headers.insert(
-        CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"ledger.csv\""),
-    );
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(CONTENT_DISPOSITION, value);
+    }
     response
 }
 

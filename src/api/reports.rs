@@ -6,12 +6,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::channel::Channel;
 use http_body_util::{Either, Full};
 use hyper::header::{HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-use super::{error, internal, json, valid_segment, Body, ChunkWriter, ExportError, CHUNK, CHUNKS_IN_FLIGHT};
+use super::{error, internal, json, valid_segment, Body};
 use crate::programs::TenantConfig;
 use crate::read::{self, LedgerQuery, TotalsQuery, XlsxExportError};
 use crate::state::RocksStore;
@@ -146,33 +145,10 @@ async fn summary(store: Arc<RocksStore>, tenant: TenantConfig, customer: String)
 /// Every balance of the tenant with tiers and the next expiry, streamed as
 /// CSV like `ledger.csv`.
 fn balances_csv(store: Arc<RocksStore>, tenant: TenantConfig) -> Response<Body> {
-    let (tx, body) = Channel::new(CHUNKS_IN_FLIGHT);
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let mut out = ChunkWriter {
-            tx: Some(tx),
-            buf: Vec::with_capacity(CHUNK),
-            runtime,
-        };
-        match read::balances_csv(&store.snapshot(), &tenant, &mut out) {
-            Ok(rows) => tracing::debug!(tenant = %tenant.id, rows, "balances CSV sent"),
-            Err(read::ReadError::Write(err)) => tracing::debug!(error = %err, "balances CSV stopped by the client"),
-            Err(err) => {
-                tracing::error!(error = %err, "balances CSV failed");
-                if let Some(tx) = out.tx.take() {
-                    tx.abort(ExportError);
-                }
-            }
-        }
-    });
-    let mut response = Response::new(Either::Right(body));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    headers.insert(
-        CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"balances.csv\""),
-    );
-    response
+    let tenant_id = tenant.id.clone();
+    super::stream_csv("balances.csv", tenant_id, move |out| {
+        read::balances_csv(&store.snapshot(), &tenant, out)
+    })
 }
 
 /// A whole file as an attachment.

@@ -491,6 +491,10 @@ mod prop_tests;
 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
+mod test_cafe;
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod expiry_tests;
 
 #[cfg(test)]
