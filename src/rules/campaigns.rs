@@ -98,13 +98,9 @@ pub(super) fn bonuses(
             &campaign.id,
             amount,
         ));
-        record.accruals.push(Movement {
-            account,
-            program: Arc::clone(&campaign.id),
-            amount,
-            reversed: Decimal::ZERO,
-            expired: Decimal::ZERO,
-        });
+        record
+            .accruals
+            .push(Movement::new(account, Arc::clone(&campaign.id), amount));
     }
     let Some(config) = &tenant.birthday else {
         return Ok(());

@@ -210,6 +210,19 @@ pub struct Movement {
     pub expired: Decimal,
 }
 
+impl Movement {
+    /// A movement of `amount` just made: nothing reversed or expired yet.
+    pub fn new(account: Arc<str>, program: Arc<str>, amount: Decimal) -> Self {
+        Movement {
+            account,
+            program,
+            amount,
+            reversed: Decimal::ZERO,
+            expired: Decimal::ZERO,
+        }
+    }
+}
+
 /// What an order did, stored for refunds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRecord {

@@ -339,13 +339,7 @@ fn debit(account: &Arc<str>, program: &Arc<str>, amount: Decimal) -> Entry {
 }
 
 fn movement(account: &Arc<str>, program: &Arc<str>, amount: Decimal) -> Movement {
-    Movement {
-        account: Arc::clone(account),
-        program: Arc::clone(program),
-        amount,
-        reversed: Decimal::ZERO,
-        expired: Decimal::ZERO,
-    }
+    Movement::new(Arc::clone(account), Arc::clone(program), amount)
 }
 
 /// Applies an internal command to its target customer, whose balances are

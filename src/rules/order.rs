@@ -51,13 +51,9 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             description: None,
             operator: None,
         });
-        record.redemptions.push(Movement {
-            account,
-            program: Arc::clone(&REDEMPTION),
-            amount,
-            reversed: Decimal::ZERO,
-            expired: Decimal::ZERO,
-        });
+        record
+            .redemptions
+            .push(Movement::new(account, Arc::clone(&REDEMPTION), amount));
     };
     for (account, amount) in &redeemed {
         let reject = |code, reason| Ok(Outcome::rejected(RejectionType::Redemption, code, reason));
@@ -225,13 +221,9 @@ pub(super) fn paid(input: &Input<'_>, order: &OrderPaid) -> Result<Outcome, Over
             description: capped,
             operator: None,
         });
-        record.accruals.push(Movement {
-            account,
-            program: Arc::clone(&program.id),
-            amount,
-            reversed: Decimal::ZERO,
-            expired: Decimal::ZERO,
-        });
+        record
+            .accruals
+            .push(Movement::new(account, Arc::clone(&program.id), amount));
     }
     standing.finish(&mut outcome);
     super::campaigns::bonuses(input, order, &mut outcome, &mut record)?;

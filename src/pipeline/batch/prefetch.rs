@@ -152,23 +152,13 @@ impl Processor {
     /// Loads the customer's loyalty record at `key` into the batch once
     /// (an empty one if there is none yet).
     pub(super) fn load_loyalty(&self, batch: &mut Batch, key: &[u8]) -> Result<(), StateError> {
-        if batch.loyalty.contains_key(key) {
-            return Ok(());
-        }
-        let record = decode_value(Family::Loyalty, self.store.get(Family::Loyalty, key)?)?.unwrap_or_default();
-        batch.loyalty.insert(key.to_vec(), record);
-        Ok(())
+        load_or_default(self.store.as_ref(), &mut batch.loyalty, Family::Loyalty, key)
     }
 
     /// Loads the customer's credits at `key` into the batch once (none if
     /// there are none yet).
     pub(super) fn load_lots(&self, batch: &mut Batch, key: &[u8]) -> Result<(), StateError> {
-        if batch.lots.contains_key(key) {
-            return Ok(());
-        }
-        let lots = decode_value(Family::Lots, self.store.get(Family::Lots, key)?)?.unwrap_or_default();
-        batch.lots.insert(key.to_vec(), lots);
-        Ok(())
+        load_or_default(self.store.as_ref(), &mut batch.lots, Family::Lots, key)
     }
 
     pub(super) fn order(&self, batch: &mut Batch, key: &[u8]) -> Result<Option<OrderRecord>, StateError> {
@@ -190,6 +180,21 @@ pub(super) fn read_through<T: StateValue + Clone>(
     let record = decode_value(family, store.get(family, key)?)?;
     cache.insert(key.to_vec(), record.clone());
     Ok(record)
+}
+
+/// Puts the record of `family` at `key` into `cache` unless it is there
+/// (an empty one if none is stored).
+fn load_or_default<T: StateValue + Default>(
+    store: &dyn Store,
+    cache: &mut HashMap<Vec<u8>, T>,
+    family: Family,
+    key: &[u8],
+) -> Result<(), StateError> {
+    if !cache.contains_key(key) {
+        let record = decode_value(family, store.get(family, key)?)?.unwrap_or_default();
+        cache.insert(key.to_vec(), record);
+    }
+    Ok(())
 }
 
 /// A stored record of `family` ([`StateValue`], any format version),
