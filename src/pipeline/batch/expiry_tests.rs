@@ -84,3 +84,21 @@ fn a_dropped_review_batch_expires_again_and_a_committed_one_never() {
     assert_eq!(c.fire(START + 32 * DAY), 0);
     assert_eq!(c.of_type("expiry").len(), 1);
 }
+
+#[test]
+fn timers_are_counted_a_page_at_a_time_across_pages() {
+    let store = crate::state::MemoryStore::default();
+    let mut set = WriteSet::new();
+    for i in 0..25_001i64 {
+        set.put(
+            Family::Reviews,
+            keys::review(4, i, "cafe", &format!("c{i}")),
+            Vec::new(),
+        );
+    }
+    // Another partition's keys are not counted.
+    set.put(Family::Reviews, keys::review(5, 1, "cafe", "x"), Vec::new());
+    assert!(store.write(&set, crate::state::Durability::Synced).is_ok());
+    let counted = super::write::count(&store, Family::Reviews, &keys::partition_prefix(4));
+    assert_eq!(counted.ok(), Some(25_001));
+}

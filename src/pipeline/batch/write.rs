@@ -107,8 +107,8 @@ impl Processor {
             return Ok(cursor.clone());
         }
         let prefix = keys::partition_prefix(p);
-        let timers = self.store.scan(Family::Timers, &prefix, &prefix, usize::MAX)?.len() as i64;
-        let reviews = self.store.scan(Family::Reviews, &prefix, &prefix, usize::MAX)?.len() as i64;
+        let timers = count(self.store.as_ref(), Family::Timers, &prefix)?;
+        let reviews = count(self.store.as_ref(), Family::Reviews, &prefix)?;
         let changelog_last = self
             .store
             .get(Family::Meta, &keys::changelog_cursor(p))?
@@ -173,6 +173,26 @@ impl Processor {
             set.put(Family::Outbox, keys::outbox(p, seq), record.encode());
         }
         Ok(())
+    }
+}
+
+/// How many keys of `family` start with `prefix`, read a page at a time
+/// (a partition may hold a review timer per customer).
+pub(super) fn count(store: &dyn Store, family: Family, prefix: &[u8]) -> Result<i64, StateError> {
+    const PAGE: usize = 10_000;
+    let mut total: i64 = 0;
+    let mut from = prefix.to_vec();
+    loop {
+        let page = store.scan(family, prefix, &from, PAGE)?;
+        total = total.saturating_add(page.len() as i64);
+        match page.last() {
+            Some((last, _)) if page.len() == PAGE => {
+                from.clone_from(last);
+                // The smallest key after `last`.
+                from.push(0);
+            }
+            _ => return Ok(total),
+        }
     }
 }
 
