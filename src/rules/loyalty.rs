@@ -34,6 +34,11 @@ pub struct Loyalty {
     pub review_ms: Option<i64>,
 }
 
+/// Most credits kept apart per account of a customer: beyond it a credit
+/// joins the newest one of its program (see [`book`]), so a customer who
+/// never spends costs a bounded record.
+pub const MAX_LOTS: usize = 1_000;
+
 /// A customer's credits of accounts with an expiry rule, oldest first,
 /// while any of them is left.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -196,7 +201,9 @@ fn warn_at(rule: &ExpiryRule, expires_ms: i64) -> Option<i64> {
 /// account with an expiry rule becomes a lot; a debit spends lots oldest
 /// first. A balance the lots do not explain (credited before the rule
 /// existed) counts as the oldest credit and never expires, so it is spent
-/// first. A credit to a balance below zero pays the debt first. A
+/// first. A credit to a balance below zero pays the debt first. Beyond
+/// [`MAX_LOTS`] credits left of an account, a credit joins the newest one
+/// of its program. A
 /// reversal of an order's accrual (`refund_of`) takes back from
 /// that order's own lot first. Expiry entries were booked by [`review`].
 ///
@@ -236,6 +243,25 @@ pub fn book(
                 Some(rule) => expires_at(tenant, rule, at_ms)?,
                 None => None,
             };
+            if lots.lots.iter().filter(|l| &*l.account == account).count() >= MAX_LOTS {
+                // The record stays bounded: the credit joins the newest one of
+                // its program, which then expires with the later of the two.
+                if let Some(newest) = lots
+                    .lots
+                    .iter_mut()
+                    .rev()
+                    .find(|l| &*l.account == account && l.program == entry.program)
+                {
+                    newest.amount = checked::add(newest.amount, entry.amount)?;
+                    newest.remaining = checked::add(newest.remaining, remaining)?;
+                    newest.expires_ms = match (newest.expires_ms, expires_ms) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    };
+                    newest.warned = false;
+                    continue;
+                }
+            }
             lots.lots.push(Lot {
                 account: Arc::clone(&entry.account),
                 program: Arc::clone(&entry.program),

@@ -350,3 +350,39 @@ fn credits_of_an_account_whose_rule_was_removed_never_expire() {
     assert!(r.lots.lots.is_empty(), "the lot is dropped");
     assert_eq!(next_review(&without, &r.loyalty, &r.lots), None);
 }
+
+#[test]
+fn beyond_the_most_credits_kept_apart_a_credit_joins_the_newest_of_its_program() {
+    let t = tenant("");
+    let day0 = ms("2026-05-01T10:00:00Z");
+    let mut lots = Lots::default();
+    let mut balance = Decimal::ZERO;
+    let total = super::loyalty::MAX_LOTS as i64 + 5;
+    for i in 0..total {
+        let balances = BTreeMap::from([("bonus".to_owned(), balance)]);
+        let credit = [entry("bonus", "bonus", EntryType::Accrual, 2)];
+        assert_eq!(
+            book(
+                &t,
+                &mut lots,
+                &credit,
+                &balances,
+                at(day0 + i * 60_000),
+                &format!("o{i}"),
+                None
+            ),
+            Ok(())
+        );
+        balance += Decimal::from(2);
+    }
+    assert_eq!(lots.lots.len(), super::loyalty::MAX_LOTS);
+    let newest = &lots.lots[lots.lots.len() - 1];
+    assert_eq!(newest.amount, Decimal::from(12), "the last six credits in one");
+    assert_eq!(
+        newest.expires_ms,
+        Some(day0 + (total - 1) * 60_000 + 30 * DAY),
+        "with the later expiry"
+    );
+    let in_lots: Decimal = lots.lots.iter().map(|l| l.remaining).sum();
+    assert_eq!(in_lots, balance, "nothing is lost");
+}

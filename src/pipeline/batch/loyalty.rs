@@ -320,10 +320,13 @@ impl Processor {
         else {
             return Ok(());
         };
+        // A lot that other credits joined ([`loyalty::MAX_LOTS`]) may expire
+        // more than this order credited: its accrual expired at most whole.
         movement.expired = movement
             .expired
             .checked_add(expired.entry.amount.abs())
-            .unwrap_or(movement.amount);
+            .unwrap_or(movement.amount)
+            .min(movement.amount);
         batch.set.put(Family::Orders, key.clone(), order.encode());
         batch.orders.insert(key, Some(order));
         Ok(())
