@@ -133,9 +133,8 @@ pub struct Batch {
     loyalty: HashMap<Vec<u8>, rules::Loyalty>,
     /// Credits that may expire, by the same key.
     lots: HashMap<Vec<u8>, rules::loyalty::Lots>,
-    /// Loyalty records (and credits) to write at commit, by key: the
-    /// partition, tenant and customer, to move the review timer.
-    loyalty_dirty: HashMap<Vec<u8>, (u32, String, String)>,
+    /// Loyalty records (and credits) to write at commit, by key.
+    loyalty_dirty: HashMap<Vec<u8>, loyalty::Dirty>,
     seen: HashSet<Vec<u8>>,
     /// Dedupe records read from state by the prefetch stage: whether each
     /// key was there.

@@ -44,13 +44,18 @@ impl Processor {
     ) -> Result<(), StateError> {
         let (p, tenant, customer) = (out.p, out.tenant, out.customer);
         let key = keys::loyalty(p, &tenant.id, customer);
-        self.touch_loyalty(batch, p, tenant, customer)?;
+        let books = books_lots(tenant, outcome);
+        let changed = Changed {
+            record: outcome.loyalty.is_some(),
+            lots: books,
+        };
+        self.touch_loyalty(batch, p, tenant, customer, changed)?;
         if let Some(decided) = &outcome.loyalty {
             // The rules started from the batch's record: theirs replaces it
             // (with the review timer it was given).
             batch.loyalty.insert(key.clone(), Loyalty::clone(decided));
         }
-        if books_lots(tenant, outcome) {
+        if books {
             let refund_of = outcome
                 .entries
                 .iter()
@@ -78,32 +83,47 @@ impl Processor {
         Ok(())
     }
 
-    /// Loads the customer's records into the batch and marks them to be
-    /// written at commit.
+    /// Loads the customer's records into the batch and marks what changed
+    /// (`changed`: the loyalty record, the credits) to be written at commit.
     fn touch_loyalty(
         &self,
         batch: &mut Batch,
         p: u32,
         tenant: &TenantConfig,
         customer: &str,
+        changed: Changed,
     ) -> Result<(), StateError> {
         let key = keys::loyalty(p, &tenant.id, customer);
         self.load_loyalty(batch, &key)?;
         if tenant.keeps_lots() {
             self.load_lots(batch, &key)?;
         }
-        batch
-            .loyalty_dirty
-            .entry(key)
-            .or_insert_with(|| (p, tenant.id.clone(), customer.to_owned()));
+        let dirty = batch.loyalty_dirty.entry(key).or_insert_with(|| Dirty {
+            p,
+            tenant: tenant.id.clone(),
+            customer: customer.to_owned(),
+            changed: Changed::default(),
+        });
+        dirty.changed.record |= changed.record;
+        dirty.changed.lots |= changed.lots;
         Ok(())
     }
 
     /// Writes every loyalty record and credit list the batch changed, once
-    /// each, and moves each customer's review timer to its next review.
+    /// each, and moves each customer's review timer to its next review (a
+    /// record whose timer moves is written for it).
     pub(super) fn write_loyalty(&self, batch: &mut Batch) {
         let dirty = std::mem::take(&mut batch.loyalty_dirty);
-        for (key, (p, tenant_id, customer)) in dirty {
+        for (
+            key,
+            Dirty {
+                p,
+                tenant: tenant_id,
+                customer,
+                changed,
+            },
+        ) in dirty
+        {
             let Some(tenant) = self.tenants.get(&tenant_id) else {
                 continue;
             };
@@ -115,9 +135,11 @@ impl Processor {
             let due = loyalty::next_review(tenant, record, lots.unwrap_or(&empty));
             let moved = (due != record.review_ms).then_some((record.review_ms, due));
             record.review_ms = due;
-            let encoded = record.encode();
-            batch.set.put(Family::Loyalty, key.clone(), encoded);
-            if let Some(lots) = lots {
+            if changed.record || moved.is_some() {
+                let encoded = record.encode();
+                batch.set.put(Family::Loyalty, key.clone(), encoded);
+            }
+            if let (Some(lots), true) = (lots, changed.lots) {
                 let encoded = lots.encode();
                 batch.set.put(Family::Lots, key.clone(), encoded);
             }
@@ -243,7 +265,11 @@ impl Processor {
         let key = keys::loyalty(p, &tenant.id, customer);
         let balance_prefix = keys::balance_prefix(p, &tenant.id, customer);
         self.load_balances(batch, &balance_prefix)?;
-        self.touch_loyalty(batch, p, tenant, customer)?;
+        let both = Changed {
+            record: true,
+            lots: true,
+        };
+        self.touch_loyalty(batch, p, tenant, customer, both)?;
         let consent = self.customer(batch, p, tenant, customer)?.marketing_consent;
         let empty = Lots::default();
         // Each pass removes or moves what was due, so the next review is
@@ -331,6 +357,24 @@ impl Processor {
         batch.orders.insert(key, Some(order));
         Ok(())
     }
+}
+
+/// A customer whose loyalty records the batch touched: which partition,
+/// tenant and customer (to move the review timer), and what changed.
+pub(super) struct Dirty {
+    p: u32,
+    tenant: String,
+    customer: String,
+    changed: Changed,
+}
+
+/// Which of a customer's two records changed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Changed {
+    /// The loyalty record (window, counters, tier).
+    record: bool,
+    /// The credits.
+    lots: bool,
 }
 
 /// Whether `outcome` credits or debits an account whose credits are kept
