@@ -230,6 +230,26 @@ fn summarize(headers: &BTreeMap<String, String>, value: &serde_json::Value) -> S
             },
             field("command_id"),
         ),
+        "tier.changed" => {
+            let level = |name: &str| match value.get(name).and_then(serde_json::Value::as_str) {
+                Some(level) => level.to_owned(),
+                None => "no tier".to_owned(),
+            };
+            format!(
+                "[{id}] {who}: tier {} -> {} ({} {} over the window)",
+                level("from"),
+                level("to"),
+                field("metric"),
+                field("value"),
+            )
+        }
+        "points.expiring" => format!(
+            "[{id}] {who}: {} {} of {} expires at {}",
+            field("amount"),
+            field("account"),
+            field("balance"),
+            field("expires_at"),
+        ),
         k if k.ends_with(".rejected") => format!("[{id}] {who}: {k}: {} ({})", field("reason_code"), field("reason")),
         _ => format!(
             "[{id}] {who}: {kind}: {} {} -> {} \"{}\"",
@@ -346,4 +366,34 @@ where
     }
     producer.poll(Duration::ZERO);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(value: serde_json::Value) -> String {
+        let headers = BTreeMap::from([(crate::contract::HEADER_ID.to_owned(), "2-8".to_owned())]);
+        summarize(&headers, &value)
+    }
+
+    #[test]
+    fn tier_changes_and_expiry_warnings_read_as_sentences() {
+        let tier = line(serde_json::json!({
+            "type": "tier.changed", "tenant": "bistro-nord", "customer": "b-2001",
+            "from": null, "to": "silver", "metric": "spend", "value": "350.00"
+        }));
+        assert_eq!(
+            tier,
+            "[2-8] bistro-nord/b-2001: tier no tier -> silver (spend 350.00 over the window)"
+        );
+        let warning = line(serde_json::json!({
+            "type": "points.expiring", "tenant": "cafe", "customer": "ann", "account": "cashback",
+            "amount": "3.00", "balance": "3.25", "expires_at": "2026-12-11T12:00:00Z"
+        }));
+        assert_eq!(
+            warning,
+            "[2-8] cafe/ann: 3.00 cashback of 3.25 expires at 2026-12-11T12:00:00Z"
+        );
+    }
 }
