@@ -127,11 +127,12 @@ impl Sum {
 /// `at + delay`, in Unix milliseconds.
 pub(crate) fn due_ms(at: OffsetDateTime, delay: Duration) -> Result<i64, Overflow> {
     let delay = time::Duration::try_from(delay).map_err(|_| Overflow::Date)?;
-    let due = at.checked_add(delay).ok_or(Overflow::Date)?;
-    let ms = due
-        .unix_timestamp_nanos()
-        .checked_div(1_000_000)
-        .ok_or(Overflow::Date)?;
+    unix_ms(at.checked_add(delay).ok_or(Overflow::Date)?)
+}
+
+/// `at` in Unix milliseconds.
+pub(crate) fn unix_ms(at: OffsetDateTime) -> Result<i64, Overflow> {
+    let ms = at.unix_timestamp_nanos().checked_div(1_000_000).ok_or(Overflow::Date)?;
     i64::try_from(ms).map_err(|_| Overflow::Date)
 }
 

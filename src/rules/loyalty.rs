@@ -147,11 +147,6 @@ pub struct Review {
     pub lots: Lots,
 }
 
-/// Unix milliseconds of `at`.
-fn ms_of(at: time::OffsetDateTime) -> Result<i64, Overflow> {
-    i64::try_from(at.unix_timestamp_nanos().checked_div(1_000_000).ok_or(Overflow::Date)?).map_err(|_| Overflow::Date)
-}
-
 /// When a credit made at `credited_ms` under `rule` expires.
 ///
 /// # Errors
@@ -220,7 +215,7 @@ pub fn book(
     source: &str,
     refund_of: Option<&str>,
 ) -> Result<(), Overflow> {
-    let at_ms = ms_of(at)?;
+    let at_ms = checked::unix_ms(at)?;
     let mut running: BTreeMap<&str, Decimal> = BTreeMap::new();
     for entry in entries {
         let account = &*entry.account;

@@ -123,7 +123,7 @@ pub(super) fn refunded(
     let take = checked::sub(refunded_money(updated.refunded)?, refunded_money(original.refunded)?)?;
     let visit = updated.refunded >= total && original.refunded < total && !total.is_zero();
     let mut record = input.loyalty.clone();
-    let at_ms = millis(input.event.occurred_at)?;
+    let at_ms = checked::unix_ms(input.event.occurred_at)?;
     prune(tiers, &mut record, at_ms);
     take_off(&mut record, take, visit)?;
     let change = settle(tiers, &mut record)?;
@@ -201,12 +201,6 @@ fn window_ms(tiers: &TiersConfig) -> i64 {
     i64::try_from(tiers.window.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// `at` in Unix milliseconds.
-fn millis(at: OffsetDateTime) -> Result<i64, Overflow> {
-    let ms = at.unix_timestamp_nanos().checked_div(1_000_000).ok_or(Overflow::Date)?;
-    i64::try_from(ms).map_err(|_| Overflow::Date)
-}
-
 /// The start (UTC midnight) of the day of `at_ms`.
 fn day_of(at_ms: i64) -> i64 {
     at_ms.saturating_sub(at_ms.rem_euclid(DAY_MS))
@@ -229,7 +223,7 @@ fn prune(tiers: &TiersConfig, record: &mut Loyalty, at_ms: i64) {
 /// Adds one purchase at `at` that paid `money` (not from balances) to the
 /// window; a purchase whose day already left the window counts nowhere.
 fn add(tiers: &TiersConfig, record: &mut Loyalty, at: OffsetDateTime, money: Decimal) -> Result<(), Overflow> {
-    let at_ms = millis(at)?;
+    let at_ms = checked::unix_ms(at)?;
     prune(tiers, record, at_ms);
     let day_ms = day_of(at_ms);
     if day_ms <= window_start(tiers, record, at_ms) {
