@@ -105,9 +105,7 @@ pub(super) fn tier(loyalty: Option<&Loyalty>) -> Option<String> {
 }
 
 fn rfc3339_of_ms(ms: i64) -> String {
-    // i64 milliseconds times 10^6 always fits an i128.
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms).saturating_mul(1_000_000))
-        .ok()
+    keys::time_of_ms(ms)
         .and_then(|at| at.format(&Rfc3339).ok())
         .unwrap_or_default()
 }

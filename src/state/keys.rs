@@ -341,6 +341,13 @@ pub fn rfc3339_ms(text: &str) -> Option<i64> {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// The time of Unix milliseconds `ms` (a due or expiry time); `None`
+/// outside the calendar `time` holds.
+pub fn time_of_ms(ms: i64) -> Option<time::OffsetDateTime> {
+    // i64 milliseconds times 10^6 always fits an i128.
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms).saturating_mul(1_000_000)).ok()
+}
+
 /// Dedupe record of an input event id within a tenant.
 pub fn dedupe(p: u32, tenant: &str, event_id: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), event_id.as_bytes()], 0)

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use crate::contract;
 use crate::programs::{Hold, TenantConfig};
 use crate::rules::till::{self as rules_till};
 use crate::rules::{self, EntryType, Outcome};
 use crate::state::codec::at_scale;
+use crate::state::keys;
 
 fn amount(tenant: &TenantConfig, account: &str, value: Decimal) -> String {
     at_scale(value, rules::scale_of(tenant, account)).to_string()
@@ -123,9 +123,7 @@ fn command_kind(body: &contract::CommandBody) -> &'static str {
 }
 
 pub(super) fn render_hold(tenant: &TenantConfig, customer: &str, hold: &Hold) -> Value {
-    let expires_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(hold.expires_ms).saturating_mul(1_000_000))
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok());
+    let expires_at = keys::time_of_ms(hold.expires_ms).and_then(|t| t.format(&Rfc3339).ok());
     let holds: Vec<Value> = hold
         .amounts
         .iter()

@@ -412,13 +412,6 @@ fn review_emitter<'a>(
     }
 }
 
-/// The time of Unix milliseconds `ms` (1970 if out of range).
-fn at_of_ms(ms: i64) -> time::OffsetDateTime {
-    // i64 milliseconds times 10^6 always fits an i128.
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms).saturating_mul(1_000_000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
 fn rfc3339_of_ms(ms: i64) -> String {
     at_of_ms(ms).format(&Rfc3339).unwrap_or_default()
 }

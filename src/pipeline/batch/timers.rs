@@ -61,9 +61,7 @@ impl Processor {
                     ..*refused
                 };
             }
-            // i64 milliseconds times 10^6 always fits an i128.
-            let due_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(due_ms).saturating_mul(1_000_000))
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let due_at = at_of_ms(due_ms);
             let out = Emitter {
                 p,
                 tenant,

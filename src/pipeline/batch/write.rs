@@ -226,6 +226,11 @@ pub(super) fn unix_ms(at: time::OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// The time of Unix milliseconds `ms` (a due time; 1970 if out of range).
+pub(super) fn at_of_ms(ms: i64) -> time::OffsetDateTime {
+    keys::time_of_ms(ms).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
 pub(super) fn corrupt(family: Family, detail: &str) -> StateError {
     StateError::Corrupt {
         family: family.name(),
