@@ -380,7 +380,7 @@ fn each_expiry_is_published_once_for_what_was_left_across_sigkills() {
             {
                 balance = keys::decode_decimal(&raw);
             }
-            if let Some(raw) = store.get(Family::Lots, &keys::lots(p, "shop", id)).unwrap() {
+            if let Some(raw) = store.get(Family::Lots, &keys::loyalty(p, "shop", id)).unwrap() {
                 lots = Some(Lots::decode(&raw).unwrap());
             }
         }

@@ -44,7 +44,7 @@ fn records_in(snap: &Snapshot<'_>, p: u32, tenant: &str, customer: &str) -> Resu
         Some(raw) => Some(Loyalty::decode(&raw).map_err(|e| e.in_family(Family::Loyalty))?),
         None => None,
     };
-    let lots = match snap.get(Family::Lots, &keys::lots(p, tenant, customer))? {
+    let lots = match snap.get(Family::Lots, &keys::loyalty(p, tenant, customer))? {
         Some(raw) => Some(Lots::decode(&raw).map_err(|e| e.in_family(Family::Lots))?),
         None => None,
     };

@@ -53,7 +53,8 @@ pub enum Family {
     /// `p | due_ms | tenant 0 customer` -> empty: each customer's review
     /// timer (expiries, expiry warnings, tier review), in due order.
     Reviews,
-    /// `p | tenant 0 customer` -> the customer's credits that may expire
+    /// `p | tenant 0 customer` ([`loyalty`], the same key as the loyalty
+    /// record) -> the customer's credits that may expire
     /// (`crate::rules::loyalty::Lots`), oldest first.
     Lots,
 }
@@ -228,13 +229,9 @@ pub fn parse_timer(key: &[u8]) -> Option<TimerKey> {
     })
 }
 
-/// A customer's loyalty record.
+/// A customer's loyalty record, and (in family `lots`) the customer's
+/// credits that may expire: the batch keeps both under this one key.
 pub fn loyalty(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
-    with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 0)
-}
-
-/// A customer's credits that may expire.
-pub fn lots(p: u32, tenant: &str, customer: &str) -> Vec<u8> {
     with_parts(p, &[tenant.as_bytes(), customer.as_bytes()], 0)
 }
 
@@ -470,7 +467,6 @@ mod tests {
             totals(p, "t", 5, &TotalsDims::default()),
             gift_card(p, "t", "c", "e"),
             loyalty(p, "t", "c"),
-            lots(p, "t", "c"),
             review(p, 5, "t", "c"),
         ] {
             assert!(key.starts_with(&partition_prefix(p)));

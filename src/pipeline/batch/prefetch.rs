@@ -81,10 +81,12 @@ impl Processor {
                     wanted.customers.push((keys::customer(p, t, c), t, c));
                     wanted.balances.push(keys::balance_prefix(p, t, c));
                     if let Some(tenant) = self.tenants.get(t).filter(|t| t.keeps_loyalty()) {
-                        wanted.loyalty.push(keys::loyalty(p, t, c));
+                        // Both records are kept under the same key.
+                        let key = keys::loyalty(p, t, c);
                         if tenant.keeps_lots() {
-                            wanted.lots.push(keys::lots(p, t, c));
+                            wanted.lots.push(key.clone());
                         }
+                        wanted.loyalty.push(key);
                     }
                     match &event.body {
                         Body::OrderRefunded(refund) => {

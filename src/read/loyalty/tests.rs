@@ -76,7 +76,7 @@ fn store(dir: &std::path::Path) -> RocksStore {
             lot("k1", Some(DEC_1), 2),
         ],
     };
-    set.put(Family::Lots, keys::lots(1, "shop", "ann"), lots.encode());
+    set.put(Family::Lots, keys::loyalty(1, "shop", "ann"), lots.encode());
     let record = Loyalty {
         tier: Some(Arc::from("gold")),
         ..Loyalty::default()
