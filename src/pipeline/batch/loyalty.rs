@@ -15,21 +15,21 @@ use crate::state::codec::StateValue;
 const REVIEW_SOURCE: &str = "";
 
 impl Processor {
-    /// The customer's balances before `outcome`, if its entries or record
-    /// change the customer's loyalty record or credits (then
-    /// [`Self::book_loyalty`] runs after the entries).
+    /// What [`Self::book_loyalty`] needs of the state before `outcome`,
+    /// if the outcome changes the customer's loyalty record or credits.
     pub(super) fn loyalty_before(
         &self,
         batch: &Batch,
         tenant: &TenantConfig,
         prefix: &[u8],
         outcome: &Outcome,
-    ) -> Option<BTreeMap<String, Decimal>> {
+    ) -> Option<Before> {
         if !tenant.keeps_loyalty() {
             return None;
         }
-        let books = outcome.loyalty.is_some() || books_lots(tenant, outcome);
-        books.then(|| batch.balances.get(prefix).cloned().unwrap_or_default())
+        // Only booking credits reads the balances before the entries.
+        let balances = books_lots(tenant, outcome).then(|| batch.balances.get(prefix).cloned().unwrap_or_default());
+        (outcome.loyalty.is_some() || balances.is_some()).then_some(Before { balances })
     }
 
     /// Takes the record the rules decided, books `outcome`'s entries on the
@@ -40,14 +40,13 @@ impl Processor {
         batch: &mut Batch,
         out: &Emitter<'_>,
         outcome: &Outcome,
-        before: &BTreeMap<String, Decimal>,
+        before: &Before,
     ) -> Result<(), StateError> {
         let (p, tenant, customer) = (out.p, out.tenant, out.customer);
         let key = keys::loyalty(p, &tenant.id, customer);
-        let books = books_lots(tenant, outcome);
         let changed = Changed {
             record: outcome.loyalty.is_some(),
-            lots: books,
+            lots: before.balances.is_some(),
         };
         self.touch_loyalty(batch, p, tenant, customer, changed)?;
         if let Some(decided) = &outcome.loyalty {
@@ -55,7 +54,7 @@ impl Processor {
             // (with the review timer it was given).
             batch.loyalty.insert(key.clone(), Loyalty::clone(decided));
         }
-        if books {
+        if let Some(balances) = &before.balances {
             let refund_of = outcome
                 .entries
                 .iter()
@@ -67,7 +66,7 @@ impl Processor {
                 tenant,
                 lots,
                 &outcome.entries,
-                before,
+                balances,
                 out.occurred,
                 out.event_id,
                 refund_of,
@@ -357,6 +356,14 @@ impl Processor {
         batch.orders.insert(key, Some(order));
         Ok(())
     }
+}
+
+/// What an outcome that changes a customer's loyalty records needs of the
+/// state before it.
+pub(super) struct Before {
+    /// The customer's balances, if the outcome books credits (`None`: it
+    /// only changes the loyalty record).
+    balances: Option<BTreeMap<String, Decimal>>,
 }
 
 /// A customer whose loyalty records the batch touched: which partition,
