@@ -77,26 +77,39 @@ pub(super) fn records(snap: &Snapshot<'_>, tenant: &TenantConfig, customer: &str
 /// (credits that expire together in credit order). None once the
 /// account's rule is removed: its credits are then dropped, not expired.
 pub(super) fn expiring(tenant: &TenantConfig, lots: Option<&Lots>, account: &str) -> Vec<ExpiringCredit> {
-    let Some(lots) = lots.filter(|_| tenant.tracks_lots(account)) else {
-        return Vec::new();
-    };
-    let mut due: Vec<(i64, Decimal)> = lots
-        .lots
-        .iter()
-        .filter(|l| &*l.account == account && l.remaining > Decimal::ZERO)
-        .filter_map(|l| Some((l.expires_ms?, l.remaining)))
-        .collect();
+    let mut due: Vec<(i64, Decimal)> = due(tenant, lots, account).collect();
     due.sort_by_key(|(at, _)| *at);
-    let scale = crate::rules::scale_of(tenant, account);
-    due.into_iter()
-        .map(|(at, mut amount)| {
-            amount.rescale(scale);
-            ExpiringCredit {
-                amount: amount.to_string(),
-                expires_at: rfc3339_of_ms(at),
-            }
-        })
-        .collect()
+    due.into_iter().map(|d| credit(tenant, account, d)).collect()
+}
+
+/// The first of [`expiring`], without sorting the rest.
+fn next_expiring(tenant: &TenantConfig, lots: Option<&Lots>, account: &str) -> Option<ExpiringCredit> {
+    // `min_by_key` keeps the first of equals, as the stable sort does.
+    due(tenant, lots, account)
+        .min_by_key(|(at, _)| *at)
+        .map(|d| credit(tenant, account, d))
+}
+
+/// When each credit of `account` that will expire does, and what is left
+/// of it, in credit order.
+fn due<'a>(
+    tenant: &TenantConfig,
+    lots: Option<&'a Lots>,
+    account: &'a str,
+) -> impl Iterator<Item = (i64, Decimal)> + 'a {
+    lots.filter(|_| tenant.tracks_lots(account))
+        .into_iter()
+        .flat_map(|lots| lots.lots.iter())
+        .filter(move |l| &*l.account == account && l.remaining > Decimal::ZERO)
+        .filter_map(|l| Some((l.expires_ms?, l.remaining)))
+}
+
+fn credit(tenant: &TenantConfig, account: &str, (at, mut amount): (i64, Decimal)) -> ExpiringCredit {
+    amount.rescale(crate::rules::scale_of(tenant, account));
+    ExpiringCredit {
+        amount: amount.to_string(),
+        expires_at: rfc3339_of_ms(at),
+    }
 }
 
 /// The customer's tier in `loyalty`, if any.
@@ -152,7 +165,7 @@ pub fn balances_csv(snap: &Snapshot<'_>, tenant: &TenantConfig, out: &mut dyn Wr
                 detail: "balance is not 16 bytes".into(),
             })?;
             balance.rescale(crate::rules::scale_of(tenant, &account));
-            let next = expiring(tenant, found.lots.as_ref(), &account).into_iter().next();
+            let next = next_expiring(tenant, found.lots.as_ref(), &account);
             buf.clear();
             csv_text(customer, &mut buf);
             buf.push(b',');
